@@ -1,0 +1,50 @@
+// What every imgtool command shares: argument parsing with --help, the exit
+// code convention, and printing. Exit codes follow diff(1) and grep(1):
+//   0  success (for check and compare: clean / identical)
+//   1  the answer is "no": check found problems, compare found a difference
+//   2  an error: bad usage, a file that cannot be read, anything that failed
+#pragma once
+
+#include <boost/program_options.hpp>
+#include <string>
+#include <vector>
+
+namespace bootfleet::imgtool {
+
+namespace po = boost::program_options;
+
+constexpr int kExitOk = 0;
+constexpr int kExitNo = 1;
+constexpr int kExitError = 2;
+
+struct CommandSpec {
+  std::string name;      // "convert"
+  std::string synopsis;  // "IN OUT [--to FORMAT] [--parent P]"
+  std::string summary;   // one line
+  std::string details;   // paragraphs after the options in --help
+};
+
+// Parses `args` (the words after the command name). Prints help and returns
+// false for --help. Throws util::Error for bad usage, naming the option.
+bool parse_command_line(const CommandSpec& spec, po::options_description& options,
+                        const po::positional_options_description& positional,
+                        const std::vector<std::string>& args, po::variables_map& vm);
+
+// Adds --help to an options description.
+po::options_description base_options();
+
+using CommandFn = int (*)(const std::vector<std::string>& args);
+struct Command {
+  const char* name;
+  const char* summary;
+  CommandFn run;
+};
+const std::vector<Command>& all_commands();
+
+int cmd_create(const std::vector<std::string>& args);
+int cmd_info(const std::vector<std::string>& args);
+int cmd_convert(const std::vector<std::string>& args);
+int cmd_check(const std::vector<std::string>& args);
+int cmd_compare(const std::vector<std::string>& args);
+
+}  // namespace bootfleet::imgtool

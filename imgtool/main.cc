@@ -1,0 +1,69 @@
+// imgtool: the admin's tool for bootfleet images. One file per command; this
+// file only dispatches and turns exceptions into messages and exit codes.
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli.h"
+#include "util/error.h"
+
+#ifndef BOOTFLEET_VERSION
+#define BOOTFLEET_VERSION "0"
+#endif
+
+using namespace bootfleet::imgtool;
+
+namespace {
+
+void print_usage(std::ostream& out) {
+  out << "Usage: imgtool COMMAND [ARGS...]\n"
+         "       imgtool COMMAND --help\n\n"
+         "Build, inspect and convert the disk images bootfleet serves.\n\n"
+         "Commands:\n";
+  for (const auto& c : all_commands()) {
+    std::string name = c.name;
+    out << "  " << name << std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') << c.summary << "\n";
+  }
+  out << "\nSizes take K, M, G, T suffixes (binary): 512, 4K, 20G, 1.5T.\n"
+         "Exit status: 0 success, 1 check found problems or compare found a difference,\n"
+         "2 any error. Documentation: docs/imgtool.md.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty()) {
+    print_usage(std::cerr);
+    return kExitError;
+  }
+  const std::string& name = args[0];
+  if (name == "--help" || name == "-h" || name == "help") {
+    if (args.size() > 1) {
+      for (const auto& c : all_commands())
+        if (args[1] == c.name) return c.run({"--help"});
+    }
+    print_usage(std::cout);
+    return kExitOk;
+  }
+  if (name == "--version") {
+    std::cout << "imgtool (bootfleet) " << BOOTFLEET_VERSION << "\n";
+    return kExitOk;
+  }
+  for (const auto& c : all_commands()) {
+    if (name != c.name) continue;
+    try {
+      return c.run({args.begin() + 1, args.end()});
+    } catch (const bootfleet::util::Error& e) {
+      std::cerr << "imgtool " << name << ": " << e.what() << "\n";
+      return kExitError;
+    } catch (const std::exception& e) {
+      std::cerr << "imgtool " << name << ": internal error: " << e.what() << "\n";
+      return kExitError;
+    }
+  }
+  std::cerr << "imgtool: '" << name << "' is not a command.\n\n";
+  print_usage(std::cerr);
+  return kExitError;
+}

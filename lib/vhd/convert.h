@@ -1,0 +1,37 @@
+// Copies any Disk into a new file: raw, fixed VHD, dynamic VHD, or a
+// differencing VHD that holds only the sectors differing from a parent.
+// The output is written under a temporary name beside OUT, fsynced and
+// renamed into place, so OUT is either the old file or the whole new one.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "vhd/disk.h"
+#include "vhd/format.h"
+
+namespace bootfleet::vhd {
+
+enum class OutputFormat { kRaw, kVhdFixed, kVhdDynamic, kVhdDiff };
+// "raw", "vhd-fixed", "vhd-dynamic", "vhd-diff"
+OutputFormat parse_output_format(const std::string& text);
+const char* output_format_name(OutputFormat format);
+
+struct ConvertOptions {
+  OutputFormat to = OutputFormat::kVhdDynamic;
+  uint32_t block_size = kDefaultBlockSize;
+  std::string parent;  // kVhdDiff: the parent VHD (its whole chain is read)
+  bool replace = false;  // replace an existing output file
+  // Called after each block with bytes done and total.
+  std::function<void(uint64_t, uint64_t)> progress;
+};
+
+struct ConvertResult {
+  uint64_t size = 0;          // virtual size of the output
+  uint64_t stored_bytes = 0;  // disk data actually written
+};
+
+ConvertResult convert(const Disk& in, const std::string& out_path, const ConvertOptions& options);
+
+}  // namespace bootfleet::vhd

@@ -1,0 +1,14 @@
+#include "vhd/disk.h"
+
+namespace bootfleet::vhd {
+
+void append_extent(std::vector<Extent>& out, Extent e) {
+  if (e.length == 0) return;
+  if (!out.empty() && out.back().data == e.data && out.back().offset + out.back().length == e.offset) {
+    out.back().length += e.length;
+  } else {
+    out.push_back(e);
+  }
+}
+
+}  // namespace bootfleet::vhd

@@ -1,0 +1,39 @@
+// A Disk is anything that answers reads of a virtual disk: a raw file, a VHD
+// chain, a VHDX through libvhdi. Conversion, comparison and (later) the block
+// engine work on this interface and nothing more.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace bootfleet::vhd {
+
+// A range of the virtual disk; `data` false means it is known to read as
+// zeros, true that it may hold data.
+struct Extent {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+  bool data = false;
+  bool operator==(const Extent&) const = default;
+};
+
+class Disk {
+ public:
+  virtual ~Disk() = default;
+  virtual uint64_t size() const = 0;
+  // Reads [offset, offset+length), which must lie inside the disk. Safe to
+  // call from several threads at once.
+  virtual void read(uint64_t offset, void* buf, size_t length) const = 0;
+  // Sorted, non-overlapping extents covering [offset, offset+length).
+  virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) const = 0;
+  // "raw file", "VHD dynamic", "VHD differencing (chain of 3)", "VHDX" …
+  virtual std::string format_name() const = 0;
+};
+
+// Merges neighbouring extents of the same kind.
+void append_extent(std::vector<Extent>& out, Extent e);
+
+}  // namespace bootfleet::vhd

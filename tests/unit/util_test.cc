@@ -1,0 +1,68 @@
+#include <catch2/catch.hpp>
+
+#include "util/bytes.h"
+#include "util/error.h"
+#include "util/size.h"
+
+using namespace bootfleet::util;
+
+TEST_CASE("parse_size accepts plain and suffixed sizes", "[util]") {
+  CHECK(parse_size("512", "x") == 512);
+  CHECK(parse_size("4K", "x") == 4096);
+  CHECK(parse_size("4KiB", "x") == 4096);
+  CHECK(parse_size("20G", "x") == 20ull << 30);
+  CHECK(parse_size("1.5T", "x") == (3ull << 40) / 2);
+  CHECK(parse_size("2m", "x") == 2ull << 20);
+}
+
+TEST_CASE("parse_size rejects junk with a message naming the field", "[util]") {
+  CHECK_THROWS_WITH(parse_size("", "--size"), Catch::Contains("--size"));
+  CHECK_THROWS_WITH(parse_size("12X", "--size"), Catch::Contains("unknown unit"));
+  CHECK_THROWS_WITH(parse_size("1.2.3G", "--size"), Catch::Contains("decimal"));
+  CHECK_THROWS_WITH(parse_size("0.3", "--size"), Catch::Contains("whole number"));
+  CHECK_THROWS_WITH(parse_size("99999999999999999999T", "--size"), Catch::Contains("too large"));
+  CHECK_THROWS(parse_size("-1", "--size"));
+}
+
+TEST_CASE("format_size renders binary units", "[util]") {
+  CHECK(format_size(0) == "0 B");
+  CHECK(format_size(1536) == "1.5 KiB");
+  CHECK(format_size(20ull << 30) == "20 GiB");
+}
+
+TEST_CASE("is_all_zero finds a single set byte anywhere", "[util]") {
+  std::vector<uint8_t> buf(4096 + 7, 0);
+  CHECK(is_all_zero(buf.data(), buf.size()));
+  for (size_t at : {size_t{0}, size_t{7}, size_t{63}, size_t{64}, size_t{4000}, buf.size() - 1}) {
+    buf[at] = 1;
+    CHECK_FALSE(is_all_zero(buf.data(), buf.size()));
+    CHECK(is_all_zero(buf.data() + at + 1, buf.size() - at - 1));
+    buf[at] = 0;
+  }
+  CHECK(is_all_zero(buf.data() + 3, 0));
+}
+
+TEST_CASE("UTF-16 round trips in both byte orders", "[util]") {
+  for (bool be : {true, false}) {
+    std::string text = "lab-win10 \xc3\xa9\xe2\x82\xac \xf0\x9f\x98\x80.vhd";  // é € 😀
+    std::string utf16 = utf8_to_utf16(text, be);
+    std::vector<uint8_t> bytes(utf16.begin(), utf16.end());
+    CHECK(utf16_to_utf8(bytes, be) == text);
+  }
+  // Big-endian "A" then a NUL terminator and garbage after it.
+  std::vector<uint8_t> name = {0, 'A', 0, 0, 0, 'B'};
+  CHECK(utf16_to_utf8(name, true) == "A");
+  // A lone surrogate becomes U+FFFD.
+  std::vector<uint8_t> lone = {0xD8, 0x00, 0, 'x'};
+  CHECK(utf16_to_utf8(lone, true) == "\xef\xbf\xbdx");
+}
+
+TEST_CASE("big-endian loads and stores", "[util]") {
+  uint8_t b[8];
+  store_be64(b, 0x0102030405060708ull);
+  CHECK(b[0] == 1);
+  CHECK(b[7] == 8);
+  CHECK(load_be64(b) == 0x0102030405060708ull);
+  store_be16(b, 0xBEEF);
+  CHECK(load_be16(b) == 0xBEEF);
+}
