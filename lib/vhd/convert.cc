@@ -111,7 +111,11 @@ ConvertResult convert_to_vhd(const Disk& in, const std::string& path, const Conv
     uint64_t off = uint64_t{b} * bs;
     uint32_t len = writer.block_length(b);
     bool in_data = read_range(in, off, data.data(), len);
-    if (!parent) {
+    bool known_same = false;
+    if (in_data && options.on_block) known_same = options.on_block(b, {data.data(), len});
+    if (known_same && parent) {
+      // identical to the parent's block: nothing to store
+    } else if (!parent) {
       if (in_data) writer.write_block(b, {data.data(), len});
     } else {
       bool base_data = read_range(*parent, off, base.data(), len);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 
 #include "vhd/disk.h"
@@ -23,6 +24,12 @@ struct ConvertOptions {
   uint32_t block_size = kDefaultBlockSize;
   std::string parent;  // kVhdDiff: the parent VHD (its whole chain is read)
   bool replace = false;  // replace an existing output file
+  // Sees the content of every VHD output block that may hold data (blocks
+  // known to be zero are not read and not shown). For kVhdDiff, returning
+  // true declares the block identical to the parent's, so the parent is not
+  // read and nothing is stored for it; the store answers this from block
+  // digests, which halves the reads of an import.
+  std::function<bool(uint32_t block, std::span<const uint8_t> data)> on_block;
   // Called after each block with bytes done and total.
   std::function<void(uint64_t, uint64_t)> progress;
 };
