@@ -12,6 +12,17 @@ po::options_description base_options() {
   return options;
 }
 
+void add_store_option(po::options_description& options, std::string& dir) {
+  options.add_options()("store", po::value(&dir)->default_value(store::Store::default_dir()),
+                        "the store directory (default: $BOOTFLEET_STORE, else /var/lib/bootfleet)");
+}
+
+std::unique_ptr<store::Store> open_store(const std::string& dir) {
+  auto s = store::Store::open(dir);
+  for (const auto& line : s->cleanup_report()) std::cerr << "imgtool: store " << dir << ": " << line << "\n";
+  return s;
+}
+
 bool parse_command_line(const CommandSpec& spec, po::options_description& options,
                         const po::positional_options_description& positional,
                         const std::vector<std::string>& args, po::variables_map& vm) {
@@ -41,6 +52,19 @@ const std::vector<Command>& all_commands() {
       {"convert", "convert between raw, VHD (any type, chains flattened) and VHDX", cmd_convert},
       {"check", "check a VHD file and its parent chain for structural problems", cmd_check},
       {"compare", "compare the guest-visible content of two disk files", cmd_compare},
+      {"init", "create a store", cmd_init},
+      {"images", "list the images in the store", cmd_images},
+      {"versions", "list the versions of an image", cmd_versions},
+      {"history", "list the publishes and rollbacks of an image", cmd_history},
+      {"import", "import a disk file (raw, VHD, VHDX) as the next version of an image", cmd_import},
+      {"export", "write a version out as one flat raw or VHD file", cmd_export},
+      {"diff", "show what changed between two versions, from block digests", cmd_diff},
+      {"verify", "recompute digests and check the structure of stored versions", cmd_verify},
+      {"publish", "make a version the active one of its image", cmd_publish},
+      {"rollback", "make the previously active version active again", cmd_rollback},
+      {"prune", "remove old versions, keeping what is active, leased or needed", cmd_prune},
+      {"squash", "store a version again as a new base, so its chain is short", cmd_squash},
+      {"gc", "remove files in the store that no catalog row refers to", cmd_gc},
   };
   return commands;
 }

@@ -6,8 +6,11 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "store/store.h"
 
 namespace bootfleet::imgtool {
 
@@ -33,6 +36,12 @@ bool parse_command_line(const CommandSpec& spec, po::options_description& option
 // Adds --help to an options description.
 po::options_description base_options();
 
+// Adds --store DIR. The store is --store, else $BOOTFLEET_STORE, else
+// /var/lib/bootfleet.
+void add_store_option(po::options_description& options, std::string& dir);
+// Opens the store and tells stderr what crash leftovers it removed.
+std::unique_ptr<store::Store> open_store(const std::string& dir);
+
 using CommandFn = int (*)(const std::vector<std::string>& args);
 struct Command {
   const char* name;
@@ -46,5 +55,18 @@ int cmd_info(const std::vector<std::string>& args);
 int cmd_convert(const std::vector<std::string>& args);
 int cmd_check(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);
+int cmd_init(const std::vector<std::string>& args);
+int cmd_images(const std::vector<std::string>& args);
+int cmd_versions(const std::vector<std::string>& args);
+int cmd_history(const std::vector<std::string>& args);
+int cmd_import(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);
+int cmd_diff(const std::vector<std::string>& args);
+int cmd_verify(const std::vector<std::string>& args);
+int cmd_publish(const std::vector<std::string>& args);
+int cmd_rollback(const std::vector<std::string>& args);
+int cmd_prune(const std::vector<std::string>& args);
+int cmd_squash(const std::vector<std::string>& args);
+int cmd_gc(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "util/bytes.h"
+#include "util/time.h"
 
 namespace bootfleet::vhd {
 
@@ -338,12 +339,7 @@ uint32_t vhd_timestamp_now() {
 }
 
 std::string format_vhd_timestamp(uint32_t timestamp) {
-  std::time_t t = static_cast<std::time_t>(int64_t{timestamp} + kVhdEpochOffset);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return util::format_utc(int64_t{timestamp} + kVhdEpochOffset);
 }
 
 }  // namespace bootfleet::vhd

@@ -1,0 +1,880 @@
+#include "store/store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "util/bytes.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/lock.h"
+#include "util/size.h"
+#include "vhd/chain.h"
+#include "vhd/check.h"
+#include "vhd/convert.h"
+
+namespace bootfleet::store {
+
+namespace fs = std::filesystem;
+using util::Error;
+
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+// Each entry migrates the schema from version i to i+1.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE images (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  active_version INTEGER
+);
+CREATE TABLE versions (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  number INTEGER NOT NULL,
+  parent_number INTEGER,
+  virtual_size INTEGER NOT NULL,
+  file TEXT NOT NULL UNIQUE,
+  file_size INTEGER NOT NULL,
+  stored_bytes INTEGER NOT NULL,
+  unique_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  message TEXT NOT NULL DEFAULT '',
+  source TEXT,
+  recipe TEXT,
+  recipe_hash TEXT,
+  disk_digest TEXT NOT NULL,
+  UNIQUE (image_id, number)
+);
+CREATE TABLE block_digests (
+  version_id INTEGER PRIMARY KEY REFERENCES versions(id) ON DELETE CASCADE,
+  block_size INTEGER NOT NULL,
+  digests BLOB NOT NULL
+);
+CREATE TABLE activations (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  previous INTEGER,
+  action TEXT NOT NULL CHECK (action IN ('publish', 'rollback')),
+  at_ms INTEGER NOT NULL,
+  by TEXT NOT NULL
+);
+CREATE INDEX activations_by_image ON activations (image_id, id);
+CREATE TABLE leases (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  holder TEXT NOT NULL,
+  session TEXT NOT NULL,
+  acquired_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  UNIQUE (holder, session)
+);
+)sql",
+};
+static_assert(std::size(kMigrations) == kSchemaVersion);
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string version_file_name(int64_t number) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%04lld.vhd", static_cast<long long>(number));
+  return buf;
+}
+
+std::vector<std::string> list_dir(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const char* kVersionColumns =
+    "i.name, v.number, v.parent_number, v.virtual_size, v.file, v.file_size, v.stored_bytes, v.unique_id, "
+    "v.created_at, v.created_by, v.message, v.source, v.recipe, v.recipe_hash, v.disk_digest";
+
+}  // namespace
+
+std::string default_creator() {
+  std::string user = "unknown";
+  if (const char* u = std::getenv("USER")) user = u;
+  else if (passwd* pw = ::getpwuid(::getuid())) user = pw->pw_name;
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return user + "@" + host;
+}
+
+std::string Store::default_dir() {
+  if (const char* env = std::getenv("BOOTFLEET_STORE"); env && *env) return env;
+  return "/var/lib/bootfleet";
+}
+
+Store::Store(std::string dir) : dir_(std::move(dir)) {}
+
+void Store::init(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error(dir + ": cannot create the store directory: " + ec.message());
+  if (fs::exists(fs::path(dir) / "catalog.db")) throw Error(dir + ": already a store (catalog.db exists)");
+  for (const auto& name : list_dir(dir)) {
+    if (name != "images" && name != "tmp" && name != "locks") {
+      throw Error(dir + ": not empty (holds '" + name + "'); a store needs a directory of its own");
+    }
+  }
+  for (const char* sub : {"images", "tmp", "locks"}) {
+    fs::create_directories(fs::path(dir) / sub, ec);
+    if (ec) throw Error(dir + "/" + sub + ": " + ec.message());
+  }
+  Store s(dir);
+  s.db_ = std::make_unique<Database>(dir + "/catalog.db", /*create=*/true);
+  s.migrate();
+  util::fsync_parent_dir(dir + "/catalog.db");
+}
+
+std::unique_ptr<Store> Store::open(const std::string& dir) {
+  if (!fs::exists(fs::path(dir) / "catalog.db")) {
+    throw Error(dir + ": not a bootfleet store (no catalog.db); create one with 'imgtool init " + dir +
+                "', or name another with --store or $BOOTFLEET_STORE");
+  }
+  std::unique_ptr<Store> s(new Store(dir));
+  for (const char* sub : {"images", "tmp", "locks"}) fs::create_directories(fs::path(dir) / sub);
+  s->db_ = std::make_unique<Database>(dir + "/catalog.db", /*create=*/false);
+  s->migrate();
+  s->cleanup();
+  return s;
+}
+
+void Store::migrate() {
+  auto st = db_->prepare("PRAGMA user_version");
+  st.step();
+  int64_t have = st.int64(0);
+  if (have > kSchemaVersion) {
+    throw Error(db_->path() + ": catalog schema version " + std::to_string(have) +
+                " is newer than this imgtool understands (" + std::to_string(kSchemaVersion) + "); upgrade imgtool");
+  }
+  if (have == kSchemaVersion) return;
+  Transaction tx(*db_);
+  auto again = db_->prepare("PRAGMA user_version");  // another process may have migrated meanwhile
+  again.step();
+  for (int64_t v = again.int64(0); v < kSchemaVersion; ++v) {
+    db_->exec(kMigrations[v]);
+    db_->exec("PRAGMA user_version = " + std::to_string(v + 1));
+  }
+  tx.commit();
+}
+
+std::string Store::lock_path(const std::string& image) const { return dir_ + "/locks/" + image + ".lock"; }
+
+void Store::cleanup() {
+  // Files in tmp/ are named "IMAGE@N.vhd" (and the converter's own
+  // ".IMAGE@N.vhd.tmp-PID"); a file whose image lock is free belongs to a
+  // writer that died.
+  std::map<std::string, util::FileLock> locks;
+  auto lock_free = [&](const std::string& image) {
+    auto it = locks.find(image);
+    if (it == locks.end()) it = locks.emplace(image, util::FileLock::try_acquire(lock_path(image))).first;
+    return it->second.held();
+  };
+  for (const auto& name : list_dir(dir_ + "/tmp")) {
+    std::string base = name[0] == '.' ? name.substr(1) : name;
+    auto at = base.find('@');
+    std::string image = base.substr(0, at);
+    try {
+      validate_image_name(image);
+    } catch (const Error&) {
+      continue;  // not ours
+    }
+    if (at == std::string::npos || !lock_free(image)) continue;
+    std::string path = dir_ + "/tmp/" + name;
+    if (::unlink(path.c_str()) == 0) cleanup_.push_back("removed tmp/" + name + ", left by an interrupted write");
+  }
+  // Version files without a row: a crash between rename and commit.
+  auto known = db_->prepare("SELECT file FROM versions");
+  std::set<std::string> files;
+  while (known.step()) files.insert(known.text(0));
+  for (const auto& image : list_dir(dir_ + "/images")) {
+    for (const auto& name : list_dir(dir_ + "/images/" + image)) {
+      std::string rel = "images/" + image + "/" + name;
+      if (files.count(rel) || name.size() < 5 || name.substr(name.size() - 4) != ".vhd") continue;
+      if (!lock_free(image)) continue;
+      // Re-check under the lock: the writer may have committed meanwhile.
+      auto again = db_->prepare("SELECT 1 FROM versions WHERE file = ?");
+      again.bind(1, rel);
+      if (again.step()) continue;
+      std::string path = dir_ + "/" + rel;
+      if (::unlink(path.c_str()) == 0) cleanup_.push_back("removed " + rel + ", a version file no catalog row refers to (interrupted import)");
+    }
+  }
+}
+
+VersionInfo Store::read_version_row(Statement& st) {
+  VersionInfo v;
+  v.image = st.text(0);
+  v.number = st.int64(1);
+  v.parent = st.opt_int64(2);
+  v.size = static_cast<uint64_t>(st.int64(3));
+  v.file = st.text(4);
+  v.file_size = static_cast<uint64_t>(st.int64(5));
+  v.stored_bytes = static_cast<uint64_t>(st.int64(6));
+  v.unique_id = st.text(7);
+  v.created_at = st.int64(8);
+  v.created_by = st.text(9);
+  v.message = st.text(10);
+  v.source = st.opt_text(11);
+  v.recipe = st.opt_text(12);
+  v.recipe_hash = st.opt_text(13);
+  v.disk_digest = st.text(14);
+  return v;
+}
+
+void Store::fill_depths(std::vector<VersionInfo>& versions) {
+  std::map<int64_t, const VersionInfo*> by_number;
+  for (const auto& v : versions) by_number[v.number] = &v;
+  for (auto& v : versions) {
+    int depth = 1;
+    for (auto p = v.parent; p && by_number.count(*p); p = by_number[*p]->parent) ++depth;
+    v.depth = depth;
+  }
+}
+
+std::vector<ImageInfo> Store::images() {
+  std::vector<ImageInfo> out;
+  auto st = db_->prepare(
+      "SELECT i.name, i.created_at, i.active_version, COUNT(v.id), MAX(v.number), COALESCE(SUM(v.file_size), 0), "
+      "(SELECT virtual_size FROM versions WHERE image_id = i.id ORDER BY number DESC LIMIT 1), i.id "
+      "FROM images i LEFT JOIN versions v ON v.image_id = i.id GROUP BY i.id ORDER BY i.name");
+  while (st.step()) {
+    ImageInfo info;
+    info.name = st.text(0);
+    info.created_at = st.int64(1);
+    info.active = st.opt_int64(2);
+    info.version_count = st.int64(3);
+    info.latest = st.opt_int64(4);
+    info.bytes_on_disk = static_cast<uint64_t>(st.int64(5));
+    info.size = static_cast<uint64_t>(st.opt_int64(6).value_or(0));
+    auto stack = rollback_stack(st.int64(7));
+    if (stack.size() >= 2) info.previous = stack[stack.size() - 2];
+    out.push_back(std::move(info));
+  }
+  return out;
+}
+
+ImageInfo Store::image(const std::string& name) {
+  validate_image_name(name);
+  auto all = images();
+  for (auto& i : all)
+    if (i.name == name) return i;
+  std::string known;
+  for (const auto& i : all) known += (known.empty() ? "" : ", ") + i.name;
+  throw Error("no image '" + name + "' in " + dir_ + (known.empty() ? " (the store is empty)" : "; images: " + known));
+}
+
+std::vector<VersionInfo> Store::versions(const std::string& name) {
+  image(name);  // throws with the list of images
+  auto st = db_->prepare(std::string("SELECT ") + kVersionColumns +
+                         " FROM versions v JOIN images i ON i.id = v.image_id WHERE i.name = ? ORDER BY v.number");
+  st.bind(1, name);
+  std::vector<VersionInfo> out;
+  while (st.step()) out.push_back(read_version_row(st));
+  fill_depths(out);
+  return out;
+}
+
+VersionInfo Store::version(const VersionRef& ref) {
+  ImageInfo info = image(ref.image);
+  std::optional<int64_t> number = ref.number;
+  if (!number) {
+    if (!info.active) {
+      throw Error(ref.text() + ": image '" + ref.image + "' has no active version; publish one with 'imgtool publish " +
+                  ref.image + "@N'");
+    }
+    number = info.active;
+  }
+  auto all = versions(ref.image);
+  for (const auto& v : all)
+    if (v.number == *number) return v;
+  std::string known;
+  for (const auto& v : all) known += (known.empty() ? "" : ", ") + std::to_string(v.number);
+  throw Error(ref.image + "@" + std::to_string(*number) + ": no such version" +
+              (known.empty() ? std::string(" (the image has none)") : "; versions: " + known));
+}
+
+std::vector<int64_t> Store::rollback_stack(int64_t image_id) {
+  // Replaying the history: a publish pushes its version, a rollback pops back
+  // to the one below (or, with --to, pushes its target). The top is active;
+  // the one below it is where the next rollback goes.
+  auto st = db_->prepare("SELECT version, action, previous FROM activations WHERE image_id = ? ORDER BY id");
+  st.bind(1, image_id);
+  std::vector<int64_t> stack;
+  while (st.step()) {
+    int64_t v = st.int64(0);
+    if (st.text(1) == "rollback" && stack.size() >= 2 && stack[stack.size() - 2] == v) {
+      stack.pop_back();
+    } else {
+      stack.push_back(v);
+    }
+  }
+  return stack;
+}
+
+std::vector<Activation> Store::history(const std::string& name) {
+  image(name);
+  auto st = db_->prepare(
+      "SELECT a.id, a.version, a.previous, a.action, a.at_ms, a.by FROM activations a JOIN images i ON i.id = a.image_id "
+      "WHERE i.name = ? ORDER BY a.id");
+  st.bind(1, name);
+  std::vector<Activation> out;
+  while (st.step()) {
+    out.push_back({st.int64(0), st.int64(1), st.opt_int64(2), st.text(3), st.int64(4), st.text(5)});
+  }
+  return out;
+}
+
+BlockDigests Store::digests(const VersionInfo& v) {
+  auto st = db_->prepare(
+      "SELECT d.digests FROM block_digests d JOIN versions v ON v.id = d.version_id JOIN images i ON i.id = v.image_id "
+      "WHERE i.name = ? AND v.number = ?");
+  st.bind(1, v.image).bind(2, v.number);
+  if (!st.step()) throw Error(v.image + "@" + std::to_string(v.number) + ": the catalog has no block digests");
+  auto blob = st.blob(0);
+  return BlockDigests::decode(v.size, blob);
+}
+
+std::string Store::path_of(const VersionInfo& v) const { return dir_ + "/" + v.file; }
+
+std::unique_ptr<vhd::Disk> Store::open_version(const VersionInfo& v) const { return vhd::Chain::open(path_of(v)); }
+
+int64_t Store::image_id(const std::string& name, bool create, int64_t now) {
+  auto st = db_->prepare("SELECT id FROM images WHERE name = ?");
+  st.bind(1, name);
+  if (st.step()) return st.int64(0);
+  if (!create) throw Error("no image '" + name + "'");
+  auto ins = db_->prepare("INSERT INTO images (name, created_at) VALUES (?, ?)");
+  ins.bind(1, name).bind(2, now).run();
+  return db_->last_insert_rowid();
+}
+
+ImportResult Store::import_disk(const std::string& image, const vhd::Disk& disk, const ImportOptions& options) {
+  validate_image_name(image);
+  return write_version(image, disk, options, std::nullopt);
+}
+
+ImportResult Store::write_version(const std::string& image, const vhd::Disk& disk, const ImportOptions& options,
+                                  std::optional<VersionInfo> squash_of) {
+  util::FileLock lock = util::FileLock::try_acquire(lock_path(image));
+  if (!lock.held()) {
+    std::fprintf(stderr, "imgtool: waiting for another writer of image '%s' to finish…\n", image.c_str());
+    lock = util::FileLock::acquire(lock_path(image));
+  }
+  // Under the lock: the latest version cannot change until we are done.
+  std::optional<VersionInfo> latest;
+  std::vector<VersionInfo> existing;
+  {
+    auto st = db_->prepare("SELECT id FROM images WHERE name = ?");
+    st.bind(1, image);
+    if (st.step()) {
+      existing = versions(image);
+      if (!existing.empty()) latest = existing.back();
+    }
+  }
+  int64_t number = latest ? latest->number + 1 : 1;
+  std::optional<VersionInfo> parent;
+  bool new_base = true;
+  if (latest && !squash_of) {
+    if (disk.size() > latest->size) {
+      throw Error("the disk is " + std::to_string(disk.size()) + " bytes, larger than " + image + "@" +
+                  std::to_string(latest->number) + " (" + std::to_string(latest->size) +
+                  " bytes); versions of an image keep its size (import it as a new image instead)");
+    }
+    if (latest->depth < kMaxChainDepth) {
+      parent = latest;
+      new_base = false;
+    }
+  }
+
+  BlockDigests parent_digests = parent ? digests(*parent) : BlockDigests();
+  uint64_t out_size = parent ? parent->size : vhd::round_up_to_geometry(disk.size());
+  BlockDigests new_digests(out_size);
+  uint64_t changed = 0;
+
+  std::string rel = "images/" + image + "/" + version_file_name(number);
+  std::string tmp = dir_ + "/tmp/" + image + "@" + std::to_string(number) + ".vhd";
+  fs::create_directories(dir_ + "/images/" + image);
+
+  vhd::ConvertOptions co;
+  co.to = parent ? vhd::OutputFormat::kVhdDiff : vhd::OutputFormat::kVhdDynamic;
+  co.block_size = kDigestBlockSize;
+  if (parent) co.parent = path_of(*parent);
+  co.replace = true;
+  co.progress = options.progress;
+  co.on_block = [&](uint32_t block, std::span<const uint8_t> data) {
+    new_digests.set_from_data(block, data);
+    bool same = new_digests.get(block) == parent_digests.get(block);
+    if (!same) ++changed;
+    return same;
+  };
+  util::crash_point("import:before-write");
+  vhd::ConvertResult written;
+  try {
+    written = vhd::convert(disk, tmp, co);
+  } catch (...) {
+    ::unlink(tmp.c_str());
+    throw;
+  }
+  // Blocks the input never showed (known zeros) may have held data in the
+  // parent: they changed too.
+  if (parent) {
+    for (uint32_t b : BlockDigests::changed_blocks(parent_digests, new_digests)) {
+      if (!new_digests.get(b)) ++changed;
+    }
+  } else {
+    changed = new_digests.nonzero_blocks();
+  }
+  util::crash_point("import:after-write");
+
+  std::string final_path = dir_ + "/" + rel;
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    throw util::errno_error("rename " + tmp + " to " + final_path, err);
+  }
+  util::fsync_parent_dir(final_path);
+  util::crash_point("import:after-rename");
+
+  auto file = vhd::VhdFile::open(final_path);
+  VersionInfo v;
+  v.image = image;
+  v.number = number;
+  v.parent = parent ? std::optional<int64_t>(parent->number) : std::nullopt;
+  v.size = file->size();
+  v.file = rel;
+  v.file_size = file->file_size();
+  v.stored_bytes = written.stored_bytes;
+  v.unique_id = util::uuid_to_string(file->footer().unique_id);
+  v.created_at = now_seconds();
+  v.created_by = options.created_by.empty() ? default_creator() : options.created_by;
+  v.message = options.message;
+  v.source = options.source;
+  v.recipe = options.recipe;
+  v.recipe_hash = options.recipe_hash;
+  if (squash_of) new_digests = digests(*squash_of);
+  v.disk_digest = util::digest_hex(new_digests.disk_digest());
+  v.depth = parent ? parent->depth + 1 : 1;
+
+  try {
+    Transaction tx(*db_);
+    int64_t id = image_id(image, /*create=*/true, v.created_at);
+    auto ins = db_->prepare(
+        "INSERT INTO versions (image_id, number, parent_number, virtual_size, file, file_size, stored_bytes, unique_id, "
+        "created_at, created_by, message, source, recipe, recipe_hash, disk_digest) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    ins.bind(1, id).bind(2, v.number).bind(3, v.parent).bind(4, static_cast<int64_t>(v.size)).bind(5, v.file);
+    ins.bind(6, static_cast<int64_t>(v.file_size)).bind(7, static_cast<int64_t>(v.stored_bytes)).bind(8, v.unique_id);
+    ins.bind(9, v.created_at).bind(10, v.created_by).bind(11, v.message).bind(12, v.source).bind(13, v.recipe);
+    ins.bind(14, v.recipe_hash).bind(15, v.disk_digest);
+    ins.run();
+    int64_t version_id = db_->last_insert_rowid();
+    auto blob = new_digests.encode();
+    auto dig = db_->prepare("INSERT INTO block_digests (version_id, block_size, digests) VALUES (?, ?, ?)");
+    dig.bind(1, version_id).bind(2, int64_t{kDigestBlockSize}).bind(3, std::span<const uint8_t>(blob)).run();
+    tx.commit();
+  } catch (...) {
+    ::unlink(final_path.c_str());
+    throw;
+  }
+  util::crash_point("import:after-commit");
+
+  ImportResult result{v, new_base, changed};
+  if (options.publish) publish({image, number, false}, v.created_by);
+  return result;
+}
+
+ActivationResult Store::publish(const VersionRef& ref, const std::string& by) {
+  if (!ref.number) throw Error(ref.text() + ": name the version to publish, e.g. " + ref.image + "@3");
+  version(ref);  // throws with the list of versions
+  Transaction tx(*db_);
+  int64_t id = image_id(ref.image, false, 0);
+  auto cur = db_->prepare("SELECT active_version FROM images WHERE id = ?");
+  cur.bind(1, id);
+  cur.step();
+  std::optional<int64_t> before = cur.opt_int64(0);
+  if (before == ref.number) return {before, *ref.number, false};
+  db_->prepare("UPDATE images SET active_version = ? WHERE id = ?").bind(1, *ref.number).bind(2, id).run();
+  db_->prepare("INSERT INTO activations (image_id, version, previous, action, at_ms, by) VALUES (?, ?, ?, 'publish', ?, ?)")
+      .bind(1, id).bind(2, *ref.number).bind(3, before).bind(4, now_ms()).bind(5, by).run();
+  tx.commit();
+  return {before, *ref.number, true};
+}
+
+ActivationResult Store::rollback(const std::string& name, std::optional<int64_t> to, const std::string& by) {
+  ImageInfo info = image(name);
+  if (to) version({name, to, false});
+  Transaction tx(*db_);
+  int64_t id = image_id(name, false, 0);
+  auto stack = rollback_stack(id);
+  auto cur = db_->prepare("SELECT active_version FROM images WHERE id = ?");
+  cur.bind(1, id);
+  cur.step();
+  std::optional<int64_t> before = cur.opt_int64(0);
+  int64_t target;
+  if (to) {
+    target = *to;
+    if (before == target) return {before, target, false};
+  } else {
+    if (stack.size() < 2) {
+      throw Error(name + ": nothing to roll back to: " +
+                  (before ? "no version was active before @" + std::to_string(*before) +
+                                " in the publish history (see 'imgtool history " + name +
+                                "'; 'rollback --to N' makes any version active)"
+                          : std::string("no version was ever published")));
+    }
+    target = stack[stack.size() - 2];
+  }
+  auto exists = db_->prepare("SELECT 1 FROM versions WHERE image_id = ? AND number = ?");
+  exists.bind(1, id).bind(2, target);
+  if (!exists.step()) throw Error(name + "@" + std::to_string(target) + ": cannot roll back to it: the version was pruned");
+  db_->prepare("UPDATE images SET active_version = ? WHERE id = ?").bind(1, target).bind(2, id).run();
+  db_->prepare("INSERT INTO activations (image_id, version, previous, action, at_ms, by) VALUES (?, ?, ?, 'rollback', ?, ?)")
+      .bind(1, id).bind(2, target).bind(3, before).bind(4, now_ms()).bind(5, by).run();
+  tx.commit();
+  return {before, target, true};
+}
+
+std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, bool apply) {
+  if (keep < 0) throw Error("--keep must be 0 or more");
+  util::FileLock lock = util::FileLock::acquire(lock_path(name));
+  ImageInfo info = image(name);
+  auto all = versions(name);
+  std::map<int64_t, PruneDecision> decisions;
+  for (const auto& v : all) decisions[v.number] = {v.number, false, {}};
+  auto mark = [&](int64_t n, const std::string& why) {
+    auto it = decisions.find(n);
+    if (it == decisions.end()) return;
+    it->second.keep = true;
+    it->second.reasons.push_back(why);
+  };
+  for (int64_t i = 0; i < keep && i < static_cast<int64_t>(all.size()); ++i) {
+    mark(all[all.size() - 1 - static_cast<size_t>(i)].number, "among the newest " + std::to_string(keep));
+  }
+  if (info.active) mark(*info.active, "active");
+  if (info.previous) mark(*info.previous, "rollback target");
+  for (const auto& l : live_leases(name)) mark(l.version, "leased by " + l.holder + " (session " + l.session + ")");
+  // Parents of kept versions, down to their base.
+  std::map<int64_t, std::optional<int64_t>> parent_of;
+  for (const auto& v : all) parent_of[v.number] = v.parent;
+  for (auto it = decisions.rbegin(); it != decisions.rend(); ++it) {
+    if (!it->second.keep) continue;
+    auto p = parent_of[it->first];
+    if (p) mark(*p, "parent of @" + std::to_string(it->first));
+  }
+  std::vector<PruneDecision> out;
+  for (auto& [n, d] : decisions) out.push_back(d);
+  if (!apply) return out;
+
+  std::vector<std::string> files;
+  {
+    Transaction tx(*db_);
+    int64_t id = image_id(name, false, 0);
+    for (const auto& d : out) {
+      if (d.keep) continue;
+      auto st = db_->prepare("DELETE FROM versions WHERE image_id = ? AND number = ? RETURNING file");
+      st.bind(1, id).bind(2, d.number);
+      if (st.step()) files.push_back(st.text(0));
+      st.run();
+    }
+    tx.commit();
+  }
+  // Rows first, then files: a crash in between leaves files that gc (or the
+  // next open) removes, never a row without its file.
+  for (const auto& f : files) ::unlink((dir_ + "/" + f).c_str());
+  if (!files.empty()) util::fsync_parent_dir(dir_ + "/" + files.front());
+  return out;
+}
+
+void Store::remove_version(const VersionRef& ref) {
+  if (!ref.number) throw Error(ref.text() + ": name the version to remove, e.g. " + ref.image + "@3");
+  util::FileLock lock = util::FileLock::acquire(lock_path(ref.image));
+  VersionInfo v = version(ref);
+  ImageInfo info = image(ref.image);
+  std::string what = ref.image + "@" + std::to_string(v.number);
+  if (info.active == v.number) throw Error(what + " is the active version; publish another one first");
+  if (info.previous == v.number) throw Error(what + " is the rollback target (the previously active version)");
+  for (const auto& l : live_leases(ref.image))
+    if (l.version == v.number) throw Error(what + " is leased by " + l.holder + " (session " + l.session + ")");
+  for (const auto& other : versions(ref.image))
+    if (other.parent == v.number) throw Error(what + " is the parent of @" + std::to_string(other.number));
+  {
+    Transaction tx(*db_);
+    db_->prepare("DELETE FROM versions WHERE image_id = (SELECT id FROM images WHERE name = ?) AND number = ?")
+        .bind(1, ref.image).bind(2, v.number).run();
+    tx.commit();
+  }
+  ::unlink(path_of(v).c_str());
+}
+
+ImportResult Store::squash(const VersionRef& ref, const ImportOptions& options) {
+  VersionInfo v = version(ref);
+  auto chain = open_version(v);
+  ImportOptions o = options;
+  if (o.message.empty()) o.message = "squash of @" + std::to_string(v.number);
+  if (!o.source) o.source = "squash of " + v.image + "@" + std::to_string(v.number);
+  return write_version(v.image, *chain, o, v);
+}
+
+GcResult Store::gc(bool apply) {
+  GcResult result;
+  std::set<std::string> files;
+  auto known = db_->prepare("SELECT file FROM versions");
+  while (known.step()) files.insert(known.text(0));
+  for (const auto& image : list_dir(dir_ + "/images")) {
+    util::FileLock lock = util::FileLock::try_acquire(lock_path(image));
+    if (!lock.held()) continue;  // a writer is busy there: its files are not garbage
+    // The writer may have committed while we listed.
+    auto fresh = db_->prepare("SELECT file FROM versions");
+    while (fresh.step()) files.insert(fresh.text(0));
+    std::string dir = dir_ + "/images/" + image;
+    for (const auto& name : list_dir(dir)) {
+      std::string rel = "images/" + image + "/" + name;
+      if (files.count(rel)) continue;
+      std::error_code ec;
+      uint64_t size = fs::file_size(dir + "/" + name, ec);
+      result.removed.push_back(rel);
+      result.bytes += ec ? 0 : size;
+      if (apply) fs::remove(dir + "/" + name, ec);
+    }
+    if (apply && list_dir(dir).empty()) {
+      std::error_code ec;
+      fs::remove(dir, ec);
+    }
+  }
+  return result;
+}
+
+VerifyReport Store::verify(const std::optional<VersionRef>& ref,
+                           const std::function<void(uint64_t, uint64_t)>& progress) {
+  // Which versions: one version (with its whole chain, since its content
+  // depends on it), one image, or everything.
+  std::vector<VersionInfo> todo;
+  if (ref && (ref->number || ref->explicit_active)) {
+    VersionInfo v = version(*ref);
+    auto all = versions(v.image);
+    std::map<int64_t, VersionInfo> by_number;
+    for (auto& x : all) by_number[x.number] = x;
+    for (std::optional<int64_t> n = v.number; n && by_number.count(*n); n = by_number[*n].parent) {
+      todo.insert(todo.begin(), by_number[*n]);
+    }
+  } else if (ref) {
+    todo = versions(ref->image);
+  } else {
+    for (const auto& i : images()) {
+      auto vs = versions(i.name);
+      todo.insert(todo.end(), vs.begin(), vs.end());
+    }
+  }
+  VerifyReport report;
+  uint64_t total = 0, done = 0;
+  for (const auto& v : todo) total += v.stored_bytes;
+  std::set<std::pair<std::string, int64_t>> verified_ok;
+  std::vector<uint8_t> buf(kDigestBlockSize);
+
+  for (const auto& v : todo) {
+    std::string name = v.image + "@" + std::to_string(v.number);
+    report.checked.push_back(name);
+    size_t problems_before = report.problems.size();
+    auto problem = [&](const std::string& msg) { report.problems.push_back({v.image, v.number, msg}); };
+    std::string path = path_of(v);
+    vhd::CheckReport structure = vhd::check(path);
+    for (const auto& f : structure.files)
+      for (const auto& p : f.problems) problem(f.path + ": " + p);
+    if (!structure.clean()) continue;
+    std::unique_ptr<vhd::Chain> chain;
+    try {
+      chain = vhd::Chain::open(path);
+    } catch (const Error& e) {
+      problem(e.what());
+      continue;
+    }
+    const vhd::VhdFile& top = *chain->layers().front();
+    if (util::uuid_to_string(top.footer().unique_id) != v.unique_id) {
+      problem("file unique id " + util::uuid_to_string(top.footer().unique_id) + " differs from the catalog's " +
+              v.unique_id + " (file replaced?)");
+    }
+    if (top.size() != v.size) problem("file size " + std::to_string(top.size()) + " differs from the catalog's");
+    bool has_parent_file = chain->depth() > 1;
+    if (has_parent_file != v.parent.has_value()) {
+      problem(std::string("the file ") + (has_parent_file ? "has a parent" : "has no parent") +
+              " but the catalog says " + (v.parent ? "@" + std::to_string(*v.parent) : std::string("none")));
+      continue;
+    }
+    BlockDigests recorded;
+    try {
+      recorded = digests(v);
+    } catch (const Error& e) {
+      problem(e.what());
+      continue;
+    }
+    // Incremental when the parent is verified in this run: only blocks this
+    // version's own file holds are read; the rest must equal the parent's.
+    std::optional<BlockDigests> parent_digests;
+    if (v.parent && verified_ok.count({v.image, *v.parent})) {
+      parent_digests = digests(version({v.image, *v.parent, false}));
+    }
+    std::vector<bool> own(recorded.block_count(), !parent_digests.has_value());
+    if (parent_digests) {
+      for (const auto& run : chain->runs()) {
+        if (run.layer != 0) continue;
+        for (uint64_t b = run.offset / kDigestBlockSize; b * kDigestBlockSize < run.offset + run.length; ++b) own[b] = true;
+      }
+    }
+    BlockDigests actual(v.size);
+    for (uint32_t b = 0; b < recorded.block_count(); ++b) {
+      uint32_t len = recorded.block_length(b);
+      if (!own[b]) {
+        if (auto d = parent_digests->get(b)) actual.set(b, *d);
+        continue;
+      }
+      uint64_t off = uint64_t{b} * kDigestBlockSize;
+      bool any = false;
+      for (const auto& e : chain->extents(off, len)) any = any || e.data;
+      if (any) {
+        chain->read(off, buf.data(), len);
+        actual.set_from_data(b, {buf.data(), len});
+        report.bytes_hashed += len;
+        done += len;
+        if (progress) progress(std::min(done, total), total);
+      }
+      if (actual.get(b) != recorded.get(b)) {
+        auto hex = [](const std::optional<util::Digest>& d) { return d ? util::digest_hex(*d) : std::string("(zeros)"); };
+        problem("block " + std::to_string(b) + " (bytes " + std::to_string(off) + "-" + std::to_string(off + len - 1) +
+                "): data hashes to " + hex(actual.get(b)) + ", the catalog recorded " + hex(recorded.get(b)));
+      }
+    }
+    if (util::digest_hex(recorded.disk_digest()) != v.disk_digest) {
+      problem("disk digest recorded as " + v.disk_digest + " but the block digests give " +
+              util::digest_hex(recorded.disk_digest()));
+    }
+    if (report.problems.size() == problems_before) verified_ok.insert({v.image, v.number});
+  }
+  return report;
+}
+
+DiffResult Store::diff(const VersionRef& ra, const VersionRef& rb, bool read_data) {
+  DiffResult r;
+  r.a = version(ra);
+  r.b = version(rb);
+  BlockDigests da = digests(r.a), db = digests(r.b);
+  uint64_t size = std::max(r.a.size, r.b.size);
+  auto add_range = [&](uint64_t off, uint64_t len) {
+    if (len == 0) return;
+    if (!r.ranges.empty() && r.ranges.back().offset + r.ranges.back().length == off) r.ranges.back().length += len;
+    else r.ranges.push_back({off, len});
+    r.changed_bytes += len;
+  };
+  auto changed = BlockDigests::changed_blocks(da, db);
+  for (uint32_t b : changed) {
+    bool in_a = da.get(b).has_value(), in_b = db.get(b).has_value();
+    if (in_a && in_b) ++r.blocks_modified;
+    else if (in_b) ++r.blocks_added;
+    else ++r.blocks_removed;
+  }
+  if (!read_data) {
+    for (uint32_t b : changed) {
+      uint64_t off = uint64_t{b} * kDigestBlockSize;
+      add_range(off, std::min<uint64_t>(kDigestBlockSize, size - off));
+    }
+    return r;
+  }
+  // --verify: read both disks whole; confirm equal digests mean equal data,
+  // and narrow each changed block to the sectors that differ.
+  r.data_read = true;
+  auto a = open_version(r.a), b = open_version(r.b);
+  std::vector<uint8_t> ba(kDigestBlockSize), bb(kDigestBlockSize);
+  std::set<uint32_t> changed_set(changed.begin(), changed.end());
+  uint32_t blocks = static_cast<uint32_t>((size + kDigestBlockSize - 1) / kDigestBlockSize);
+  for (uint32_t blk = 0; blk < blocks; ++blk) {
+    uint64_t off = uint64_t{blk} * kDigestBlockSize;
+    size_t len = static_cast<size_t>(std::min<uint64_t>(kDigestBlockSize, size - off));
+    std::fill(ba.begin(), ba.end(), 0);
+    std::fill(bb.begin(), bb.end(), 0);
+    if (off < a->size()) a->read(off, ba.data(), static_cast<size_t>(std::min<uint64_t>(len, a->size() - off)));
+    if (off < b->size()) b->read(off, bb.data(), static_cast<size_t>(std::min<uint64_t>(len, b->size() - off)));
+    bool differs = std::memcmp(ba.data(), bb.data(), len) != 0;
+    if (differs != (changed_set.count(blk) > 0)) {
+      r.verified = false;
+      r.verify_problems.push_back("block " + std::to_string(blk) + ": digests say " +
+                                  (changed_set.count(blk) ? "changed" : "unchanged") + ", the data is " +
+                                  (differs ? "different" : "the same"));
+    }
+    if (!differs) continue;
+    for (size_t s = 0; s < len; s += 512) {
+      if (std::memcmp(ba.data() + s, bb.data() + s, 512) != 0) add_range(off + s, 512);
+    }
+  }
+  return r;
+}
+
+int64_t Store::add_lease(const VersionRef& ref, const std::string& holder, const std::string& session) {
+  VersionInfo v = version(ref);
+  int64_t now = now_seconds();
+  Transaction tx(*db_);
+  db_->prepare(
+         "INSERT INTO leases (image_id, version, holder, session, acquired_at, heartbeat_at) "
+         "VALUES ((SELECT id FROM images WHERE name = ?), ?, ?, ?, ?, ?) "
+         "ON CONFLICT (holder, session) DO UPDATE SET image_id = excluded.image_id, version = excluded.version, "
+         "acquired_at = excluded.acquired_at, heartbeat_at = excluded.heartbeat_at")
+      .bind(1, v.image).bind(2, v.number).bind(3, holder).bind(4, session).bind(5, now).bind(6, now).run();
+  auto st = db_->prepare("SELECT id FROM leases WHERE holder = ? AND session = ?");
+  st.bind(1, holder).bind(2, session);
+  st.step();
+  int64_t id = st.int64(0);
+  tx.commit();
+  return id;
+}
+
+void Store::heartbeat(const std::string& holder) {
+  Transaction tx(*db_);
+  db_->prepare("UPDATE leases SET heartbeat_at = ? WHERE holder = ?").bind(1, now_seconds()).bind(2, holder).run();
+  tx.commit();
+}
+
+void Store::release_lease(int64_t id) {
+  Transaction tx(*db_);
+  db_->prepare("DELETE FROM leases WHERE id = ?").bind(1, id).run();
+  tx.commit();
+}
+
+std::vector<Lease> Store::live_leases(const std::string& name) {
+  auto st = db_->prepare(
+      "SELECT l.id, i.name, l.version, l.holder, l.session, l.heartbeat_at FROM leases l JOIN images i ON i.id = l.image_id "
+      "WHERE i.name = ? AND l.heartbeat_at >= ? ORDER BY l.id");
+  st.bind(1, name).bind(2, now_seconds() - kLeaseTtlSeconds);
+  std::vector<Lease> out;
+  while (st.step()) out.push_back({st.int64(0), st.text(1), st.int64(2), st.text(3), st.text(4), st.int64(5)});
+  return out;
+}
+
+}  // namespace bootfleet::store

@@ -1,0 +1,211 @@
+// The image store: a directory holding the catalog and every version file.
+//
+//   STORE/catalog.db                 SQLite (WAL): images, versions, block
+//                                    digests, activations, leases
+//   STORE/images/IMAGE/0001.vhd      version 1: a dynamic VHD
+//   STORE/images/IMAGE/0002.vhd      version 2: differencing on 0001.vhd …
+//   STORE/tmp/                       files being written
+//   STORE/locks/IMAGE.lock           held by the one writer of an image
+//
+// Design note. A version becomes visible only through its catalog row, and
+// the row is committed only after the file is complete, fsynced and renamed
+// into images/ (and the directory fsynced). A crash therefore leaves either
+// no row (and a leftover file, which opening the store removes) or a whole
+// version. Writers of one image are serialised by an flock on its lock file,
+// held for the whole write; cleanup only removes files of images whose lock
+// it can take, so it never races a live writer. Publishing and rolling back
+// touch only the catalog: one short IMMEDIATE transaction each.
+// docs/store.md describes the schema and every rule here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/digests.h"
+#include "store/sqlite.h"
+#include "store/version_ref.h"
+#include "vhd/disk.h"
+
+namespace bootfleet::store {
+
+struct VersionInfo {
+  std::string image;
+  int64_t number = 0;
+  std::optional<int64_t> parent;
+  uint64_t size = 0;
+  std::string file;  // relative to the store
+  uint64_t file_size = 0;
+  uint64_t stored_bytes = 0;
+  std::string unique_id;
+  int64_t created_at = 0;  // Unix seconds
+  std::string created_by;
+  std::string message;
+  std::optional<std::string> source;
+  std::optional<std::string> recipe;
+  std::optional<std::string> recipe_hash;
+  std::string disk_digest;
+  int depth = 1;  // files in its chain
+};
+
+struct ImageInfo {
+  std::string name;
+  int64_t created_at = 0;
+  std::optional<int64_t> active;
+  std::optional<int64_t> previous;  // what rollback would make active
+  int64_t version_count = 0;
+  std::optional<int64_t> latest;
+  uint64_t size = 0;           // virtual size of the latest version
+  uint64_t bytes_on_disk = 0;  // sum of its version files
+};
+
+struct Activation {
+  int64_t id = 0;
+  int64_t version = 0;
+  std::optional<int64_t> previous;
+  std::string action;  // publish | rollback
+  int64_t at_ms = 0;
+  std::string by;
+};
+
+struct ActivationResult {
+  std::optional<int64_t> before;
+  int64_t now = 0;
+  bool changed = true;  // false: it was already active
+};
+
+struct Lease {
+  int64_t id = 0;
+  std::string image;
+  int64_t version = 0;
+  std::string holder;
+  std::string session;
+  int64_t heartbeat_at = 0;
+};
+
+struct ImportOptions {
+  std::string message;
+  std::string created_by;  // default: user@host
+  std::optional<std::string> source;
+  std::optional<std::string> recipe;
+  std::optional<std::string> recipe_hash;
+  bool publish = false;
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+struct ImportResult {
+  VersionInfo version;
+  bool new_base = false;    // written as a dynamic base (first version, or depth limit)
+  uint64_t changed_blocks = 0;
+};
+
+struct PruneDecision {
+  int64_t number = 0;
+  bool keep = false;
+  std::vector<std::string> reasons;  // why it is kept
+};
+
+struct GcResult {
+  std::vector<std::string> removed;  // paths relative to the store
+  uint64_t bytes = 0;
+};
+
+struct VerifyProblem {
+  std::string image;
+  int64_t version = 0;
+  std::string message;
+};
+
+struct VerifyReport {
+  std::vector<std::string> checked;  // "IMAGE@N"
+  uint64_t bytes_hashed = 0;
+  std::vector<VerifyProblem> problems;
+};
+
+struct DiffRange {
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+struct DiffResult {
+  VersionInfo a, b;
+  std::vector<DiffRange> ranges;  // changed byte ranges, merged
+  uint64_t changed_bytes = 0;
+  uint64_t blocks_added = 0, blocks_removed = 0, blocks_modified = 0;
+  bool data_read = false;     // --verify read the data
+  bool verified = true;       // with --verify: the data confirmed the digests
+  std::vector<std::string> verify_problems;
+};
+
+class Store {
+ public:
+  // $BOOTFLEET_STORE, else /var/lib/bootfleet.
+  static std::string default_dir();
+  // Creates the layout and catalog; refuses a directory that holds other files.
+  static void init(const std::string& dir);
+  // Opens an existing store and removes the leftovers of crashed writers
+  // (listed in cleanup_report()).
+  static std::unique_ptr<Store> open(const std::string& dir);
+
+  const std::string& dir() const { return dir_; }
+  const std::vector<std::string>& cleanup_report() const { return cleanup_; }
+
+  // Reading.
+  std::vector<ImageInfo> images();
+  ImageInfo image(const std::string& name);  // throws, listing the images there are
+  std::vector<VersionInfo> versions(const std::string& image);
+  VersionInfo version(const VersionRef& ref);  // throws, listing the versions there are
+  std::vector<Activation> history(const std::string& image);
+  BlockDigests digests(const VersionInfo& v);
+  std::string path_of(const VersionInfo& v) const;
+  std::unique_ptr<vhd::Disk> open_version(const VersionInfo& v) const;
+
+  // Writing.
+  ImportResult import_disk(const std::string& image, const vhd::Disk& disk, const ImportOptions& options);
+  ActivationResult publish(const VersionRef& ref, const std::string& by);
+  ActivationResult rollback(const std::string& image, std::optional<int64_t> to, const std::string& by);
+  // Decides what `prune --keep K` keeps; with `apply`, deletes the rest.
+  std::vector<PruneDecision> prune(const std::string& image, int64_t keep, bool apply);
+  // Removes exactly one version; refused (util::Error with the reason) when
+  // it is active, the rollback target, leased, or a parent of another.
+  void remove_version(const VersionRef& ref);
+  ImportResult squash(const VersionRef& ref, const ImportOptions& options);
+  GcResult gc(bool apply);
+
+  VerifyReport verify(const std::optional<VersionRef>& ref,
+                      const std::function<void(uint64_t, uint64_t)>& progress = {});
+  DiffResult diff(const VersionRef& a, const VersionRef& b, bool read_data);
+
+  // Leases: a server records the versions its sessions pin.
+  int64_t add_lease(const VersionRef& ref, const std::string& holder, const std::string& session);
+  void heartbeat(const std::string& holder);
+  void release_lease(int64_t id);
+  std::vector<Lease> live_leases(const std::string& image);
+  static constexpr int64_t kLeaseTtlSeconds = 120;
+
+  // Chains deeper than this get a new dynamic base on import.
+  static constexpr int kMaxChainDepth = 32;
+
+ private:
+  explicit Store(std::string dir);
+  void migrate();
+  void cleanup();
+  std::string lock_path(const std::string& image) const;
+  int64_t image_id(const std::string& name, bool create, int64_t now);
+  VersionInfo read_version_row(Statement& st);
+  ImportResult write_version(const std::string& image, const vhd::Disk& disk, const ImportOptions& options,
+                             std::optional<VersionInfo> force_base_of);
+  std::vector<int64_t> rollback_stack(int64_t image_id);
+  void fill_depths(std::vector<VersionInfo>& versions);
+
+  std::string dir_;
+  std::unique_ptr<Database> db_;
+  std::vector<std::string> cleanup_;
+};
+
+std::string default_creator();  // user@host
+
+}  // namespace bootfleet::store
