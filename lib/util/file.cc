@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "util/error.h"
@@ -81,27 +82,26 @@ void fsync_parent_dir(const std::string& path) {
   if (::fsync(fd.get()) != 0) throw errno_error(dir + ": fsync");
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t size,
+std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t start, uint64_t end,
                                                        const std::string& path) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  uint64_t pos = 0;
-  while (pos < size) {
+  uint64_t pos = start;
+  while (pos < end) {
     off_t data = ::lseek(fd, static_cast<off_t>(pos), SEEK_DATA);
     if (data < 0) {
       if (errno == ENXIO) break;  // only a hole remains
       if (errno == EINVAL || errno == EOPNOTSUPP) {
-        out.clear();
-        out.emplace_back(0, size);
+        out.assign(1, {start, end});
         return out;
       }
       throw errno_error(path + ": SEEK_DATA");
     }
+    if (static_cast<uint64_t>(data) >= end) break;
     off_t hole = ::lseek(fd, data, SEEK_HOLE);
     if (hole < 0) throw errno_error(path + ": SEEK_HOLE");
-    uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(hole), size);
-    if (static_cast<uint64_t>(data) >= size) break;
-    out.emplace_back(static_cast<uint64_t>(data), end);
-    pos = end;
+    uint64_t stop = std::min<uint64_t>(static_cast<uint64_t>(hole), end);
+    out.emplace_back(static_cast<uint64_t>(data), stop);
+    pos = stop;
   }
   return out;
 }

@@ -50,9 +50,10 @@ void fsync_file(int fd, const std::string& path);
 // fsync the directory holding `path`, making a rename or create durable.
 void fsync_parent_dir(const std::string& path);
 
-// Data ranges of a possibly sparse file, from SEEK_DATA/SEEK_HOLE. Where the
-// file system cannot tell, the whole file is one range.
-std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t size,
+// Data ranges within [start, end) of a possibly sparse file, from
+// SEEK_DATA/SEEK_HOLE, as [begin, end) pairs. Where the file system cannot
+// tell, the whole window is one range. Costs two syscalls per range found.
+std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t start, uint64_t end,
                                                        const std::string& path);
 
 // A file written under a temporary name beside its final path and renamed

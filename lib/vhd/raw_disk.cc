@@ -22,11 +22,7 @@ std::vector<Extent> RawDisk::extents(uint64_t offset, uint64_t length) const {
   std::vector<Extent> out;
   uint64_t end = std::min(size_, offset + length);
   uint64_t pos = offset;
-  for (auto [s, e] : util::data_ranges(fd_.get(), size_, path_)) {
-    if (e <= offset) continue;
-    if (s >= end) break;
-    s = std::max(s, offset);
-    e = std::min(e, end);
+  for (auto [s, e] : util::data_ranges(fd_.get(), offset, end, path_)) {
     append_extent(out, {pos, s - pos, false});
     append_extent(out, {s, e - s, true});
     pos = e;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -150,36 +149,32 @@ void Writer::write_block(uint32_t block, std::span<const uint8_t> data,
   // Place the bitmap just before a 4 KiB boundary so the data starts on one.
   uint64_t data_start = round_up(next_block_offset_ + bitmap_size, kDataAlignment);
   uint64_t block_start = data_start - bitmap_size;
-  // The file always carries a whole block; a short last block is padded.
-  iovec iov[3] = {{bitmap.data(), bitmap_size},
-                  {const_cast<uint8_t*>(data.data()), data.size()},
-                  {nullptr, 0}};
-  int iovcnt = 2;
-  std::vector<uint8_t> pad;
-  if (length < block_size_) {
-    pad.assign(block_size_ - length, 0);
-    iov[2] = {pad.data(), pad.size()};
-    iovcnt = 3;
-  }
-  size_t total = bitmap_size + block_size_;
-  size_t done = 0;
-  while (done < total) {
-    ssize_t n = ::pwritev(fd_.get(), iov, iovcnt, static_cast<off_t>(block_start + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw util::errno_error(path_ + ": write of block " + std::to_string(block));
+  util::pwrite_full(fd_.get(), bitmap.data(), bitmap_size, block_start, path_);
+  // Runs of zeros inside the block stay holes in the file: they read as the
+  // zeros they are, and a sparsely filled block costs no more than its data.
+  // The file always spans the whole block because what follows it (the next
+  // block or the footer) is written after it.
+  constexpr size_t kGrain = 64 * 1024;
+  size_t run_start = 0, run_end = 0;
+  auto flush_run = [&] {
+    if (run_end > run_start) {
+      util::pwrite_full(fd_.get(), data.data() + run_start, run_end - run_start, data_start + run_start, path_);
     }
-    done += static_cast<size_t>(n);
-    // Advance the iovecs past what was written (rare: pwritev on a regular
-    // file writes everything unless the disk fills).
-    size_t skip = static_cast<size_t>(n);
-    for (int i = 0; i < iovcnt && skip > 0; ++i) {
-      size_t k = std::min(skip, iov[i].iov_len);
-      iov[i].iov_base = static_cast<uint8_t*>(iov[i].iov_base) + k;
-      iov[i].iov_len -= k;
-      skip -= k;
+    run_start = run_end = 0;
+  };
+  for (size_t at = 0; at < data.size(); at += kGrain) {
+    size_t n = std::min(kGrain, data.size() - at);
+    if (util::is_all_zero(data.data() + at, n)) {
+      flush_run();
+    } else {
+      if (run_end != at || run_end == 0) {
+        flush_run();
+        run_start = at;
+      }
+      run_end = at + n;
     }
   }
+  flush_run();
   bat_[block] = static_cast<uint32_t>(block_start / kSectorSize);
   next_block_offset_ = data_start + block_size_;
   stored_ += length;
