@@ -129,7 +129,15 @@ ConvertResult convert_to_vhd(const Disk& in, const std::string& path, const Conv
             any = true;
           }
         }
-        if (any) writer.write_block(b, {data.data(), len}, bitmap);
+        if (any) {
+          // Sectors the bitmap does not mark are never read from this file;
+          // zeroing them lets the writer leave them as holes, so the file's
+          // real size follows the change, not the blocks it touches.
+          for (uint32_t s = 0; s < len / kSectorSize; ++s) {
+            if (!bitmap_test(bitmap, s)) std::memset(data.data() + size_t{s} * kSectorSize, 0, kSectorSize);
+          }
+          writer.write_block(b, {data.data(), len}, bitmap);
+        }
       }
     }
     if (options.progress) options.progress(off + len, size);

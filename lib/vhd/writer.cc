@@ -177,7 +177,11 @@ void Writer::write_block(uint32_t block, std::span<const uint8_t> data,
   flush_run();
   bat_[block] = static_cast<uint32_t>(block_start / kSectorSize);
   next_block_offset_ = data_start + block_size_;
-  stored_ += length;
+  if (type == DiskType::kDifferencing) {
+    for (uint32_t s = 0; s < length / kSectorSize; ++s) stored_ += bitmap_test(bitmap, s) ? kSectorSize : 0;
+  } else {
+    stored_ += length;
+  }
 }
 
 void Writer::finish() {

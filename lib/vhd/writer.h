@@ -69,7 +69,8 @@ class Writer {
   // without a footer; callers write under a temporary name.
   void finish();
 
-  // Bytes of disk data stored so far.
+  // Bytes of disk data stored so far (for a differencing file, the sectors
+  // its bitmaps mark).
   uint64_t stored_bytes() const { return stored_; }
 
  private:

@@ -49,8 +49,9 @@ stored=$("$IMGTOOL" versions lab --json | /usr/bin/python3 -c 'import json,sys; 
 qemu-img convert -q -O qcow2 v1.raw v1.qcow2
 t=$(now); qemu-img convert -q -O qcow2 -B v1.qcow2 -F qcow2 v2.raw v2.qcow2; peer=$(elapsed "$t")
 peer_stored=$(stat -c %s v2.qcow2)
-printf 'imgtool import:            %6.2f s, version file %s bytes (%.2f %% of the disk)\n' "$ours" "$stored" \
-  "$(echo "$stored * 100 / 4294967296" | bc -l)"
+on_disk=$(du -B1 "$BOOTFLEET_STORE"/images/lab/0002.vhd | cut -f1)
+printf 'imgtool import:            %6.2f s, version file %s bytes, %s bytes allocated on disk (%.2f %% of the disk)\n' \
+  "$ours" "$stored" "$on_disk" "$(echo "$on_disk * 100 / 4294967296" | bc -l)"
 printf 'qemu-img convert -B base:  %6.2f s, qcow2 file %s bytes\n' "$peer" "$peer_stored"
 printf 'ratio (qemu-img time / imgtool time): %.2f\n' "$(echo "$peer / $ours" | bc -l)"
 rm -f v1.raw v2.raw v1.qcow2 v2.qcow2
