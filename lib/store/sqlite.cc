@@ -63,7 +63,10 @@ Statement& Statement::bind(int i, const std::string& v) {
   return *this;
 }
 Statement& Statement::bind(int i, std::span<const uint8_t> v) {
-  if (sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT) != SQLITE_OK) fail("bind");
+  // An empty span may have no data pointer, which SQLite would bind as NULL.
+  int rc = v.empty() ? sqlite3_bind_zeroblob(stmt_, i, 0)
+                     : sqlite3_bind_blob64(stmt_, i, v.data(), v.size(), SQLITE_TRANSIENT);
+  if (rc != SQLITE_OK) fail("bind");
   return *this;
 }
 Statement& Statement::bind_null(int i) {

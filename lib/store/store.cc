@@ -417,7 +417,8 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   }
 
   BlockDigests parent_digests = parent ? digests(*parent) : BlockDigests();
-  uint64_t out_size = parent ? parent->size : vhd::round_up_to_geometry(disk.size());
+  // Every version of an image has the image's size, also a new base.
+  uint64_t out_size = latest ? latest->size : vhd::round_up_to_geometry(disk.size());
   BlockDigests new_digests(out_size);
   uint64_t changed = 0;
 
@@ -428,6 +429,7 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   vhd::ConvertOptions co;
   co.to = parent ? vhd::OutputFormat::kVhdDiff : vhd::OutputFormat::kVhdDynamic;
   co.block_size = kDigestBlockSize;
+  co.size = out_size;
   if (parent) co.parent = path_of(*parent);
   co.replace = true;
   co.progress = options.progress;

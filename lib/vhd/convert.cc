@@ -84,7 +84,11 @@ ConvertResult convert_to_raw(const Disk& in, const std::string& path, const Conv
 
 ConvertResult convert_to_vhd(const Disk& in, const std::string& path, const ConvertOptions& options) {
   WriterOptions wo;
-  wo.size = in.size();
+  wo.size = options.size ? options.size : in.size();
+  if (wo.size < in.size()) {
+    throw Error("output size " + std::to_string(wo.size) + " is smaller than the input's " +
+                std::to_string(in.size()) + " bytes");
+  }
   wo.block_size = options.block_size;
   std::unique_ptr<Chain> parent;
   switch (options.to) {

@@ -22,6 +22,9 @@ const char* output_format_name(OutputFormat format);
 struct ConvertOptions {
   OutputFormat to = OutputFormat::kVhdDynamic;
   uint32_t block_size = kDefaultBlockSize;
+  // Virtual size of a fixed or dynamic output; 0 means the input's. A larger
+  // size zero-extends the input; a smaller one is refused.
+  uint64_t size = 0;
   std::string parent;  // kVhdDiff: the parent VHD (its whole chain is read)
   bool replace = false;  // replace an existing output file
   // Sees the content of every VHD output block that may hold data (blocks
