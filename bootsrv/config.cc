@@ -1,0 +1,67 @@
+#include "config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include "util/error.h"
+
+namespace bootfleet::bootsrv {
+
+using util::Error;
+
+std::chrono::seconds parse_duration(const std::string& text, const std::string& what) {
+  size_t i = 0;
+  while (i < text.size() && std::isdigit(static_cast<unsigned char>(text[i]))) ++i;
+  std::string unit = text.substr(i);
+  if (i == 0 || i > 9) throw Error(what + ": '" + text + "' is not a duration; use e.g. 90, 90s, 15m, 2h or 1d");
+  long long n = std::stoll(text.substr(0, i));
+  if (unit.empty() || unit == "s") return std::chrono::seconds(n);
+  if (unit == "m") return std::chrono::seconds(n * 60);
+  if (unit == "h") return std::chrono::seconds(n * 3600);
+  if (unit == "d") return std::chrono::seconds(n * 86400);
+  throw Error(what + ": '" + text + "' has an unknown unit '" + unit + "'; use s, m, h or d");
+}
+
+void load_config_file(const std::string& path, Config& config) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    throw Error(path + ": cannot read the configuration file");
+  } catch (const YAML::ParserException& e) {
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) + ": " + e.msg);
+  }
+  if (root.IsNull()) return;
+  auto where = [&](const YAML::Node& n, const std::string& key) {
+    return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1) + ": key '" + key + "'";
+  };
+  if (!root.IsMap()) throw Error(path + ": the configuration must be a mapping of keys to values");
+  for (const auto& item : root) {
+    std::string key = item.first.as<std::string>();
+    const YAML::Node& v = item.second;
+    try {
+      if (key == "store") {
+        config.store = v.as<std::string>();
+      } else if (key == "listen") {
+        config.listen.clear();
+        if (v.IsSequence()) {
+          for (const auto& a : v) config.listen.push_back(a.as<std::string>());
+        } else {
+          config.listen.push_back(v.as<std::string>());
+        }
+      } else if (key == "cache_dir") {
+        config.cache_dir = v.as<std::string>();
+      } else if (key == "idle_timeout") {
+        config.idle_timeout = parse_duration(v.as<std::string>(), where(v, key));
+      } else if (key == "heartbeat") {
+        config.heartbeat = parse_duration(v.as<std::string>(), where(v, key));
+      } else {
+        throw Error(where(item.first, key) + ": unknown; known keys are store, listen, cache_dir, idle_timeout, heartbeat");
+      }
+    } catch (const YAML::Exception&) {
+      throw Error(where(v, key) + ": expected " +
+                  std::string(key == "listen" ? "an address or a list of addresses" : "a single value"));
+    }
+  }
+}
+
+}  // namespace bootfleet::bootsrv

@@ -1,0 +1,27 @@
+// bootsrv's configuration: a YAML file (docs/bootsrv.md) overridden by
+// command-line flags. Errors name the file, line and key.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+namespace bootfleet::bootsrv {
+
+struct Config {
+  std::string store;                     // the store directory
+  std::vector<std::string> listen;       // NBD listen addresses
+  std::string cache_dir;                 // write caches; default STORE/cache
+  std::chrono::seconds idle_timeout{3600};  // named sessions without connections
+  std::chrono::seconds heartbeat{30};    // lease heartbeat
+};
+
+// Reads `path` into `config`: only keys present in the file change it.
+// Throws util::Error "FILE:LINE:COL: key 'x': …" on a bad value or an
+// unknown key.
+void load_config_file(const std::string& path, Config& config);
+
+// "90", "90s", "15m", "2h", "1d" -> seconds; throws naming `what`.
+std::chrono::seconds parse_duration(const std::string& text, const std::string& what);
+
+}  // namespace bootfleet::bootsrv

@@ -1,0 +1,134 @@
+#include "exports.h"
+
+#include <unistd.h>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace bootfleet::bootsrv {
+
+using util::Error;
+
+namespace {
+void validate_client_name(const std::string& name, const std::string& export_name) {
+  if (name.empty() || name.size() > 64) {
+    throw Error("export '" + export_name + "': a client name is 1 to 64 characters");
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-' || c == ':';
+    if (!ok) {
+      throw Error("export '" + export_name + "': '" + std::string(1, c) +
+                  "' is not allowed in a client name; use letters, digits, '.', '_', '-', ':'");
+    }
+  }
+}
+}  // namespace
+
+StoreExports::StoreExports(store::Store& store, block::SessionManager::Options options) : store_(store) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  holder_ = "bootsrv@" + std::string(host) + ":" + std::to_string(::getpid());
+  block::SessionManager::Hooks hooks;
+  hooks.started = [this](const block::Session& s) {
+    lease(s.pin(), s.name());
+    util::log_line("session " + s.name() + " started on " + s.pin().image + "@" + std::to_string(s.pin().version));
+  };
+  hooks.ended = [this](const block::Session& s) {
+    release(s.name());
+    util::log_line("session " + s.name() + " ended (" + std::to_string(s.cache().data_bytes()) + " bytes written)");
+  };
+  sessions_ = std::make_unique<block::SessionManager>(std::move(options), std::move(hooks));
+}
+
+StoreExports::~StoreExports() { sessions_.reset(); }
+
+block::Pin StoreExports::pin(const store::VersionRef& ref) {
+  std::lock_guard lock(store_mutex_);
+  store::VersionInfo v = store_.version(ref);
+  return {v.image, v.number, store_.path_of(v)};
+}
+
+std::string StoreExports::lease(const block::Pin& pin, const std::string& session) {
+  std::lock_guard lock(store_mutex_);
+  try {
+    leases_[session] = store_.add_lease({pin.image, pin.version, false}, holder_, session);
+  } catch (const Error& e) {
+    util::log_line("cannot record the lease of " + session + ": " + e.what());
+  }
+  return session;
+}
+
+void StoreExports::release(const std::string& session) {
+  std::lock_guard lock(store_mutex_);
+  auto it = leases_.find(session);
+  if (it == leases_.end()) return;
+  try {
+    store_.release_lease(it->second);
+  } catch (const Error& e) {
+    util::log_line("cannot release the lease of " + session + ": " + e.what());
+  }
+  leases_.erase(it);
+}
+
+nbd::OpenedExport StoreExports::open(const std::string& name) {
+  nbd::OpenedExport out;
+  auto at = name.find('@');
+  auto slash = name.find('/');
+  if (at != std::string::npos) {
+    store::VersionRef ref = store::parse_version_ref(name);
+    block::Pin p = pin(ref);
+    std::string session;
+    {
+      std::lock_guard lock(store_mutex_);
+      session = "ro#" + std::to_string(++read_only_counter_);
+    }
+    lease(p, session);
+    out.device = std::make_shared<block::VersionDevice>(p, sessions_->open_chain(p.path));
+    out.description = p.image + "@" + std::to_string(p.version) + " (read-only)";
+    out.release = [this, session] { release(session); };
+    return out;
+  }
+  std::string image = name.substr(0, slash);
+  try {
+    store::validate_image_name(image);
+  } catch (const Error& e) {
+    throw Error("export '" + name + "': " + e.what() + "; exports are IMAGE, IMAGE/CLIENT or IMAGE@N");
+  }
+  if (slash == std::string::npos) {
+    auto session = sessions_->attach_anonymous(pin({image, std::nullopt, false}));
+    out.device = session;
+    out.description = image + "@" + std::to_string(session->pin().version) + ", anonymous session " + session->name();
+    out.release = [this, session] { sessions_->detach(session); };
+    return out;
+  }
+  std::string client = name.substr(slash + 1);
+  validate_client_name(client, name);
+  auto session = sessions_->attach(name, [&] { return pin({image, std::nullopt, false}); });
+  out.device = session;
+  out.description = image + "@" + std::to_string(session->pin().version) + ", session " + name + " (" +
+                    std::to_string(session->connections()) + " connections)";
+  out.release = [this, session] { sessions_->detach(session); };
+  return out;
+}
+
+std::vector<std::pair<std::string, std::string>> StoreExports::list() {
+  std::lock_guard lock(store_mutex_);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& i : store_.images()) {
+    if (i.active) out.emplace_back(i.name, "active version " + std::to_string(*i.active) + " (a fresh session per connection)");
+  }
+  return out;
+}
+
+void StoreExports::housekeeping() {
+  for (const auto& name : sessions_->expire_idle()) util::log_line("session " + name + " expired after idling");
+  std::lock_guard lock(store_mutex_);
+  try {
+    store_.heartbeat(holder_);
+  } catch (const Error& e) {
+    util::log_line(std::string("lease heartbeat failed: ") + e.what());
+  }
+}
+
+}  // namespace bootfleet::bootsrv

@@ -1,0 +1,45 @@
+// What bootsrv's export names mean, over the store and the session manager:
+//   IMAGE          an anonymous session on the active version (ends with the connection)
+//   IMAGE/CLIENT   CLIENT's named session (survives reconnects; shared by its connections)
+//   IMAGE@N        version N, read-only; IMAGE@active the active version, read-only
+// Each pinned version is recorded as a lease in the store, so prune never
+// removes a version a client is using.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "block/session.h"
+#include "nbd/connection.h"
+#include "store/store.h"
+
+namespace bootfleet::bootsrv {
+
+class StoreExports : public nbd::ExportResolver {
+ public:
+  StoreExports(store::Store& store, block::SessionManager::Options options);
+  ~StoreExports() override;
+
+  nbd::OpenedExport open(const std::string& name) override;
+  std::vector<std::pair<std::string, std::string>> list() override;
+
+  block::SessionManager& sessions() { return *sessions_; }
+  // Renews this server's leases and ends idle sessions.
+  void housekeeping();
+  const std::string& holder() const { return holder_; }
+
+ private:
+  block::Pin pin(const store::VersionRef& ref);
+  std::string lease(const block::Pin& pin, const std::string& session);
+  void release(const std::string& session);
+
+  store::Store& store_;
+  std::mutex store_mutex_;  // the store's SQLite connection is single-threaded
+  std::string holder_;
+  std::map<std::string, int64_t> leases_;  // session -> lease id
+  uint64_t read_only_counter_ = 0;
+  std::unique_ptr<block::SessionManager> sessions_;
+};
+
+}  // namespace bootfleet::bootsrv

@@ -1,0 +1,159 @@
+// bootsrv: the boot server. Serves the store's images over NBD: each client
+// reads the version it pinned at boot and writes to its own write cache.
+// docs/bootsrv.md describes every option, the configuration file and the
+// export names.
+#include <signal.h>
+
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "config.h"
+#include "exports.h"
+#include "nbd/server.h"
+#include "util/error.h"
+#include "util/log.h"
+
+#ifndef BOOTFLEET_VERSION
+#define BOOTFLEET_VERSION "0"
+#endif
+
+namespace po = boost::program_options;
+using namespace bootfleet;
+
+namespace {
+
+const char* kUsage =
+    "Usage: bootsrv serve [--store DIR] [--config FILE] [--listen ADDR:PORT]... [--cache-dir DIR]\n"
+    "                     [--idle-timeout DURATION]\n"
+    "       bootsrv --help | --version\n\n"
+    "Serve the store's images to network-booted clients over NBD.\n\n"
+    "Export names: IMAGE (a fresh session on the active version for one connection),\n"
+    "IMAGE/CLIENT (CLIENT's session: one write cache shared by its connections, kept\n"
+    "across reconnects), IMAGE@N or IMAGE@active (read-only).\n\n"
+    "Signals: SIGTERM or SIGINT stops accepting, finishes the requests in flight,\n"
+    "flushes every cache and exits 0; SIGHUP reloads the configuration file.\n"
+    "See docs/bootsrv.md.\n";
+
+int serve(const std::vector<std::string>& args) {
+  po::options_description options("Options");
+  std::string config_file, store_dir, cache_dir, idle;
+  std::vector<std::string> listen;
+  options.add_options()
+      ("help,h", "show this help")
+      ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
+      ("config,c", po::value(&config_file), "a YAML configuration file")
+      ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
+      ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
+      ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "bootsrv serve: " << e.what() << "\n" << kUsage;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << kUsage << "\n" << options << "\n";
+    return 0;
+  }
+
+  auto build_config = [&]() {
+    bootsrv::Config c;
+    c.store = store::Store::default_dir();
+    if (!config_file.empty()) bootsrv::load_config_file(config_file, c);
+    if (!store_dir.empty()) c.store = store_dir;
+    if (!listen.empty()) c.listen = listen;
+    if (c.listen.empty()) c.listen = {"127.0.0.1:10809"};
+    if (!cache_dir.empty()) c.cache_dir = cache_dir;
+    if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
+    if (!idle.empty()) c.idle_timeout = bootsrv::parse_duration(idle, "--idle-timeout");
+    return c;
+  };
+  bootsrv::Config config = build_config();
+
+  // Signals are taken synchronously by this thread; every other thread
+  // inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto s = store::Store::open(config.store);
+  for (const auto& line : s->cleanup_report()) util::log_line("store: " + line);
+  std::filesystem::create_directories(config.cache_dir);
+  bootsrv::StoreExports exports(*s, {config.cache_dir, config.idle_timeout});
+  nbd::Server server(exports);
+  for (const auto& address : config.listen) {
+    uint16_t port = server.listen(address);
+    util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
+  }
+  server.start();
+  util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir);
+
+  std::atomic<bool> done{false};
+  std::thread housekeeping([&] {
+    auto next = std::chrono::steady_clock::now();
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (std::chrono::steady_clock::now() < next) continue;
+      exports.housekeeping();
+      next = std::chrono::steady_clock::now() + std::min(config.heartbeat, std::chrono::seconds(10));
+    }
+  });
+  while (true) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      try {
+        bootsrv::Config fresh = build_config();
+        exports.sessions().set_idle_timeout(fresh.idle_timeout);
+        config.idle_timeout = fresh.idle_timeout;
+        config.heartbeat = fresh.heartbeat;
+        util::log_line("configuration reloaded (listen addresses, store and cache directory change only on restart)");
+      } catch (const util::Error& e) {
+        util::log_line(std::string("configuration not reloaded: ") + e.what());
+      }
+      continue;
+    }
+    util::log_line(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                   ": finishing requests in flight");
+    break;
+  }
+  server.stop();
+  server.wait();
+  done = true;
+  housekeeping.join();
+  util::log_line("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  util::set_log_program("bootsrv");
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  if (args[0] == "--version") {
+    std::cout << "bootsrv (bootfleet) " << BOOTFLEET_VERSION << "\n";
+    return 0;
+  }
+  if (args[0] != "serve") {
+    std::cerr << "bootsrv: '" << args[0] << "' is not a command.\n\n" << kUsage;
+    return 2;
+  }
+  try {
+    return serve({args.begin() + 1, args.end()});
+  } catch (const util::Error& e) {
+    std::cerr << "bootsrv serve: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,69 @@
+// A session's write cache: every write of the session lands here; the
+// version chain under it is never written.
+//
+// Design note. Data lives in an append-only file (unlinked at creation, so a
+// crashed server leaves nothing behind); an in-memory index maps runs of
+// sectors to where their data is in that file, or marks them as zeroed (TRIM
+// and WRITE_ZEROES write nothing). Memory grows with the number of written
+// runs, never with the disk size. A write that falls inside one run already
+// stored overwrites it in place, so a guest rewriting the same metadata block
+// does not grow the file. FLUSH, and a write with FUA, fdatasync the file
+// before they return: acknowledged data survives a power cut (the index does
+// not need to, because a session never outlives its server). Unaligned writes
+// are completed to whole sectors with the data underneath.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "util/file.h"
+#include "vhd/disk.h"
+
+namespace bootfleet::block {
+
+class WriteCache {
+ public:
+  // Reads of sectors the cache does not hold go to `below`.
+  WriteCache(std::shared_ptr<const vhd::Disk> below, const std::string& dir);
+
+  uint64_t size() const { return below_->size(); }
+  int read(uint64_t offset, uint32_t length, uint8_t* buf) const;
+  int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua);
+  int write_zeroes(uint64_t offset, uint32_t length, bool fua);
+  int flush();
+  int extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) const;
+
+  // Bytes of data in the cache file, and runs in the index.
+  uint64_t data_bytes() const;
+  size_t run_count() const;
+
+  // Writes the cache as a differencing VHD on `parent_path` (the file of the
+  // version under the cache): every sector the cache holds, data or zeros.
+  void write_vhd(const std::string& parent_path, const std::string& out_path) const;
+
+ private:
+  struct Run {
+    uint64_t sectors;     // length in sectors
+    int64_t file_offset;  // where its data is, or -1: zeros
+  };
+  using Index = std::map<uint64_t, Run>;  // first sector -> run
+
+  // Replaces [first, first+count) in the index with one run.
+  void put(uint64_t first, uint64_t count, int64_t file_offset);
+  int read_locked(uint64_t offset, uint32_t length, uint8_t* buf) const;
+  int write_sectors(uint64_t first, uint64_t count, const uint8_t* buf);
+
+  std::shared_ptr<const vhd::Disk> below_;
+  std::string path_;
+  util::UniqueFd fd_;
+  mutable std::shared_mutex mutex_;
+  Index index_;
+  uint64_t file_end_ = 0;
+};
+
+}  // namespace bootfleet::block

@@ -1,0 +1,57 @@
+// One NBD client on a connected stream socket (TCP or unix), from the
+// handshake to the disconnect.
+//
+// Design note. The handshake is fixed newstyle only: OPT_EXPORT_NAME,
+// OPT_INFO, OPT_GO, OPT_LIST, OPT_ABORT, OPT_STRUCTURED_REPLY and the meta
+// context options (base:allocation); anything else gets NBD_REP_ERR_UNSUP.
+// Transmission runs requests in the order they arrive on the connection
+// (clients may send many before reading replies; TCP buffers them) and
+// each connection has its own thread, so a slow client never holds up
+// another. Every length the peer sends is checked before anything is
+// allocated; a peer that breaks framing (bad magic, a payload past our
+// limits) is disconnected, which only ever costs that peer. Replies go out
+// with MSG_NOSIGNAL, so a client that vanishes mid-reply cannot kill the
+// server with SIGPIPE.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "block/device.h"
+
+namespace bootfleet::nbd {
+
+struct OpenedExport {
+  std::shared_ptr<block::Device> device;
+  std::string description;       // for NBD_INFO_DESCRIPTION and logs
+  std::function<void()> release;  // called once when the connection is done with it
+};
+
+// Maps export names to devices. Implemented by bootsrv (sessions over the
+// store) and by imgtool build (one write cache).
+class ExportResolver {
+ public:
+  virtual ~ExportResolver() = default;
+  // Throws util::Error whose message tells the client what is wrong and what
+  // exists (e.g. "no image 'x'; images: lab, office").
+  virtual OpenedExport open(const std::string& name) = 0;
+  // (name, description) of exports a client may list.
+  virtual std::vector<std::pair<std::string, std::string>> list() = 0;
+};
+
+struct ConnectionOptions {
+  const std::atomic<bool>* stopping = nullptr;  // set: finish the request at hand, then close
+  bool log_requests = false;
+};
+
+// Serves the client until it disconnects or breaks the protocol. Never
+// throws; logs one line per connection event and per error, naming `peer`
+// and the export.
+void serve_connection(int fd, ExportResolver& resolver, const std::string& peer,
+                      const ConnectionOptions& options = {});
+
+}  // namespace bootfleet::nbd

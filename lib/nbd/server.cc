@@ -1,0 +1,158 @@
+#include "nbd/server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace bootfleet::nbd {
+
+using util::Error;
+
+Server::Server(ExportResolver& resolver) : resolver_(resolver) {}
+
+Server::~Server() {
+  stop();
+  wait();
+  for (int fd : listen_fds_) ::close(fd);
+  for (const auto& p : unix_paths_) ::unlink(p.c_str());
+}
+
+uint16_t Server::listen(const std::string& address) {
+  if (address.rfind("unix:", 0) == 0) {
+    std::string path = address.substr(5);
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (path.empty() || path.size() >= sizeof sa.sun_path) {
+      throw Error(address + ": a unix socket path must be 1 to " + std::to_string(sizeof sa.sun_path - 1) + " bytes");
+    }
+    std::memcpy(sa.sun_path, path.c_str(), path.size());
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw util::errno_error(address);
+    ::unlink(path.c_str());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 || ::listen(fd, 128) != 0) {
+      int err = errno;
+      ::close(fd);
+      throw util::errno_error(address, err);
+    }
+    listen_fds_.push_back(fd);
+    unix_paths_.push_back(path);
+    return 0;
+  }
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) throw Error(address + ": expected ADDRESS:PORT, e.g. 127.0.0.1:10809 or [::1]:10809");
+  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) throw Error(address + ": " + gai_strerror(rc));
+  int fd = -1;
+  std::string last_error = "no address";
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 128) == 0) break;
+    last_error = std::strerror(errno);
+    ::close(fd);
+    fd = -1;
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0) throw Error(address + ": cannot listen: " + last_error);
+  sockaddr_storage bound{};
+  socklen_t len = sizeof bound;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+  listen_fds_.push_back(fd);
+  if (bound.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+}
+
+void Server::start() {
+  for (int fd : listen_fds_) acceptors_.emplace_back([this, fd] { accept_loop(fd); });
+}
+
+namespace {
+std::string peer_name(const sockaddr_storage& sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (sa.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (sa.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "unix";
+}
+}  // namespace
+
+void Server::accept_loop(int listen_fd) {
+  while (!stopping_) {
+    pollfd p{listen_fd, POLLIN, 0};
+    int rc = ::poll(&p, 1, 200);  // wakes to notice stop()
+    if (rc <= 0) continue;
+    sockaddr_storage sa{};
+    socklen_t len = sizeof sa;
+    int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno != EINTR && errno != EAGAIN) util::log_line(std::string("accept failed: ") + std::strerror(errno));
+      continue;
+    }
+    if (sa.ss_family != AF_UNIX) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    std::string peer = peer_name(sa);
+    {
+      std::lock_guard lock(mutex_);
+      clients_[fd] = peer;
+    }
+    std::thread([this, fd, peer] {
+      ConnectionOptions options;
+      options.stopping = &stopping_;
+      serve_connection(fd, resolver_, peer, options);
+      ::close(fd);
+      std::lock_guard lock(mutex_);
+      clients_.erase(fd);
+      idle_.notify_all();
+    }).detach();
+  }
+}
+
+void Server::stop() {
+  if (stopping_.exchange(true)) return;
+  std::lock_guard lock(mutex_);
+  for (auto& [fd, peer] : clients_) ::shutdown(fd, SHUT_RD);
+}
+
+void Server::wait() {
+  for (auto& t : acceptors_)
+    if (t.joinable()) t.join();
+  acceptors_.clear();
+  std::unique_lock lock(mutex_);
+  idle_.wait(lock, [this] { return clients_.empty(); });
+}
+
+size_t Server::connection_count() {
+  std::lock_guard lock(mutex_);
+  return clients_.size();
+}
+
+}  // namespace bootfleet::nbd
