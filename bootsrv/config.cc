@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "util/error.h"
+#include "util/size.h"
 
 namespace bootfleet::bootsrv {
 
@@ -50,12 +51,14 @@ void load_config_file(const std::string& path, Config& config) {
         }
       } else if (key == "cache_dir") {
         config.cache_dir = v.as<std::string>();
+      } else if (key == "cache_ram") {
+        config.cache_ram = util::parse_size(v.as<std::string>(), where(v, key));
       } else if (key == "idle_timeout") {
         config.idle_timeout = parse_duration(v.as<std::string>(), where(v, key));
       } else if (key == "heartbeat") {
         config.heartbeat = parse_duration(v.as<std::string>(), where(v, key));
       } else {
-        throw Error(where(item.first, key) + ": unknown; known keys are store, listen, cache_dir, idle_timeout, heartbeat");
+        throw Error(where(item.first, key) + ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat");
       }
     } catch (const YAML::Exception&) {
       throw Error(where(v, key) + ": expected " +

@@ -12,6 +12,7 @@ struct Config {
   std::string store;                     // the store directory
   std::vector<std::string> listen;       // NBD listen addresses
   std::string cache_dir;                 // write caches; default STORE/cache
+  uint64_t cache_ram = 0;                // RAM the write caches share before using cache_dir
   std::chrono::seconds idle_timeout{3600};  // named sessions without connections
   std::chrono::seconds heartbeat{30};    // lease heartbeat
 };

@@ -14,6 +14,7 @@
 #include "nbd/server.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/size.h"
 
 #ifndef BOOTFLEET_VERSION
 #define BOOTFLEET_VERSION "0"
@@ -26,7 +27,7 @@ namespace {
 
 const char* kUsage =
     "Usage: bootsrv serve [--store DIR] [--config FILE] [--listen ADDR:PORT]... [--cache-dir DIR]\n"
-    "                     [--idle-timeout DURATION]\n"
+    "                     [--cache-ram SIZE] [--idle-timeout DURATION]\n"
     "       bootsrv --help | --version\n\n"
     "Serve the store's images to network-booted clients over NBD.\n\n"
     "Export names: IMAGE (a fresh session on the active version for one connection),\n"
@@ -38,7 +39,7 @@ const char* kUsage =
 
 int serve(const std::vector<std::string>& args) {
   po::options_description options("Options");
-  std::string config_file, store_dir, cache_dir, idle;
+  std::string config_file, store_dir, cache_dir, idle, cache_ram;
   std::vector<std::string> listen;
   options.add_options()
       ("help,h", "show this help")
@@ -46,6 +47,7 @@ int serve(const std::vector<std::string>& args) {
       ("config,c", po::value(&config_file), "a YAML configuration file")
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
+      ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
       ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)");
   po::variables_map vm;
   try {
@@ -69,6 +71,7 @@ int serve(const std::vector<std::string>& args) {
     if (c.listen.empty()) c.listen = {"127.0.0.1:10809"};
     if (!cache_dir.empty()) c.cache_dir = cache_dir;
     if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
+    if (!cache_ram.empty()) c.cache_ram = util::parse_size(cache_ram, "--cache-ram");
     if (!idle.empty()) c.idle_timeout = bootsrv::parse_duration(idle, "--idle-timeout");
     return c;
   };
@@ -87,14 +90,15 @@ int serve(const std::vector<std::string>& args) {
   auto s = store::Store::open(config.store);
   for (const auto& line : s->cleanup_report()) util::log_line("store: " + line);
   std::filesystem::create_directories(config.cache_dir);
-  bootsrv::StoreExports exports(*s, {config.cache_dir, config.idle_timeout});
+  bootsrv::StoreExports exports(*s, {config.cache_dir, config.idle_timeout, config.cache_ram});
   nbd::Server server(exports);
   for (const auto& address : config.listen) {
     uint16_t port = server.listen(address);
     util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
   }
   server.start();
-  util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir);
+  util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
+                 (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
 
   std::atomic<bool> done{false};
   std::thread housekeeping([&] {

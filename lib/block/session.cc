@@ -37,15 +37,17 @@ int VersionDevice::extents(uint64_t offset, uint32_t length, std::vector<vhd::Ex
 }
 
 Session::Session(std::string name, Pin pin, std::shared_ptr<const vhd::Chain> chain, const std::string& cache_dir,
-                 bool named)
-    : name_(std::move(name)), pin_(std::move(pin)), chain_(chain), cache_(chain, cache_dir), named_(named),
+                 bool named, std::shared_ptr<RamBudget> ram)
+    : name_(std::move(name)), pin_(std::move(pin)), chain_(chain), cache_(chain, cache_dir, std::move(ram)), named_(named),
       started_(std::chrono::system_clock::now()) {}
 
 std::chrono::steady_clock::time_point Session::last_detach() const {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_detach_ns_.load()));
 }
 
-SessionManager::SessionManager(Options options, Hooks hooks) : options_(std::move(options)), hooks_(std::move(hooks)) {}
+SessionManager::SessionManager(Options options, Hooks hooks) : options_(std::move(options)), hooks_(std::move(hooks)) {
+  if (options_.cache_ram > 0) ram_ = std::make_shared<RamBudget>(options_.cache_ram);
+}
 
 SessionManager::~SessionManager() {
   std::vector<std::shared_ptr<Session>> ending;
@@ -59,7 +61,7 @@ SessionManager::~SessionManager() {
 }
 
 std::shared_ptr<Session> SessionManager::make(const std::string& name, const Pin& pin, bool named) {
-  auto session = std::make_shared<Session>(name, pin, chains_.open(pin.path), options_.cache_dir, named);
+  auto session = std::make_shared<Session>(name, pin, chains_.open(pin.path), options_.cache_dir, named, ram_);
   if (hooks_.started) hooks_.started(*session);
   return session;
 }

@@ -66,7 +66,7 @@ class VersionDevice : public Device {
 class Session : public Device {
  public:
   Session(std::string name, Pin pin, std::shared_ptr<const vhd::Chain> chain, const std::string& cache_dir,
-          bool named);
+          bool named, std::shared_ptr<RamBudget> ram = nullptr);
   const std::string& name() const { return name_; }
   const Pin& pin() const { return pin_; }
   bool named() const { return named_; }
@@ -110,6 +110,7 @@ class SessionManager {
   struct Options {
     std::string cache_dir;
     std::chrono::seconds idle_timeout{std::chrono::hours(1)};
+    uint64_t cache_ram = 0;  // bytes of RAM all write caches may share (0: none)
   };
   // Called when a session starts (to record a lease) and when it ends.
   struct Hooks {
@@ -141,6 +142,7 @@ class SessionManager {
 
   Options options_;
   Hooks hooks_;
+  std::shared_ptr<RamBudget> ram_;
   ChainRegistry chains_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Session>> named_;

@@ -31,8 +31,61 @@ util::UniqueFd open_anonymous_file(const std::string& dir) {
 }
 }  // namespace
 
-WriteCache::WriteCache(std::shared_ptr<const vhd::Disk> below, const std::string& dir)
-    : below_(std::move(below)), path_(dir + "/(write cache)"), fd_(open_anonymous_file(dir)) {}
+bool RamBudget::take(uint64_t bytes) {
+  int64_t n = static_cast<int64_t>(bytes);
+  if (left_.fetch_sub(n) >= n) return true;
+  left_.fetch_add(n);
+  return false;
+}
+
+WriteCache::WriteCache(std::shared_ptr<const vhd::Disk> below, const std::string& dir, std::shared_ptr<RamBudget> ram)
+    : below_(std::move(below)), path_(dir + "/(write cache)"), fd_(open_anonymous_file(dir)), ram_(std::move(ram)) {}
+
+WriteCache::~WriteCache() {
+  if (!ram_) return;
+  for (const auto& c : chunks_)
+    if (c) ram_->give_back(kRamChunk);
+}
+
+void WriteCache::reserve_chunks(uint64_t end) {
+  if (!ram_) return;
+  while (chunks_.size() * kRamChunk < end) {
+    chunks_.push_back(ram_->take(kRamChunk) ? std::make_unique<uint8_t[]>(kRamChunk) : nullptr);
+  }
+}
+
+void WriteCache::load(uint64_t offset, uint8_t* buf, size_t length) const {
+  while (length > 0) {
+    uint64_t chunk = offset / kRamChunk;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(length, kRamChunk - offset % kRamChunk));
+    if (chunk < chunks_.size() && chunks_[chunk]) {
+      std::memcpy(buf, chunks_[chunk].get() + offset % kRamChunk, n);
+    } else {
+      util::pread_full(fd_.get(), buf, n, offset, path_);
+    }
+    offset += n;
+    buf += n;
+    length -= n;
+  }
+}
+
+std::vector<std::array<uint64_t, 3>> WriteCache::store_ram_part(uint64_t offset, const uint8_t* buf, size_t length) {
+  std::vector<std::array<uint64_t, 3>> file_parts;
+  size_t done = 0;
+  while (done < length) {
+    uint64_t at = offset + done, chunk = at / kRamChunk;
+    size_t n = static_cast<size_t>(std::min<uint64_t>(length - done, kRamChunk - at % kRamChunk));
+    if (chunk < chunks_.size() && chunks_[chunk]) {
+      std::memcpy(chunks_[chunk].get() + at % kRamChunk, buf + done, n);
+    } else if (!file_parts.empty() && file_parts.back()[0] + file_parts.back()[2] == at) {
+      file_parts.back()[2] += n;
+    } else {
+      file_parts.push_back({at, done, n});
+    }
+    done += n;
+  }
+  return file_parts;
+}
 
 void WriteCache::put(uint64_t first, uint64_t count, int64_t file_offset) {
   uint64_t end = first + count;
@@ -92,8 +145,7 @@ int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf) cons
         if (it->second.file_offset < 0) {
           std::memset(buf, 0, n);
         } else {
-          util::pread_full(fd_.get(), buf, n, static_cast<uint64_t>(it->second.file_offset) + (pos - it->first * kSector),
-                           path_);
+          load(static_cast<uint64_t>(it->second.file_offset) + (pos - it->first * kSector), buf, n);
         }
       } else {
         uint64_t next = it != index_.end() ? it->first * kSector : end;
@@ -111,35 +163,42 @@ int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf) cons
 
 int WriteCache::write_sectors(uint64_t first, uint64_t count, const uint8_t* buf) {
   uint64_t bytes = count * kSector;
-  int64_t target = -1;
+  uint64_t target = 0;
   bool in_place = false;
+  std::vector<std::array<uint64_t, 3>> file_parts;
   {
     std::unique_lock lock(mutex_);
     auto it = index_.upper_bound(first);
     if (it != index_.begin()) {
       auto r = std::prev(it);
       if (r->second.file_offset >= 0 && r->first <= first && first + count <= r->first + r->second.sectors) {
-        target = r->second.file_offset + static_cast<int64_t>((first - r->first) * kSector);
+        target = static_cast<uint64_t>(r->second.file_offset) + (first - r->first) * kSector;
         in_place = true;
       }
     }
     if (!in_place) {
-      target = static_cast<int64_t>(file_end_);
+      target = file_end_;
       file_end_ += bytes;
+      reserve_chunks(file_end_);
     }
+    // RAM-held parts are copied under the lock; file parts are written
+    // after it, so one client's slow disk write never blocks other readers.
+    file_parts = store_ram_part(target, buf, bytes);
   }
-  size_t done = 0;
-  while (done < bytes) {
-    ssize_t n = ::pwrite(fd_.get(), buf + done, bytes - done, static_cast<off_t>(static_cast<uint64_t>(target) + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno == ENOSPC || errno == EDQUOT ? ENOSPC : EIO;
+  for (const auto& [offset, from, length] : file_parts) {
+    size_t done = 0;
+    while (done < length) {
+      ssize_t n = ::pwrite(fd_.get(), buf + from + done, length - done, static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno == ENOSPC || errno == EDQUOT ? ENOSPC : EIO;
+      }
+      done += static_cast<size_t>(n);
     }
-    done += static_cast<size_t>(n);
   }
   if (!in_place) {
     std::unique_lock lock(mutex_);
-    put(first, count, target);
+    put(first, count, static_cast<int64_t>(target));
   }
   return 0;
 }
@@ -221,6 +280,13 @@ uint64_t WriteCache::data_bytes() const {
   return n;
 }
 
+uint64_t WriteCache::ram_bytes() const {
+  std::shared_lock lock(mutex_);
+  uint64_t n = 0;
+  for (const auto& c : chunks_) n += c ? kRamChunk : 0;
+  return n;
+}
+
 size_t WriteCache::run_count() const {
   std::shared_lock lock(mutex_);
   return index_.size();
@@ -257,8 +323,8 @@ void WriteCache::write_vhd(const std::string& parent_path, const std::string& ou
       uint64_t s = std::max(start, it->first), e = std::min(stop, it->first + it->second.sectors);
       for (uint64_t x = s; x < e; ++x) vhd::bitmap_set(bitmap, static_cast<uint32_t>(x - start));
       if (e > s && it->second.file_offset >= 0) {
-        util::pread_full(fd_.get(), data.data() + (s - start) * kSector, (e - s) * kSector,
-                         static_cast<uint64_t>(it->second.file_offset) + (s - it->first) * kSector, path_);
+        load(static_cast<uint64_t>(it->second.file_offset) + (s - it->first) * kSector,
+             data.data() + (s - start) * kSector, (e - s) * kSector);
       }
     }
     writer.write_block(b, {data.data(), len}, bitmap);
