@@ -123,6 +123,9 @@ void Server::accept_loop(int listen_fd) {
     {
       std::lock_guard lock(mutex_);
       clients_[fd] = peer;
+      // stop() sets stopping_ before it takes the lock to shut clients down:
+      // a connection registered after that must shut itself down.
+      if (stopping_) ::shutdown(fd, SHUT_RD);
     }
     std::thread([this, fd, peer] {
       ConnectionOptions options;
