@@ -13,6 +13,7 @@ namespace bootfleet::util {
 namespace {
 std::mutex log_mutex;
 std::string program = "bootfleet";
+bool enabled = true;
 }  // namespace
 
 void set_log_program(const std::string& name) {
@@ -20,10 +21,16 @@ void set_log_program(const std::string& name) {
   program = name;
 }
 
+void set_log_enabled(bool on) {
+  std::lock_guard lock(log_mutex);
+  enabled = on;
+}
+
 void log_line(const std::string& message) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
   std::lock_guard lock(log_mutex);
+  if (!enabled) return;
   std::fprintf(stderr, "%s %s[%d]: %s\n", format_utc_ms(ms).c_str(), program.c_str(), static_cast<int>(::getpid()),
                message.c_str());
   std::fflush(stderr);

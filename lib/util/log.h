@@ -7,6 +7,8 @@
 namespace bootfleet::util {
 
 void set_log_program(const std::string& name);
+// Fuzzers and benchmarks turn logging off; servers never do.
+void set_log_enabled(bool enabled);
 void log_line(const std::string& message);
 
 }  // namespace bootfleet::util
