@@ -316,16 +316,25 @@ void WriteCache::write_vhd(const std::string& parent_path, const std::string& ou
     uint32_t len = writer.block_length(b);
     uint64_t start = uint64_t{b} * block_sectors, stop = start + len / kSector;
     std::fill(bitmap.begin(), bitmap.end(), 0);
-    std::fill(data.begin(), data.end(), 0);
+    // Whole 8-sector groups are marked (see vhd::kSectorsPerBitmapByte);
+    // sectors the cache does not hold come from below, so the content of
+    // every marked sector is what the session reads.
     auto it = index_.upper_bound(start);
     if (it != index_.begin()) --it;
     for (; it != index_.end() && it->first < stop; ++it) {
       uint64_t s = std::max(start, it->first), e = std::min(stop, it->first + it->second.sectors);
-      for (uint64_t x = s; x < e; ++x) vhd::bitmap_set(bitmap, static_cast<uint32_t>(x - start));
-      if (e > s && it->second.file_offset >= 0) {
-        load(static_cast<uint64_t>(it->second.file_offset) + (s - it->first) * kSector,
-             data.data() + (s - start) * kSector, (e - s) * kSector);
+      for (uint64_t x = s; x < e; ++x) {
+        uint64_t group = (x - start) / vhd::kSectorsPerBitmapByte * vhd::kSectorsPerBitmapByte;
+        for (uint64_t g = group; g < group + vhd::kSectorsPerBitmapByte && start + g < stop; ++g) {
+          vhd::bitmap_set(bitmap, static_cast<uint32_t>(g));
+        }
       }
+    }
+    if (read_locked(start * kSector, len, data.data()) != 0) {
+      throw util::Error("write cache: cannot read block " + std::to_string(b) + " to write it out");
+    }
+    for (uint32_t x = 0; x < len / kSector; ++x) {
+      if (!vhd::bitmap_test(bitmap, x)) std::memset(data.data() + size_t{x} * kSector, 0, kSector);
     }
     writer.write_block(b, {data.data(), len}, bitmap);
   }

@@ -48,10 +48,9 @@ CheckReport check(const std::string& path) {
   std::shared_ptr<VhdFile> keep_child;
   for (int depth = 0; depth < 256; ++depth) {
     auto inspection = VhdFile::inspect(current);
-    CheckedFile checked{current, "", std::move(inspection.problems)};
+    CheckedFile checked{current, inspection.type, std::move(inspection.problems)};
     auto file = inspection.file;
     if (file) {
-      checked.type = disk_type_name(file->type());
       struct stat st {};
       ::fstat(file->fd(), &st);
       if (!seen.insert({st.st_dev, st.st_ino}).second) {

@@ -125,14 +125,7 @@ ConvertResult convert_to_vhd(const Disk& in, const std::string& path, const Conv
       bool base_data = read_range(*parent, off, base.data(), len);
       if (in_data || base_data) {
         std::fill(bitmap.begin(), bitmap.end(), 0);
-        bool any = false;
-        for (uint32_t s = 0; s < len / kSectorSize; ++s) {
-          size_t at = size_t{s} * kSectorSize;
-          if (std::memcmp(data.data() + at, base.data() + at, kSectorSize) != 0) {
-            bitmap_set(bitmap, s);
-            any = true;
-          }
-        }
+        bool any = mark_differences(data.data(), base.data(), len, bitmap);
         if (any) {
           // Sectors the bitmap does not mark are never read from this file;
           // zeroing them lets the writer leave them as holes, so the file's

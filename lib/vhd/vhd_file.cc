@@ -32,6 +32,10 @@ VhdFile::Inspection VhdFile::inspect(const std::string& path) {
     f->fd_ = util::open_file(path, O_RDONLY);
     bool usable = f->load(/*strict=*/false);
     out.problems = std::move(f->problems_);
+    DiskType t = f->type();
+    if (f->footer_.cookie_ok() && (t == DiskType::kFixed || t == DiskType::kDynamic || t == DiskType::kDifferencing)) {
+      out.type = disk_type_name(t);
+    }
     if (usable) out.file = std::move(f);
   } catch (const Error& e) {  // I/O errors: the file cannot be read at all
     out.problems.push_back(e.what());

@@ -33,6 +33,9 @@ class VhdFile {
   struct Inspection {
     std::shared_ptr<VhdFile> file;
     std::vector<std::string> problems;
+    // The disk type when the footer could be understood ("" when the file
+    // is not recognisably a VHD), even if the rest is too damaged to use.
+    std::string type;
   };
   static Inspection inspect(const std::string& path);
 

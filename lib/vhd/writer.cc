@@ -209,4 +209,17 @@ void Writer::finish() {
   finished_ = true;
 }
 
+bool mark_differences(const uint8_t* data, const uint8_t* base, uint32_t length, std::span<uint8_t> bitmap) {
+  bool any = false;
+  uint32_t sectors = length / kSectorSize;
+  for (uint32_t group = 0; group < sectors; group += kSectorsPerBitmapByte) {
+    uint32_t n = std::min(kSectorsPerBitmapByte, sectors - group);
+    size_t at = size_t{group} * kSectorSize;
+    if (std::memcmp(data + at, base + at, size_t{n} * kSectorSize) == 0) continue;
+    for (uint32_t s = group; s < group + n; ++s) bitmap_set(bitmap, s);
+    any = true;
+  }
+  return any;
+}
+
 }  // namespace bootfleet::vhd

@@ -87,6 +87,15 @@ class Writer {
   bool finished_ = false;
 };
 
+// Differencing files mark sectors in groups of 8, one bitmap byte (4 KiB),
+// as Hyper-V's 4 KiB-aligned writes do: libvhdi (20210425) misreads a byte
+// that is only partly set, taking all eight sectors from the child.
+constexpr uint32_t kSectorsPerBitmapByte = 8;
+
+// Marks in `bitmap` every 8-sector group of a block where `data` differs
+// from `base`; returns whether any did.
+bool mark_differences(const uint8_t* data, const uint8_t* base, uint32_t length, std::span<uint8_t> bitmap);
+
 // Sets/tests a sector's bit in a VHD sector bitmap.
 inline void bitmap_set(std::span<uint8_t> bitmap, uint32_t sector) {
   bitmap[sector >> 3] = static_cast<uint8_t>(bitmap[sector >> 3] | (0x80 >> (sector & 7)));
