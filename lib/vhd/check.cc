@@ -69,7 +69,14 @@ CheckReport check(const std::string& path) {
     // Find the parent the way the reader does, but report instead of throw.
     std::string found;
     std::string why;
-    for (const std::string& candidate : file->parent_candidates()) {
+    std::vector<std::string> candidates;
+    try {
+      candidates = file->parent_candidates();
+    } catch (const util::Error& e) {
+      report.files.back().problems.push_back(std::string("parent locators cannot be read: ") + e.what());
+      return report;
+    }
+    for (const std::string& candidate : candidates) {
       struct stat st {};
       if (::stat(candidate.c_str(), &st) != 0) {
         why += "; " + candidate + " does not exist";

@@ -134,13 +134,13 @@ bool VhdFile::load(bool strict) {
   bool layout_ok = true;
   for (const ParentLocator& l : header_.locators) {
     if (l.empty()) continue;
-    uint64_t end = l.data_offset + std::max<uint64_t>(l.space_bytes(), l.data_length);
-    if (l.data_offset < meta_end || end > footer_offset_) {
+    uint64_t length = std::max<uint64_t>(l.space_bytes(), l.data_length);
+    if (l.data_offset < meta_end || l.data_offset > footer_offset_ || length > footer_offset_ - l.data_offset) {
       problem(strict, "parent locator " + l.code() + " data at offset " + std::to_string(l.data_offset) +
               " (" + std::to_string(l.data_length) + " bytes) lies outside the file's data area", false);
       continue;
     }
-    placed.push_back({l.data_offset, end, "parent locator " + l.code()});
+    placed.push_back({l.data_offset, l.data_offset + length, "parent locator " + l.code()});
   }
   for (uint32_t i = 0; i < bat_.size(); ++i) {
     if (bat_[i] == kBatUnused) continue;
@@ -240,7 +240,8 @@ uint64_t VhdFile::allocated_bytes() const {
 
 std::string read_locator_path(const VhdFile& file, const ParentLocator& l) {
   if (l.empty() || l.data_length == 0 || l.data_length > 64 * 1024) return {};
-  if (l.data_offset + l.data_length > file.file_size()) return {};
+  // Written so that a hostile offset near 2^64 cannot wrap around.
+  if (l.data_offset > file.file_size() || l.data_length > file.file_size() - l.data_offset) return {};
   std::vector<uint8_t> data(l.data_length);
   util::pread_full(file.fd(), data.data(), data.size(), l.data_offset, file.path());
   std::string code = l.code();
