@@ -43,7 +43,7 @@ cat flat.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null   # everything in the
 # fio_run NAME URI RW BS DEPTH [JOBS]: prints "MiB/s IOPS p50_us p99_us errors"
 fio_run() {
   fio --name="$1" --ioengine=nbd --uri="$2" --rw="$3" --bs="$4" --iodepth="$5" --numjobs="${6:-1}" \
-      --group_reporting --runtime="$SECS" --time_based --size=1G --output-format=json > "$1.json" 2>"$1.err" || true
+      --group_reporting --runtime="$SECS" --time_based --size=1G --output-format=json --output="$1.json" >/dev/null 2>"$1.err" || true
   $PY - "$1.json" "$3" <<'PYX'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
