@@ -680,30 +680,30 @@ VerifyReport Store::verify(const std::optional<VersionRef>& ref,
                            const std::function<void(uint64_t, uint64_t)>& progress) {
   // Which versions: one version (with its whole chain, since its content
   // depends on it), one image, or everything.
-  std::vector<VersionInfo> todo;
+  std::vector<VersionInfo> to_verify;
   if (ref && (ref->number || ref->explicit_active)) {
     VersionInfo v = version(*ref);
     auto all = versions(v.image);
     std::map<int64_t, VersionInfo> by_number;
     for (auto& x : all) by_number[x.number] = x;
     for (std::optional<int64_t> n = v.number; n && by_number.count(*n); n = by_number[*n].parent) {
-      todo.insert(todo.begin(), by_number[*n]);
+      to_verify.insert(to_verify.begin(), by_number[*n]);
     }
   } else if (ref) {
-    todo = versions(ref->image);
+    to_verify = versions(ref->image);
   } else {
     for (const auto& i : images()) {
       auto vs = versions(i.name);
-      todo.insert(todo.end(), vs.begin(), vs.end());
+      to_verify.insert(to_verify.end(), vs.begin(), vs.end());
     }
   }
   VerifyReport report;
   uint64_t total = 0, done = 0;
-  for (const auto& v : todo) total += v.stored_bytes;
+  for (const auto& v : to_verify) total += v.stored_bytes;
   std::set<std::pair<std::string, int64_t>> verified_ok;
   std::vector<uint8_t> buf(kDigestBlockSize);
 
-  for (const auto& v : todo) {
+  for (const auto& v : to_verify) {
     std::string name = v.image + "@" + std::to_string(v.number);
     report.checked.push_back(name);
     size_t problems_before = report.problems.size();
