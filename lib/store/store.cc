@@ -517,8 +517,10 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
 
 ActivationResult Store::publish(const VersionRef& ref, const std::string& by) {
   if (!ref.number) throw Error(ref.text() + ": name the version to publish, e.g. " + ref.image + "@3");
-  version(ref);  // throws with the list of versions
+  // Checked inside the write transaction: a prune committed between a check
+  // and the update must not leave a removed version active.
   Transaction tx(*db_);
+  version(ref);  // throws with the list of versions
   int64_t id = image_id(ref.image, false, 0);
   auto cur = db_->prepare("SELECT active_version FROM images WHERE id = ?");
   cur.bind(1, id);
@@ -569,6 +571,9 @@ ActivationResult Store::rollback(const std::string& name, std::optional<int64_t>
 std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, bool apply) {
   if (keep < 0) throw Error("--keep must be 0 or more");
   util::FileLock lock = util::FileLock::acquire(lock_path(name));
+  // Decided inside the write transaction: a publish or lease committed by
+  // another process between deciding and deleting must keep its version.
+  Transaction tx(*db_);
   ImageInfo info = image(name);
   auto all = versions(name);
   std::map<int64_t, PruneDecision> decisions;
@@ -598,18 +603,15 @@ std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, b
   if (!apply) return out;
 
   std::vector<std::string> files;
-  {
-    Transaction tx(*db_);
-    int64_t id = image_id(name, false, 0);
-    for (const auto& d : out) {
-      if (d.keep) continue;
-      auto st = db_->prepare("DELETE FROM versions WHERE image_id = ? AND number = ? RETURNING file");
-      st.bind(1, id).bind(2, d.number);
-      if (st.step()) files.push_back(st.text(0));
-      st.run();
-    }
-    tx.commit();
+  int64_t id = image_id(name, false, 0);
+  for (const auto& d : out) {
+    if (d.keep) continue;
+    auto st = db_->prepare("DELETE FROM versions WHERE image_id = ? AND number = ? RETURNING file");
+    st.bind(1, id).bind(2, d.number);
+    if (st.step()) files.push_back(st.text(0));
+    st.run();
   }
+  tx.commit();
   // Rows first, then files: a crash in between leaves files that gc (or the
   // next open) removes, never a row without its file.
   for (const auto& f : files) ::unlink((dir_ + "/" + f).c_str());
@@ -620,6 +622,7 @@ std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, b
 void Store::remove_version(const VersionRef& ref) {
   if (!ref.number) throw Error(ref.text() + ": name the version to remove, e.g. " + ref.image + "@3");
   util::FileLock lock = util::FileLock::acquire(lock_path(ref.image));
+  Transaction tx(*db_);  // the checks and the delete see one state of the catalog
   VersionInfo v = version(ref);
   ImageInfo info = image(ref.image);
   std::string what = ref.image + "@" + std::to_string(v.number);
@@ -629,12 +632,9 @@ void Store::remove_version(const VersionRef& ref) {
     if (l.version == v.number) throw Error(what + " is leased by " + l.holder + " (session " + l.session + ")");
   for (const auto& other : versions(ref.image))
     if (other.parent == v.number) throw Error(what + " is the parent of @" + std::to_string(other.number));
-  {
-    Transaction tx(*db_);
-    db_->prepare("DELETE FROM versions WHERE image_id = (SELECT id FROM images WHERE name = ?) AND number = ?")
-        .bind(1, ref.image).bind(2, v.number).run();
-    tx.commit();
-  }
+  db_->prepare("DELETE FROM versions WHERE image_id = (SELECT id FROM images WHERE name = ?) AND number = ?")
+      .bind(1, ref.image).bind(2, v.number).run();
+  tx.commit();
   ::unlink(path_of(v).c_str());
 }
 

@@ -266,7 +266,7 @@ std::vector<std::string> validate_footer(const Footer& f, const uint8_t* raw, ui
                        " exceeds the VHD limit of 2040 GiB (" + std::to_string(kMaxDiskSize) + " bytes)");
   }
   if (t == DiskType::kFixed) {
-    if (f.current_size + kFooterSize - 1 > file_size) {
+    if (!range_fits(f.current_size, kFooterSize - 1, file_size)) {
       problems.push_back("fixed disk of " + std::to_string(f.current_size) +
                          " bytes needs a file of at least " +
                          std::to_string(f.current_size + kFooterSize) + " bytes, the file has " +
@@ -274,7 +274,7 @@ std::vector<std::string> validate_footer(const Footer& f, const uint8_t* raw, ui
     }
   } else {
     if (f.data_offset == kNoDataOffset || f.data_offset % kSectorSize != 0 ||
-        f.data_offset + kHeaderSize > file_size) {
+        !range_fits(f.data_offset, kHeaderSize, file_size)) {
       problems.push_back("footer data offset " + std::to_string(f.data_offset) +
                          " does not point at a dynamic header inside the file (" +
                          std::to_string(file_size) + " bytes)");
@@ -316,7 +316,7 @@ std::vector<std::string> validate_header(const DynamicHeader& h, const uint8_t* 
                        std::to_string(needed));
   }
   if (h.table_offset % kSectorSize != 0 ||
-      h.table_offset + uint64_t{h.max_table_entries} * 4 > file_size) {
+      !range_fits(h.table_offset, uint64_t{h.max_table_entries} * 4, file_size)) {
     problems.push_back("BAT at offset " + std::to_string(h.table_offset) + " with " +
                        std::to_string(h.max_table_entries) + " entries does not fit in the file (" +
                        std::to_string(file_size) + " bytes)");

@@ -123,6 +123,12 @@ std::vector<std::string> validate_footer(const Footer& footer, const uint8_t* ra
 std::vector<std::string> validate_header(const DynamicHeader& header, const uint8_t* raw,
                                          const Footer& footer, uint64_t file_size);
 
+// Whether [offset, offset + length) lies within [0, size), written so that
+// hostile offsets and lengths near 2^64 cannot wrap around.
+inline bool range_fits(uint64_t offset, uint64_t length, uint64_t size) {
+  return offset <= size && length <= size - offset;
+}
+
 // Bytes of a block's sector bitmap, padded to whole sectors as the spec says.
 uint32_t bitmap_bytes(uint32_t block_size);
 

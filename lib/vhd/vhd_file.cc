@@ -91,7 +91,7 @@ bool VhdFile::load(bool strict) {
     }
     return true;
   }
-  if (footer_.data_offset == kNoDataOffset || footer_.data_offset + kHeaderSize > file_size_) return false;
+  if (footer_.data_offset == kNoDataOffset || !range_fits(footer_.data_offset, kHeaderSize, file_size_)) return false;
   if (footer_.current_size > kMaxDiskSize) return false;  // a BAT for it would be absurd
 
   // The copy of the footer at the start must match the one at the end.
@@ -112,8 +112,9 @@ bool VhdFile::load(bool strict) {
   }
 
   uint64_t blocks = (footer_.current_size + header_.block_size - 1) / header_.block_size;
-  if (header_.max_table_entries < blocks ||
-      header_.table_offset + blocks * 4 > file_size_) {
+  // Checked without wrapping: a table offset near 2^64 must not pass, or a
+  // tiny file would have us allocate a BAT for the largest disk (16 GiB).
+  if (header_.max_table_entries < blocks || !range_fits(header_.table_offset, blocks * 4, file_size_)) {
     return false;  // already reported by validate_header
   }
   std::vector<uint8_t> raw_bat(blocks * 4);

@@ -29,7 +29,7 @@ damaged() {
 cp good.vhd truncated.vhd && truncate -s $(( size - 100000 )) truncated.vhd
 damaged truncated.vhd "no VHD footer" 2
 
-cp good.vhd footer-sum.vhd && $PATCH footer-sum.vhd footer 48 8 0x1000000 --keep-checksum
+cp good.vhd footer-sum.vhd && $PATCH footer-sum.vhd set footer 48 8 0x1000000 --keep-checksum
 # The footer is unusable for reads when its checksum fails, but still
 # identifies the file, so check can list every problem.
 expect_exit 0 "$IMGTOOL" info footer-sum.vhd
@@ -40,7 +40,7 @@ expect_exit 1 "$IMGTOOL" check footer-sum.vhd
 expect_contains "footer checksum"
 pass "bad footer checksum: found"
 
-cp good.vhd header-sum.vhd && $PATCH header-sum.vhd header 32 4 0x200000 --keep-checksum
+cp good.vhd header-sum.vhd && $PATCH header-sum.vhd set header 32 4 0x200000 --keep-checksum
 printf '\x01' | dd of=header-sum.vhd bs=1 seek=$(( 512 + 1000 )) conv=notrunc status=none
 damaged header-sum.vhd "header checksum" 1
 
@@ -54,10 +54,10 @@ print([struct.unpack_from('>I',d,t+4*i)[0] for i in range(8) if struct.unpack_fr
 $PATCH bat-overlap.vhd bat 7 "$first"
 damaged bat-overlap.vhd "overlap" 1
 
-cp good.vhd too-big.vhd && $PATCH too-big.vhd footer 48 8 $(( 3 << 40 ))
+cp good.vhd too-big.vhd && $PATCH too-big.vhd set footer 48 8 $(( 3 << 40 ))
 damaged too-big.vhd "2040 GiB" 1
 
-cp good.vhd bad-type.vhd && $PATCH bad-type.vhd footer 60 4 9
+cp good.vhd bad-type.vhd && $PATCH bad-type.vhd set footer 60 4 9
 damaged bad-type.vhd "disk type is 9" 2
 
 # Chains: a missing parent, a parent with another unique id, a loop.

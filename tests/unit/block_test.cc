@@ -1,6 +1,11 @@
+// Unit tests of lib/block: the write cache (merging, overlap, unaligned
+// writes, zeroes, in-place overwrites, coalescing, extents, RAM spill, VHD
+// export, threads), read-only version devices, sessions and the chain
+// registry. Every read is checked against a byte model of the disk.
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
@@ -10,9 +15,11 @@
 
 #include "block/session.h"
 #include "block/write_cache.h"
+#include "util/error.h"
 #include "util/file.h"
 #include "vhd/chain.h"
 #include "vhd/raw_disk.h"
+#include "vhd/vhd_file.h"
 #include "vhd/writer.h"
 
 using namespace bootfleet;
@@ -20,200 +27,758 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A base disk of 8 MiB: byte i holds (i / 512) & 0xFF, so every sector is
-// recognisable; the last 4 MiB are zeros.
+constexpr uint64_t MiB = 1u << 20;
+constexpr uint32_t kBlock = 2u << 20;  // VHD block size the writer uses
+
+// Byte i of a data block: differs from sector to sector and from byte to
+// byte inside a sector, so a read-modify-write that shifts or mixes up
+// bytes is caught.
+uint8_t pattern(uint64_t i) { return static_cast<uint8_t>((i >> 9) * 31 + (i & 511) * 7 + 1); }
+
+// A base disk in two forms with the same content: a dynamic VHD (blocks 0
+// and 2 hold the pattern, 1 and 3 are not allocated, so its extents are
+// known exactly) and a raw file. The VHD's size is 8 MiB rounded up to its
+// CHS geometry; the raw file has the same size.
 struct Fixture {
   fs::path dir;
-  std::string raw;
-  std::shared_ptr<const vhd::Disk> base;
+  std::string vhd_path, raw_path;
+  std::shared_ptr<const vhd::Disk> chain, raw;
+  std::vector<uint8_t> content;  // what the base reads
+
   Fixture() {
-    char tmpl[] = "/tmp/bootfleet-block-unit-XXXXXX";
-    dir = ::mkdtemp(tmpl);
-    raw = (dir / "base.raw").string();
-    std::vector<uint8_t> data(4u << 20, 0);
-    for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i / 512 + 1);
-    auto fd = util::open_file(raw, O_RDWR | O_CREAT | O_TRUNC);
-    util::pwrite_full(fd.get(), data.data(), data.size(), 0, raw);
-    REQUIRE(::ftruncate(fd.get(), 8 << 20) == 0);  // the last 4 MiB a hole
-    base = vhd::RawDisk::open(raw);
+    std::string tmpl = (fs::temp_directory_path() / "bootfleet-block-unit-XXXXXX").string();
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    dir = tmpl;
+    vhd_path = (dir / "base.vhd").string();
+    raw_path = (dir / "base.raw").string();
+    {
+      vhd::WriterOptions wo;
+      wo.size = 8 * MiB;
+      vhd::Writer w(vhd_path, wo);
+      REQUIRE(w.block_size() == kBlock);
+      content.assign(w.size(), 0);
+      REQUIRE(w.block_count() >= 4);
+      for (uint32_t b : {0u, 2u}) {
+        uint64_t off = uint64_t{b} * kBlock;
+        for (uint64_t i = off; i < off + w.block_length(b); ++i) content[i] = pattern(i);
+        w.write_block(b, {content.data() + off, w.block_length(b)});
+      }
+      w.finish();
+    }
+    auto fd = util::open_file(raw_path, O_RDWR | O_CREAT | O_TRUNC);
+    util::pwrite_full(fd.get(), content.data(), content.size(), 0, raw_path);
+    chain = vhd::Chain::open(vhd_path);
+    raw = vhd::RawDisk::open(raw_path);
+    REQUIRE(chain->size() == content.size());
+    REQUIRE(raw->size() == content.size());
   }
-  ~Fixture() { fs::remove_all(dir); }
-  std::vector<uint8_t> expect_base(uint64_t off, size_t len) {
-    std::vector<uint8_t> v(len);
-    base->read(off, v.data(), len);
-    return v;
+  ~Fixture() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+  uint64_t size() const { return content.size(); }
+};
+
+// The disk as the cache should read it.
+struct Model {
+  std::vector<uint8_t> bytes;
+  explicit Model(std::vector<uint8_t> base) : bytes(std::move(base)) {}
+  void write(uint64_t off, const std::vector<uint8_t>& data) { std::copy(data.begin(), data.end(), bytes.begin() + off); }
+  void zero(uint64_t off, uint64_t len) { std::fill_n(bytes.begin() + off, len, 0); }
+  std::vector<uint8_t> slice(uint64_t off, uint64_t len) const {
+    return {bytes.begin() + static_cast<long>(off), bytes.begin() + static_cast<long>(off + len)};
   }
 };
 
-std::vector<uint8_t> read(block::WriteCache& c, uint64_t off, uint32_t len) {
-  std::vector<uint8_t> v(len);
-  REQUIRE(c.read(off, len, v.data()) == 0);
+std::vector<uint8_t> read(const block::WriteCache& c, uint64_t off, uint64_t len) {
+  std::vector<uint8_t> v(len, 0xEE);
+  REQUIRE(c.read(off, static_cast<uint32_t>(len), v.data()) == 0);
   return v;
+}
+
+// First offset where the two differ, or -1 (keeps failure output short:
+// Catch would print megabytes of vector elements).
+int64_t mismatch(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  if (a.size() != b.size()) return -2;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return static_cast<int64_t>(i);
+  return -1;
+}
+
+// The whole disk, read through the cache in pieces of odd sizes (so reads
+// start and end mid-run and mid-sector), must equal the model.
+int64_t whole_disk_mismatch(const block::WriteCache& c, const Model& m) {
+  std::vector<uint8_t> got(m.bytes.size());
+  uint64_t step = 300007;
+  for (uint64_t off = 0; off < got.size(); off += step) {
+    uint64_t n = std::min<uint64_t>(step, got.size() - off);
+    if (c.read(off, static_cast<uint32_t>(n), got.data() + off) != 0) return -3;
+  }
+  return mismatch(got, m.bytes);
+}
+
+std::vector<uint8_t> filled(size_t n, uint8_t v) { return std::vector<uint8_t>(n, v); }
+
+std::vector<vhd::Extent> extents(const block::WriteCache& c, uint64_t off, uint64_t len) {
+  std::vector<vhd::Extent> out;
+  REQUIRE(c.extents(off, static_cast<uint32_t>(len), out) == 0);
+  return out;
 }
 
 }  // namespace
 
-TEST_CASE("write cache merges writes over the base", "[block]") {
+namespace Catch {
+template <>
+struct StringMaker<vhd::Extent> {
+  static std::string convert(const vhd::Extent& e) {
+    return "{" + std::to_string(e.offset) + "+" + std::to_string(e.length) + (e.data ? " data}" : " zero}");
+  }
+};
+}  // namespace Catch
+
+TEST_CASE("write cache: an empty cache reads the base, raw or VHD", "[block]") {
   Fixture f;
-  block::WriteCache c(f.base, f.dir.string());
-  CHECK(read(c, 0, 8192) == f.expect_base(0, 8192));
+  for (auto base : {f.chain, f.raw}) {
+    block::WriteCache c(base, f.dir.string());
+    CHECK(c.size() == f.size());
+    CHECK(c.data_bytes() == 0);
+    CHECK(c.run_count() == 0);
+    CHECK(whole_disk_mismatch(c, Model(f.content)) == -1);
+  }
+}
 
-  std::vector<uint8_t> a(4096, 0xAA), b(1024, 0xBB);
+TEST_CASE("write cache: reads merge cached sectors over the base", "[block]") {
+  Fixture f;
+  block::WriteCache c(f.raw, f.dir.string());
+  Model m(f.content);
+  // Separate runs with base data between and around them.
+  auto a = filled(4096, 0xA1), b = filled(512, 0xB2), d = filled(8192, 0xD4);
   REQUIRE(c.write(4096, 4096, a.data(), false) == 0);
-  REQUIRE(c.write(4096 + 1536, 1024, b.data(), false) == 0);  // inside: in place
-  CHECK(c.data_bytes() == 4096);
-  auto got = read(c, 0, 12288);
-  auto want = f.expect_base(0, 12288);
-  std::fill(want.begin() + 4096, want.begin() + 8192, 0xAA);
-  std::fill(want.begin() + 4096 + 1536, want.begin() + 4096 + 2560, 0xBB);
-  CHECK(got == want);
-
-  // Overlapping on the left and right of an existing run.
-  std::vector<uint8_t> l(2048, 0x11), r(2048, 0x22);
-  REQUIRE(c.write(3072, 2048, l.data(), false) == 0);
-  REQUIRE(c.write(7168, 2048, r.data(), false) == 0);
-  std::fill(want.begin() + 3072, want.begin() + 5120, 0x11);
-  std::fill(want.begin() + 7168, want.begin() + 9216, 0x22);
-  CHECK(read(c, 0, 12288) == want);
+  m.write(4096, a);
+  REQUIRE(c.write(12288, 512, b.data(), false) == 0);
+  m.write(12288, b);
+  REQUIRE(c.write(kBlock - 4096, 8192, d.data(), false) == 0);  // across a VHD block boundary
+  m.write(kBlock - 4096, d);
+  CHECK(c.run_count() == 3);
+  CHECK(c.data_bytes() == 4096 + 512 + 8192);
+  // One read spanning base, run, base, run, base.
+  CHECK(mismatch(read(c, 1000, 20000), m.slice(1000, 20000)) == -1);
+  // Reads wholly inside a run, starting and ending mid-sector.
+  CHECK(mismatch(read(c, 4097, 100), m.slice(4097, 100)) == -1);
+  CHECK(mismatch(read(c, kBlock - 10, 20), m.slice(kBlock - 10, 20)) == -1);
+  // Reads wholly in the base, between runs.
+  CHECK(mismatch(read(c, 8192, 4096), m.slice(8192, 4096)) == -1);
+  CHECK(whole_disk_mismatch(c, m) == -1);
   CHECK(c.flush() == 0);
 }
 
-TEST_CASE("unaligned writes and zeroes complete whole sectors", "[block]") {
+TEST_CASE("write cache: overlapping writes read back right", "[block]") {
   Fixture f;
-  block::WriteCache c(f.base, f.dir.string());
-  std::vector<uint8_t> x(1000, 0x5A);
-  REQUIRE(c.write(100, 1000, x.data(), true) == 0);
-  auto want = f.expect_base(0, 4096);
-  std::fill(want.begin() + 100, want.begin() + 1100, 0x5A);
-  CHECK(read(c, 0, 4096) == want);
+  block::WriteCache c(f.chain, f.dir.string());
+  Model m(f.content);
+  auto put = [&](uint64_t off, size_t len, uint8_t v) {
+    auto x = filled(len, v);
+    REQUIRE(c.write(off, static_cast<uint32_t>(len), x.data(), false) == 0);
+    m.write(off, x);
+  };
+  const uint64_t base = 64 * 1024;
+  put(base, 8192, 0x10);  // [64K, 72K)
 
+  SECTION("partial overlap on the left") {
+    put(base - 2048, 4096, 0x20);
+    CHECK(c.data_bytes() == 8192 + 2048);
+  }
+  SECTION("partial overlap on the right") {
+    put(base + 6144, 4096, 0x30);
+    CHECK(c.data_bytes() == 8192 + 2048);
+  }
+  SECTION("inside an existing run") {
+    put(base + 1024, 2048, 0x40);
+    CHECK(c.data_bytes() == 8192);
+    CHECK(c.run_count() == 1);
+  }
+  SECTION("covering an existing run and more on both sides") {
+    put(base - 512, 8192 + 1024, 0x50);
+    CHECK(c.data_bytes() == 8192 + 1024);
+  }
+  SECTION("bridging two runs") {
+    put(base + 16384, 4096, 0x60);  // a second run
+    put(base + 4096, 16384, 0x70);   // overlaps the end of one, the start of the other
+    CHECK(c.data_bytes() == 8192 + 4096 + 16384 - 4096 - 4096);
+  }
+  SECTION("the same range over and over, different values") {
+    for (int i = 0; i < 10; ++i) put(base + 512 * i, 8192, static_cast<uint8_t>(0x80 + i));
+    CHECK(c.data_bytes() == 8192 + 512 * 9);
+  }
+  CHECK(mismatch(read(c, base - 8192, 40960), m.slice(base - 8192, 40960)) == -1);
+  CHECK(whole_disk_mismatch(c, m) == -1);
+}
+
+TEST_CASE("write cache: unaligned writes read-modify-write whole sectors", "[block]") {
+  Fixture f;
+  block::WriteCache c(f.chain, f.dir.string());
+  Model m(f.content);
+  std::mt19937 rng(7);
+  auto put = [&](uint64_t off, size_t len) {
+    std::vector<uint8_t> x(len);
+    for (auto& v : x) v = static_cast<uint8_t>(rng() | 1);  // never zero: distinct from holes
+    REQUIRE(c.write(off, static_cast<uint32_t>(len), x.data(), false) == 0);
+    m.write(off, x);
+  };
+  put(10, 20);                   // inside one sector over base data
+  put(500, 30);                  // across a sector boundary
+  put(1000, 5000);               // several sectors, ragged both ends
+  put(3 * MiB + 7, 1);           // a single byte in an unallocated block (reads zeros below)
+  put(2 * MiB - 100, 200);       // across a VHD block boundary (data | unallocated)
+  put(1003, 17);                 // inside what the cache already holds
+  CHECK(whole_disk_mismatch(c, m) == -1);
+  // The bytes around each write, in the same sectors, kept what was there.
+  CHECK(mismatch(read(c, 0, 512), m.slice(0, 512)) == -1);
+  CHECK(mismatch(read(c, 3 * MiB, 512), m.slice(3 * MiB, 512)) == -1);
+  // Only whole sectors are held: 10..30 and 500..530 share sector 0-1,
+  // 1000..6000 covers sectors 1..11, 3 MiB+7 one sector, 2 MiB-100 two.
+  CHECK(c.data_bytes() == 12 * 512 + 512 + 2 * 512);
+
+  // With FUA too, and a zero-length write is a no-op.
+  std::vector<uint8_t> y(777, 0x99);
+  REQUIRE(c.write(5 * MiB + 3, 777, y.data(), true) == 0);
+  m.write(5 * MiB + 3, y);
   uint64_t before = c.data_bytes();
-  REQUIRE(c.write_zeroes(1 << 20, 1 << 20, false) == 0);  // whole sectors: recorded only
+  REQUIRE(c.write(123, 0, y.data(), false) == 0);
   CHECK(c.data_bytes() == before);
-  CHECK(read(c, 1 << 20, 4096) == std::vector<uint8_t>(4096, 0));
-  REQUIRE(c.write_zeroes(2000, 3000, false) == 0);  // ragged ends
-  auto got = read(c, 0, 8192);
-  auto full = f.expect_base(0, 8192);
-  std::fill(full.begin() + 100, full.begin() + 1100, 0x5A);
-  std::fill(full.begin() + 2000, full.begin() + 5000, 0);
-  CHECK(got == full);
-
-  std::vector<vhd::Extent> ext;
-  REQUIRE(c.extents(1 << 20, 1 << 20, ext) == 0);
-  REQUIRE(ext.size() == 1);
-  CHECK_FALSE(ext[0].data);
+  CHECK(whole_disk_mismatch(c, m) == -1);
 }
 
-TEST_CASE("sequential writes coalesce and extents follow the cache", "[block]") {
+TEST_CASE("write cache: write_zeroes reads zeros and stores no data for whole sectors", "[block]") {
   Fixture f;
-  block::WriteCache c(f.base, f.dir.string());
-  std::vector<uint8_t> blk(65536, 7);
-  for (int i = 0; i < 32; ++i) REQUIRE(c.write(uint64_t(5u << 20) + uint64_t(i) * 65536, 65536, blk.data(), false) == 0);
+  block::WriteCache c(f.chain, f.dir.string());
+  Model m(f.content);
+
+  SECTION("aligned, over base data") {
+    REQUIRE(c.write_zeroes(MiB, MiB, false) == 0);
+    m.zero(MiB, MiB);
+    CHECK(c.data_bytes() == 0);
+    CHECK(c.run_count() == 1);
+    CHECK(extents(c, MiB, MiB) == std::vector<vhd::Extent>{{MiB, MiB, false}});
+  }
+  SECTION("aligned, over cached data: the data goes") {
+    auto x = filled(65536, 0x77);
+    REQUIRE(c.write(4 * MiB, 65536, x.data(), false) == 0);
+    REQUIRE(c.data_bytes() == 65536);
+    REQUIRE(c.write_zeroes(4 * MiB + 4096, 8192, true) == 0);
+    m.write(4 * MiB, x);
+    m.zero(4 * MiB + 4096, 8192);
+    CHECK(c.data_bytes() == 65536 - 8192);
+    CHECK(c.run_count() == 3);
+  }
+  SECTION("unaligned ends: only the two partial sectors hold data") {
+    REQUIRE(c.write_zeroes(2000, 3000, false) == 0);  // sectors 3 and 9 partly, 4..8 wholly
+    m.zero(2000, 3000);
+    CHECK(c.data_bytes() == 2 * 512);
+    auto e = extents(c, 1536, 4096);  // sectors 3..10
+    // Sector 9 (cache) and sector 10 (base) are both data: one extent.
+    CHECK(e == std::vector<vhd::Extent>{{1536, 512, true}, {2048, 2560, false}, {4608, 1024, true}});
+  }
+  SECTION("inside one sector, and across one boundary") {
+    REQUIRE(c.write_zeroes(100, 50, false) == 0);
+    REQUIRE(c.write_zeroes(1020, 8, false) == 0);
+    m.zero(100, 50);
+    m.zero(1020, 8);
+    CHECK(c.data_bytes() == 3 * 512);
+  }
+  SECTION("zero length is a no-op") {
+    REQUIRE(c.write_zeroes(4096, 0, false) == 0);
+    CHECK(c.run_count() == 0);
+  }
+  CHECK(whole_disk_mismatch(c, m) == -1);
+  // Writing into zeroed sectors again brings data back.
+  auto y = filled(1024, 0x3C);
+  REQUIRE(c.write(MiB + 512, 1024, y.data(), false) == 0);
+  m.write(MiB + 512, y);
+  CHECK(whole_disk_mismatch(c, m) == -1);
+}
+
+TEST_CASE("write cache: overwriting cached sectors reuses their space", "[block]") {
+  Fixture f;
+  // The cache's data space is observable through the RAM budget: every
+  // 1 MiB of data space the cache grows to takes a chunk while the budget
+  // lasts. Overwrites in place must not grow it.
+  auto ram = std::make_shared<block::RamBudget>(8 * MiB);
+  block::WriteCache c(f.chain, f.dir.string(), ram);
+  Model m(f.content);
+  std::vector<uint8_t> x(512 * 1024);
+  for (int round = 0; round < 12; ++round) {
+    std::fill(x.begin(), x.end(), static_cast<uint8_t>(round + 1));
+    REQUIRE(c.write(MiB, static_cast<uint32_t>(x.size()), x.data(), round % 2 == 1) == 0);
+    m.write(MiB, x);
+    // A smaller rewrite inside, aligned and not.
+    auto y = filled(4096, static_cast<uint8_t>(0xF0 + round));
+    REQUIRE(c.write(MiB + 8192, 4096, y.data(), false) == 0);
+    m.write(MiB + 8192, y);
+    REQUIRE(c.write(MiB + 100, 1000, y.data(), false) == 0);
+    m.write(MiB + 100, std::vector<uint8_t>(y.begin(), y.begin() + 1000));
+  }
+  CHECK(c.data_bytes() == x.size());
   CHECK(c.run_count() == 1);
-  std::vector<vhd::Extent> ext;
-  REQUIRE(c.extents(4u << 20, 4u << 20, ext) == 0);
-  REQUIRE(ext.size() == 3);
-  CHECK(ext[0] == vhd::Extent{4u << 20, 1u << 20, false});
-  CHECK(ext[1] == vhd::Extent{5u << 20, 2u << 20, true});
-  CHECK(ext[2] == vhd::Extent{7u << 20, 1u << 20, false});
+  CHECK(c.ram_bytes() == MiB);  // 12 × 512 KiB appended would have taken 6 chunks
+  CHECK(ram->left() == 7 * MiB);
+  CHECK(whole_disk_mismatch(c, m) == -1);
 }
 
-TEST_CASE("a write cache written out as a differencing VHD reads the same", "[block]") {
+TEST_CASE("write cache: sequential writes coalesce into one run", "[block]") {
   Fixture f;
-  std::string base_vhd = (f.dir / "base.vhd").string();
+  block::WriteCache c(f.chain, f.dir.string());
+  Model m(f.content);
+  std::vector<uint8_t> blk(4096);
+  for (int i = 0; i < 256; ++i) {
+    std::fill(blk.begin(), blk.end(), static_cast<uint8_t>(i));
+    REQUIRE(c.write(3 * MiB + uint64_t(i) * 4096, 4096, blk.data(), false) == 0);
+    m.write(3 * MiB + uint64_t(i) * 4096, blk);
+  }
+  CHECK(c.run_count() == 1);
+  CHECK(c.data_bytes() == MiB);
+  // Sequential zeroing coalesces too, and merges with nothing else.
+  for (int i = 0; i < 64; ++i) REQUIRE(c.write_zeroes(5 * MiB + uint64_t(i) * 8192, 8192, false) == 0);
+  m.zero(5 * MiB, 64 * 8192);
+  CHECK(c.run_count() == 2);
+  // Unrelated writes far apart stay separate runs.
+  REQUIRE(c.write(0, 4096, blk.data(), false) == 0);
+  m.write(0, blk);
+  CHECK(c.run_count() == 3);
+  CHECK(whole_disk_mismatch(c, m) == -1);
+}
+
+TEST_CASE("write cache: extents are the cache's where it holds sectors, the base's elsewhere", "[block]") {
+  Fixture f;
+  const uint64_t S = f.size();
+  // The base VHD: blocks 0 and 2 allocated, 1 and 3 not.
+  REQUIRE(f.chain->extents(0, S) ==
+          std::vector<vhd::Extent>{{0, 2 * MiB, true}, {2 * MiB, 2 * MiB, false}, {4 * MiB, 2 * MiB, true},
+                                   {6 * MiB, S - 6 * MiB, false}});
+  block::WriteCache c(f.chain, f.dir.string());
+  CHECK(extents(c, 0, S) == f.chain->extents(0, S));
+
+  auto x = filled(8192, 1);
+  REQUIRE(c.write(2 * MiB + 4096, 4096, x.data(), false) == 0);  // data in an unallocated block
+  REQUIRE(c.write_zeroes(512 * 1024, 512 * 1024, false) == 0);   // zeros in an allocated one
+  REQUIRE(c.write(6 * MiB - 4096, 8192, x.data(), false) == 0);  // data continuing base data
+  REQUIRE(c.write_zeroes(6 * MiB + 4096, 4096, false) == 0);     // zeros inside base zeros
+  CHECK(extents(c, 0, S) == std::vector<vhd::Extent>{{0, 512 * 1024, true},
+                                                     {512 * 1024, 512 * 1024, false},
+                                                     {MiB, MiB, true},
+                                                     {2 * MiB, 4096, false},
+                                                     {2 * MiB + 4096, 4096, true},
+                                                     {2 * MiB + 8192, 2 * MiB - 8192, false},
+                                                     {4 * MiB, 2 * MiB + 4096, true},
+                                                     {6 * MiB + 4096, S - 6 * MiB - 4096, false}});
+  // A window starting and ending inside runs is clipped to the window.
+  CHECK(extents(c, 600 * 1024, 100 * 1024) == std::vector<vhd::Extent>{{600 * 1024, 100 * 1024, false}});
+  CHECK(extents(c, 2 * MiB + 5000, 10000) ==
+        std::vector<vhd::Extent>{{2 * MiB + 5000, 3192, true}, {2 * MiB + 8192, 6808, false}});
+  // Extents agree with what reads return: every zero extent reads zeros.
+  for (const auto& e : extents(c, 0, S)) {
+    if (e.data) continue;
+    auto z = read(c, e.offset, e.length);
+    CHECK(std::all_of(z.begin(), z.end(), [](uint8_t v) { return v == 0; }));
+  }
+}
+
+TEST_CASE("write cache: RAM budget holds data first, then the file", "[block]") {
+  Fixture f;
+  auto ram = std::make_shared<block::RamBudget>(2 * MiB);
+  Model m(f.content);
   {
-    vhd::WriterOptions wo;
-    wo.size = f.base->size();
-    vhd::Writer w(base_vhd, wo);
-    std::vector<uint8_t> buf(w.block_size());
-    for (uint32_t b = 0; b < w.block_count(); ++b) {
-      uint32_t len = w.block_length(b);
-      std::fill(buf.begin(), buf.end(), 0);
-      uint64_t off = uint64_t{b} * w.block_size();
-      if (off < f.base->size()) f.base->read(off, buf.data(), std::min<uint64_t>(len, f.base->size() - off));
-      w.write_block(b, {buf.data(), len});
-    }
-    w.finish();
+    block::WriteCache c(f.chain, f.dir.string(), ram);
+    std::vector<uint8_t> x(3 * MiB + 512);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 13 + 5);
+    REQUIRE(c.write(4096, static_cast<uint32_t>(x.size()), x.data(), true) == 0);  // spans RAM and file
+    m.write(4096, x);
+    CHECK(c.ram_bytes() == 2 * MiB);
+    CHECK(ram->left() == 0);
+    CHECK(c.flush() == 0);
+    CHECK(whole_disk_mismatch(c, m) == -1);
+    // A second cache finds the budget spent and works from its file.
+    block::WriteCache d(f.chain, f.dir.string(), ram);
+    REQUIRE(d.write(0, 4096, x.data(), false) == 0);
+    CHECK(d.ram_bytes() == 0);
+    CHECK(mismatch(read(d, 0, 4096), std::vector<uint8_t>(x.begin(), x.begin() + 4096)) == -1);
   }
-  std::shared_ptr<const vhd::Disk> chain = vhd::Chain::open(base_vhd);
-  block::WriteCache c(chain, f.dir.string(), std::make_shared<block::RamBudget>(1u << 20));
+  CHECK(ram->left() == 2 * MiB);  // given back when the caches went
+  block::RamBudget small(MiB);
+  CHECK(small.take(MiB));
+  CHECK_FALSE(small.take(1));
+  small.give_back(MiB);
+  CHECK(small.left() == MiB);
+}
+
+TEST_CASE("write cache: written out as a differencing VHD, the chain reads what the cache reads", "[block]") {
+  Fixture f;
+  // Some data in RAM, the rest in the file: both must reach the VHD.
+  block::WriteCache c(f.chain, f.dir.string(), std::make_shared<block::RamBudget>(MiB));
+  Model m(f.content);
   std::mt19937 rng(1);
-  std::vector<uint8_t> buf(70000);
   for (int i = 0; i < 40; ++i) {
-    for (auto& x : buf) x = static_cast<uint8_t>(rng());
-    uint64_t off = rng() % (chain->size() - buf.size());
     uint32_t len = 1 + rng() % 70000;
-    REQUIRE(c.write(off, len, buf.data(), false) == 0);
-    if (i % 7 == 0) REQUIRE(c.write_zeroes(rng() % (chain->size() - 10000), 9000, false) == 0);
+    uint64_t off = rng() % (f.size() - len);
+    std::vector<uint8_t> x(len);
+    for (auto& v : x) v = static_cast<uint8_t>(rng());
+    REQUIRE(c.write(off, len, x.data(), false) == 0);
+    m.write(off, x);
+    if (i % 7 == 0) {
+      uint64_t z = rng() % (f.size() - 9000);
+      REQUIRE(c.write_zeroes(z, 9000, false) == 0);
+      m.zero(z, 9000);
+    }
   }
-  CHECK(c.ram_bytes() == (1u << 20));  // the budget was used, the rest spilled to the file
+  // More than the RAM budget in one write: part of it goes to the file.
+  std::vector<uint8_t> big(MiB + MiB / 2);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<uint8_t>(i * 3 + 11);
+  REQUIRE(c.write(5 * MiB + 1000, static_cast<uint32_t>(big.size()), big.data(), false) == 0);
+  m.write(5 * MiB + 1000, big);
+  // Zeros over the parent's data must hide it in the child.
+  REQUIRE(c.write_zeroes(4 * MiB + 4096, 64 * 1024, false) == 0);
+  m.zero(4 * MiB + 4096, 64 * 1024);
+  // The last sectors of the disk.
+  auto tail = filled(1536, 0xCD);
+  REQUIRE(c.write(f.size() - 1536, 1536, tail.data(), false) == 0);
+  m.write(f.size() - 1536, tail);
+  CHECK(c.ram_bytes() == MiB);
+  REQUIRE(whole_disk_mismatch(c, m) == -1);
+
   std::string out = (f.dir / "cache.vhd").string();
-  c.write_vhd(base_vhd, out);
+  c.write_vhd(f.vhd_path, out);
   auto written = vhd::Chain::open(out);
   REQUIRE(written->depth() == 2);
-  std::vector<uint8_t> a(chain->size()), b(chain->size());
-  REQUIRE(c.read(0, static_cast<uint32_t>(a.size()), a.data()) == 0);
+  CHECK(written->layers()[0]->type() == vhd::DiskType::kDifferencing);
+  REQUIRE(written->size() == f.size());
+  std::vector<uint8_t> b(f.size());
   written->read(0, b.data(), b.size());
-  CHECK(a == b);
+  CHECK(mismatch(b, m.bytes) == -1);
+
+  // A parent of another size is refused, naming it.
+  std::string other = (f.dir / "other.vhd").string();
+  {
+    vhd::WriterOptions wo;
+    wo.size = 16 * MiB;
+    vhd::Writer w(other, wo);
+    w.finish();
+  }
+  CHECK_THROWS_WITH(c.write_vhd(other, (f.dir / "bad.vhd").string()), Catch::Contains("other.vhd"));
 }
 
-TEST_CASE("concurrent readers and writers on disjoint ranges", "[block]") {
+TEST_CASE("write cache: an empty cache writes an empty differencing VHD", "[block]") {
   Fixture f;
-  block::WriteCache c(f.base, f.dir.string());
+  block::WriteCache c(f.chain, f.dir.string());
+  std::string out = (f.dir / "empty.vhd").string();
+  c.write_vhd(f.vhd_path, out);
+  auto written = vhd::Chain::open(out);
+  std::vector<uint8_t> b(f.size());
+  written->read(0, b.data(), b.size());
+  CHECK(mismatch(b, f.content) == -1);
+  CHECK(written->extents(0, f.size()) == f.chain->extents(0, f.size()));
+}
+
+TEST_CASE("write cache: concurrent writers and readers on disjoint ranges", "[block]") {
+  auto ram_size = GENERATE(uint64_t{0}, uint64_t{MiB});  // file only; RAM then file
+  Fixture f;
+  block::WriteCache c(f.chain, f.dir.string(), ram_size ? std::make_shared<block::RamBudget>(ram_size) : nullptr);
+  constexpr int kThreads = 6;
+  constexpr uint64_t kSpan = MiB;  // thread t owns [t MiB, (t+1) MiB)
+  std::atomic<int> failures{0};
+  std::vector<std::vector<uint8_t>> models(kThreads);
   std::vector<std::thread> threads;
-  for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&c, t] {
-      std::vector<uint8_t> w(4096, static_cast<uint8_t>(t + 1)), r(4096);
-      for (int i = 0; i < 200; ++i) {
-        uint64_t off = (uint64_t(t) << 20) + uint64_t(i % 64) * 4096;
-        c.write(off, 4096, w.data(), false);
-        c.read(off, 4096, r.data());
-        if (r != w) std::abort();
+  for (int t = 0; t < kThreads; ++t) {
+    models[t].assign(f.content.begin() + static_cast<long>(t * kSpan),
+                     f.content.begin() + static_cast<long>((t + 1) * kSpan));
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(100 + t);
+      auto& mine = models[t];
+      const uint64_t base = uint64_t(t) * kSpan;
+      std::vector<uint8_t> buf(20000), got(20000);
+      for (int i = 0; i < 300; ++i) {
+        uint32_t len = 1 + rng() % 16384;
+        uint64_t off = rng() % (kSpan - len);
+        switch (rng() % 4) {
+          case 0:  // aligned write
+            len = (1 + rng() % 32) * 512;
+            off = (rng() % (kSpan / 512 - 32)) * 512;
+            [[fallthrough]];
+          case 1:  // unaligned write
+            for (uint32_t k = 0; k < len; ++k) buf[k] = static_cast<uint8_t>(rng());
+            if (c.write(base + off, len, buf.data(), i % 50 == 0) != 0) ++failures;
+            std::copy(buf.begin(), buf.begin() + len, mine.begin() + static_cast<long>(off));
+            break;
+          case 2:
+            if (c.write_zeroes(base + off, len, false) != 0) ++failures;
+            std::fill_n(mine.begin() + static_cast<long>(off), len, 0);
+            break;
+          default:
+            break;
+        }
+        // Read back a range around it.
+        uint64_t roff = off >= 1000 ? off - 1000 : 0;
+        uint32_t rlen = static_cast<uint32_t>(std::min<uint64_t>(len + 2000, kSpan - roff));
+        if (c.read(base + roff, rlen, got.data()) != 0 ||
+            !std::equal(got.begin(), got.begin() + rlen, mine.begin() + static_cast<long>(roff)))
+          ++failures;
       }
     });
   }
+  // A reader of the untouched rest of the disk, all the while.
+  threads.emplace_back([&] {
+    std::vector<uint8_t> got(65536);
+    for (int i = 0; i < 200; ++i) {
+      uint64_t off = kThreads * kSpan + (i * 65536) % (f.size() - kThreads * kSpan - 65536);
+      if (c.read(off, 65536, got.data()) != 0 ||
+          !std::equal(got.begin(), got.end(), f.content.begin() + static_cast<long>(off)))
+        ++failures;
+    }
+  });
   for (auto& th : threads) th.join();
-  for (int t = 0; t < 4; ++t) CHECK(read(c, uint64_t(t) << 20, 4096) == std::vector<uint8_t>(4096, static_cast<uint8_t>(t + 1)));
+  CHECK(failures == 0);
+  Model m(f.content);
+  for (int t = 0; t < kThreads; ++t) m.write(uint64_t(t) * kSpan, models[t]);
+  CHECK(whole_disk_mismatch(c, m) == -1);
+  CHECK(c.flush() == 0);
 }
 
-TEST_CASE("sessions: named ones are shared, anonymous ones end on detach", "[block]") {
+TEST_CASE("version device: reads the chain, refuses writes", "[block]") {
   Fixture f;
-  std::string base_vhd = (f.dir / "v.vhd").string();
-  {
-    vhd::WriterOptions wo;
-    wo.size = 4u << 20;
-    vhd::Writer w(base_vhd, wo);
-    w.finish();
+  block::ChainRegistry chains;
+  block::VersionDevice d({"lab", 1, f.vhd_path}, chains.open(f.vhd_path));
+  CHECK(d.read_only());
+  CHECK(d.shared_between_connections());
+  CHECK(d.size() == f.size());
+  std::vector<uint8_t> got(10000);
+  REQUIRE(d.read(MiB + 3, 10000, got.data()) == 0);
+  CHECK(mismatch(got, std::vector<uint8_t>(f.content.begin() + MiB + 3, f.content.begin() + MiB + 10003)) == -1);
+  CHECK(d.write(0, 512, got.data(), false) == EPERM);
+  CHECK(d.trim(0, 512, false) == EPERM);
+  CHECK(d.write_zeroes(0, 512, false) == EPERM);
+  CHECK(d.flush() == 0);
+  std::vector<vhd::Extent> e;
+  REQUIRE(d.extents(MiB, 2 * MiB, e) == 0);
+  CHECK(e == std::vector<vhd::Extent>{{MiB, MiB, true}, {2 * MiB, MiB, false}});
+}
+
+TEST_CASE("chain registry: one open chain per path while it is in use", "[block]") {
+  Fixture f;
+  std::string second = (f.dir / "second.vhd").string();
+  fs::copy_file(f.vhd_path, second);
+  block::ChainRegistry chains;
+  auto a = chains.open(f.vhd_path);
+  auto b = chains.open(f.vhd_path);
+  auto c = chains.open(second);
+  CHECK(a.get() == b.get());
+  CHECK(a.get() != c.get());
+  CHECK(chains.open_count() == 2);
+  a.reset();
+  b.reset();
+  CHECK(chains.open_count() == 1);  // forgotten once nobody holds it
+  auto again = chains.open(f.vhd_path);
+  CHECK(again->size() == f.size());
+  CHECK(chains.open_count() == 2);
+  CHECK_THROWS_AS(chains.open((f.dir / "missing.vhd").string()), util::Error);
+  CHECK(chains.open_count() == 2);
+}
+
+namespace {
+struct SessionFixture : Fixture {
+  int started = 0, ended = 0, pins = 0;
+  std::vector<std::string> ended_names;
+  block::Pin pin{"lab", 1, ""};
+  std::unique_ptr<block::SessionManager> m;
+  SessionFixture() {
+    pin.path = vhd_path;
+    m = std::make_unique<block::SessionManager>(
+        block::SessionManager::Options{dir.string(), std::chrono::seconds(0)},
+        block::SessionManager::Hooks{[this](const block::Session&) { ++started; },
+                                     [this](const block::Session& s) {
+                                       ++ended;
+                                       ended_names.push_back(s.name());
+                                     }});
   }
-  int started = 0, ended = 0;
-  block::SessionManager m({f.dir.string(), std::chrono::seconds(0)},
-                          {[&](const block::Session&) { ++started; }, [&](const block::Session&) { ++ended; }});
-  block::Pin pin{"lab", 1, base_vhd};
-  auto a1 = m.attach("lab/pc01", [&] { return pin; });
-  auto a2 = m.attach("lab/pc01", [&] { return pin; });
-  auto b = m.attach("lab/pc02", [&] { return pin; });
+  std::shared_ptr<block::Session> attach(const std::string& name) {
+    return m->attach(name, [this] {
+      ++pins;
+      return pin;
+    });
+  }
+  size_t count() { return m->sessions().size(); }
+};
+}  // namespace
+
+TEST_CASE("sessions: attaching the same name returns the same session", "[block]") {
+  SessionFixture s;
+  auto a1 = s.attach("lab/pc01");
+  auto a2 = s.attach("lab/pc01");
   CHECK(a1 == a2);
-  CHECK(a1 != b);
   CHECK(a1->connections() == 2);
-  std::vector<uint8_t> x(512, 9), y(512);
-  REQUIRE(a1->write(0, 512, x.data(), false) == 0);
-  REQUIRE(b->read(0, 512, y.data()) == 0);
-  CHECK(y == std::vector<uint8_t>(512, 0));
+  CHECK(s.started == 1);
+  CHECK(s.pins == 1);  // the version is looked up only when the session starts
+  CHECK(a1->named());
+  CHECK(a1->name() == "lab/pc01");
+  CHECK(a1->pin().version == 1);
   CHECK(a1->shared_between_connections());
+  CHECK_FALSE(a1->read_only());
+  // What one connection writes, the other reads.
+  auto x = filled(512, 9);
+  REQUIRE(a1->write(512, 512, x.data(), false) == 0);
+  std::vector<uint8_t> y(512);
+  REQUIRE(a2->read(512, 512, y.data()) == 0);
+  CHECK(y == x);
+  s.m->detach(a1);
+  CHECK(a2->connections() == 1);
+  CHECK(s.ended == 0);
+  s.m->detach(a2);
+  CHECK(s.ended == 0);  // a named session outlives its connections
+  CHECK(s.count() == 1);
+  // A reconnect finds the data.
+  auto a3 = s.attach("lab/pc01");
+  CHECK(a3 == a1);
+  REQUIRE(a3->read(512, 512, y.data()) == 0);
+  CHECK(y == x);
+  CHECK(s.started == 1);
+}
 
-  auto anon = m.attach_anonymous(pin);
-  CHECK_FALSE(anon->shared_between_connections());
-  CHECK(started == 3);
-  m.detach(anon);
-  CHECK(ended == 1);
+TEST_CASE("sessions: different names are isolated", "[block]") {
+  SessionFixture s;
+  auto a = s.attach("lab/pc01");
+  auto b = s.attach("lab/pc02");
+  CHECK(a != b);
+  CHECK(s.started == 2);
+  auto x = filled(4096, 0x42);
+  REQUIRE(a->write(0, 4096, x.data(), false) == 0);
+  REQUIRE(b->trim(8192, 4096, false) == 0);
+  std::vector<uint8_t> y(4096);
+  REQUIRE(b->read(0, 4096, y.data()) == 0);
+  CHECK(mismatch(y, std::vector<uint8_t>(s.content.begin(), s.content.begin() + 4096)) == -1);
+  REQUIRE(a->read(8192, 4096, y.data()) == 0);
+  CHECK(mismatch(y, std::vector<uint8_t>(s.content.begin() + 8192, s.content.begin() + 12288)) == -1);
+  REQUIRE(b->read(8192, 4096, y.data()) == 0);
+  CHECK(y == std::vector<uint8_t>(4096, 0));
+  CHECK(a->cache().data_bytes() == 4096);
+  CHECK(b->cache().data_bytes() == 0);
+}
 
-  m.detach(a1);
-  m.detach(a2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  auto expired = m.expire_idle();  // pc01 idle, pc02 still connected
-  CHECK(expired == std::vector<std::string>{"lab/pc01"});
-  auto fresh = m.attach("lab/pc01", [&] { return pin; });
+TEST_CASE("sessions: anonymous sessions are per connection and end on detach", "[block]") {
+  SessionFixture s;
+  auto a = s.m->attach_anonymous(s.pin);
+  auto b = s.m->attach_anonymous(s.pin);
+  CHECK(a != b);
+  CHECK(a->name() != b->name());
+  CHECK_FALSE(a->named());
+  CHECK_FALSE(a->shared_between_connections());
+  CHECK(a->connections() == 1);
+  CHECK(s.started == 2);
+  CHECK(s.count() == 2);
+  auto x = filled(512, 1);
+  REQUIRE(a->write(0, 512, x.data(), false) == 0);
+  std::vector<uint8_t> y(512);
+  REQUIRE(b->read(0, 512, y.data()) == 0);
+  CHECK(y != x);
+  s.m->detach(a);
+  CHECK(s.ended == 1);
+  CHECK(s.ended_names == std::vector<std::string>{a->name()});
+  CHECK(s.count() == 1);
+  s.m->detach(b);
+  CHECK(s.ended == 2);
+  CHECK(s.count() == 0);
+  CHECK(s.m->expire_idle().empty());  // anonymous sessions are not the idle expiry's
+}
+
+TEST_CASE("sessions: reset makes the next attach a fresh cache", "[block]") {
+  SessionFixture s;
+  auto old = s.attach("lab/pc01");
+  auto x = filled(4096, 0x5A);
+  REQUIRE(old->write(0, 4096, x.data(), false) == 0);
+  CHECK(s.m->reset("lab/pc01"));
+  CHECK(s.ended == 1);
+  CHECK(s.count() == 0);
+  CHECK_FALSE(s.m->reset("lab/pc01"));  // already gone
+  CHECK_FALSE(s.m->reset("lab/nobody"));
+  CHECK(s.ended == 1);
+  // The connection still attached keeps its cache until it closes.
+  std::vector<uint8_t> y(4096);
+  REQUIRE(old->read(0, 4096, y.data()) == 0);
+  CHECK(y == x);
+  auto fresh = s.attach("lab/pc01");
+  CHECK(fresh != old);
+  CHECK(s.started == 2);
+  CHECK(s.pins == 2);
   CHECK(fresh->cache().data_bytes() == 0);
-  CHECK(m.reset("lab/pc02"));
-  CHECK_FALSE(m.reset("lab/none"));
+  REQUIRE(fresh->read(0, 4096, y.data()) == 0);
+  CHECK(mismatch(y, std::vector<uint8_t>(s.content.begin(), s.content.begin() + 4096)) == -1);
+  s.m->detach(old);  // the old one's detach does not touch the new one
+  CHECK(fresh->connections() == 1);
+  CHECK(s.ended == 1);
+  CHECK(s.count() == 1);
+}
+
+TEST_CASE("sessions: expire_idle ends idle named sessions, not connected ones", "[block]") {
+  SessionFixture s;
+  auto idle = s.attach("lab/pc01");
+  auto busy = s.attach("lab/pc02");
+  auto twice = s.attach("lab/pc03");
+  s.attach("lab/pc03");
+  s.m->detach(idle);
+  s.m->detach(twice);  // one of its two connections left
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(s.m->expire_idle() == std::vector<std::string>{"lab/pc01"});
+  CHECK(s.ended == 1);
+  CHECK(s.ended_names == std::vector<std::string>{"lab/pc01"});
+  CHECK(s.count() == 2);
+  CHECK(s.m->expire_idle().empty());
+  // The next attach of the expired name starts over.
+  auto again = s.attach("lab/pc01");
+  CHECK(again != idle);
+  CHECK(s.started == 4);
+  (void)busy;
+
+  SECTION("a long timeout keeps idle sessions") {
+    s.m->set_idle_timeout(std::chrono::hours(1));
+    s.m->detach(again);
+    CHECK(s.m->expire_idle().empty());
+    CHECK(s.count() == 3);
+  }
+}
+
+TEST_CASE("sessions: a failing version lookup leaves no session behind", "[block]") {
+  SessionFixture s;
+  CHECK_THROWS_WITH(s.m->attach("lab/pc01", []() -> block::Pin { throw util::Error("no active version"); }),
+                    "no active version");
+  CHECK(s.count() == 0);
+  CHECK(s.started == 0);
+  block::Pin missing{"lab", 2, (s.dir / "missing.vhd").string()};
+  CHECK_THROWS_AS(s.m->attach("lab/pc01", [&] { return missing; }), util::Error);
+  CHECK(s.count() == 0);
+  auto ok = s.attach("lab/pc01");
+  CHECK(ok->connections() == 1);
+  CHECK(s.started == 1);
+}
+
+TEST_CASE("sessions: sessions on one version share one open chain", "[block]") {
+  SessionFixture s;
+  auto a = s.attach("lab/pc01");
+  auto b = s.m->attach_anonymous(s.pin);
+  auto chain = s.m->open_chain(s.vhd_path);
+  CHECK(chain.get() == s.m->open_chain(s.vhd_path).get());
+  // Ending every session and dropping our reference closes the chain; the
+  // next open gives a working one again.
+  s.m->detach(b);
+  s.m->detach(a);
+  CHECK(s.m->reset("lab/pc01"));
+  a.reset();
+  b.reset();
+  chain.reset();
+  auto reopened = s.m->open_chain(s.vhd_path);
+  CHECK(reopened->size() == s.size());
+}
+
+TEST_CASE("sessions: the manager ends named sessions when it goes", "[block]") {
+  SessionFixture s;
+  auto a = s.attach("lab/pc01");
+  s.attach("lab/pc02");
+  s.m.reset();
+  CHECK(s.ended == 2);
 }
