@@ -38,7 +38,10 @@ int VersionDevice::extents(uint64_t offset, uint32_t length, std::vector<vhd::Ex
 
 Session::Session(std::string name, Pin pin, std::shared_ptr<const vhd::Chain> chain, const std::string& cache_dir,
                  bool named, std::shared_ptr<RamBudget> ram)
-    : name_(std::move(name)), pin_(std::move(pin)), chain_(chain), cache_(chain, cache_dir, std::move(ram)), named_(named),
+    : CacheDevice(std::move(chain), cache_dir, std::move(ram)),
+      name_(std::move(name)),
+      pin_(std::move(pin)),
+      named_(named),
       started_(std::chrono::system_clock::now()) {}
 
 std::chrono::steady_clock::time_point Session::last_detach() const {

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "block/cache_device.h"
 #include "block/device.h"
 #include "block/write_cache.h"
 #include "vhd/chain.h"
@@ -63,7 +64,7 @@ class VersionDevice : public Device {
   std::shared_ptr<const vhd::Chain> chain_;
 };
 
-class Session : public Device {
+class Session : public CacheDevice {
  public:
   Session(std::string name, Pin pin, std::shared_ptr<const vhd::Chain> chain, const std::string& cache_dir,
           bool named, std::shared_ptr<RamBudget> ram = nullptr);
@@ -73,32 +74,15 @@ class Session : public Device {
   std::chrono::system_clock::time_point started() const { return started_; }
   int connections() const { return connections_.load(); }
   std::chrono::steady_clock::time_point last_detach() const;
-  const WriteCache& cache() const { return cache_; }
 
-  uint64_t size() const override { return cache_.size(); }
-  bool read_only() const override { return false; }
   // All connections of a named session share its cache; an anonymous
   // session is one connection's alone.
   bool shared_between_connections() const override { return named_; }
-  int read(uint64_t offset, uint32_t length, uint8_t* buf) override { return cache_.read(offset, length, buf); }
-  int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) override {
-    return cache_.write(offset, length, buf, fua);
-  }
-  int flush() override { return cache_.flush(); }
-  int trim(uint64_t offset, uint32_t length, bool fua) override { return cache_.write_zeroes(offset, length, fua); }
-  int write_zeroes(uint64_t offset, uint32_t length, bool fua) override {
-    return cache_.write_zeroes(offset, length, fua);
-  }
-  int extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) override {
-    return cache_.extents(offset, length, out);
-  }
 
  private:
   friend class SessionManager;
   std::string name_;
   Pin pin_;
-  std::shared_ptr<const vhd::Chain> chain_;
-  WriteCache cache_;
   bool named_;
   std::chrono::system_clock::time_point started_;
   std::atomic<int> connections_{0};

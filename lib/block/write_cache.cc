@@ -272,6 +272,18 @@ int WriteCache::extents(uint64_t offset, uint32_t length, std::vector<vhd::Exten
   return 0;
 }
 
+std::vector<uint32_t> WriteCache::touched_blocks(uint32_t block_size) const {
+  std::shared_lock lock(mutex_);
+  const uint64_t block_sectors = block_size / kSector;
+  std::vector<uint32_t> out;
+  for (const auto& [first, run] : index_) {
+    uint64_t b = first / block_sectors, last = (first + run.sectors - 1) / block_sectors;
+    if (!out.empty() && out.back() >= b) b = out.back() + 1;
+    for (; b <= last; ++b) out.push_back(static_cast<uint32_t>(b));
+  }
+  return out;
+}
+
 uint64_t WriteCache::data_bytes() const {
   std::shared_lock lock(mutex_);
   uint64_t n = 0;

@@ -68,6 +68,9 @@ class WriteCache {
   uint64_t data_bytes() const;
   size_t run_count() const;
   uint64_t ram_bytes() const;
+  // Indexes of the `block_size` blocks holding any written (or zeroed)
+  // sector, ascending: all that can differ from what is below.
+  std::vector<uint32_t> touched_blocks(uint32_t block_size) const;
 
   // Writes the cache as a differencing VHD on `parent_path` (the file of the
   // version under the cache): every sector the cache holds, data or zeros.

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "nbd/protocol.h"
 #include "util/bytes.h"
@@ -49,7 +51,15 @@ class Connection {
   bool send_export_info(uint32_t option, const std::string& name, const OpenedExport& e,
                         const std::vector<uint16_t>& requested);
   uint16_t transmission_flags(const block::Device& d) const;
+  struct Job {
+    Request request;
+    std::vector<uint8_t> payload;  // a write's data in, a read's data out
+  };
   void transmission();
+  void serve();
+  void maybe_add_thread();
+  bool read_request(Job& job);
+  bool execute(Job& job);
   bool reply_error(const Request& r, uint32_t error, const std::string& message);
   bool reply_ok(const Request& r);
   bool reply_read(const Request& r, const uint8_t* data, uint32_t length);
@@ -68,9 +78,18 @@ class Connection {
   std::string meta_export_;  // the export the meta context was set for
   std::string export_name_;
   OpenedExport export_;
-  std::vector<uint8_t> buffer_;
   std::vector<uint8_t> in_ = std::vector<uint8_t>(64 * 1024);  // buffered input
   size_t in_pos_ = 0, in_end_ = 0;
+
+  // Serving threads (see transmission()).
+  static constexpr size_t kThreads = 4;
+  std::mutex send_mutex_;   // one reply at a time on the socket
+  std::mutex input_mutex_;  // one reader of requests at a time; guards in_, stopped_, stop_reason_
+  bool stopped_ = false;
+  std::string stop_reason_ = "disconnected";
+  std::atomic<uint64_t> requests_{0};
+  std::mutex threads_mutex_;
+  std::vector<std::thread> helpers_;
 };
 
 bool Connection::read_exact(void* buf, size_t n) {
@@ -120,6 +139,7 @@ bool Connection::discard(uint64_t n) {
 }
 
 bool Connection::send(std::initializer_list<std::pair<const void*, size_t>> parts) {
+  std::lock_guard lock(send_mutex_);
   iovec iov[4];
   int count = 0;
   for (const auto& [p, n] : parts) {
@@ -472,101 +492,147 @@ bool Connection::reply_block_status(const Request& r) {
   return send({{h, sizeof h}, {body.data(), body.size()}});
 }
 
+// Transmission, leader/follower style (as nbdkit does): each serving thread
+// takes the input lock, reads one request (and a write's payload), lets go
+// of the lock, runs the request and sends its reply. A client that waits for
+// each reply is served by this one thread with no hand-off at all; when
+// requests arrive faster than they are answered (more are already buffered
+// behind the one just read) another thread joins, up to kThreads, so one
+// slow read does not hold up the ones behind it. Replies may then go out of
+// order, as the protocol allows (cookies match them up). At most kThreads
+// requests are in memory at once, which bounds what a client can make us hold.
 void Connection::transmission() {
-  block::Device& dev = *export_.device;
-  const uint64_t size = dev.size();
-  uint64_t requests = 0;
+  serve();
+  std::vector<std::thread> helpers;
+  {
+    std::lock_guard lock(threads_mutex_);
+    helpers.swap(helpers_);
+  }
+  for (auto& t : helpers) t.join();
+  export_.device->flush();
+  log(stop_reason_ + " (" + std::to_string(requests_.load()) + " requests served)");
+}
+
+void Connection::serve() {
   while (true) {
-    if (options_.stopping && options_.stopping->load()) {
-      dev.flush();
-      log("closing: the server is stopping (" + std::to_string(requests) + " requests served)");
-      return;
-    }
-    uint8_t raw[kRequestSize];
-    if (!read_exact(raw, sizeof raw)) {
-      dev.flush();
-      log("disconnected (" + std::to_string(requests) + " requests served)");
-      return;
-    }
-    Request r;
-    if (!parse_request(raw, r)) {
-      log("dropped: bad request magic");
-      return;
-    }
-    ++requests;
-    bool in_range = r.offset <= size && r.length <= size - r.offset;
-    bool ok = true;
-    switch (r.type) {
-      case kCmdRead:
-        if (r.length == 0 || r.length > kMaxPayload || !in_range) {
-          ok = reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export");
-          break;
-        }
-        buffer_.resize(r.length);
-        if (int rc = dev.read(r.offset, r.length, buffer_.data()); rc != 0) {
-          log("read of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
-          ok = reply_error(r, to_nbd_error(rc), std::strerror(rc));
-        } else {
-          ok = reply_read(r, buffer_.data(), r.length);
-        }
-        break;
-      case kCmdWrite: {
-        if (r.length > kMaxPayload) {
-          // The payload must be consumed to stay in step with the client.
-          if (r.length > kMaxDiscard || !discard(r.length)) {
-            log("dropped: write of " + std::to_string(r.length) + " bytes");
-            return;
-          }
-          ok = reply_error(r, kErrInval, "write larger than 32 MiB");
-          break;
-        }
-        buffer_.resize(r.length);
-        if (r.length && !read_exact(buffer_.data(), r.length)) return;
-        if (dev.read_only()) ok = reply_error(r, kErrPerm, "the export is read-only");
-        else if (!in_range) ok = reply_error(r, kErrNoSpc, "write past the end of the export");
-        else if (r.length == 0) ok = reply_ok(r);
-        else if (int rc = dev.write(r.offset, r.length, buffer_.data(), r.flags & kCmdFlagFua); rc != 0) {
-          log("write of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
-          ok = reply_error(r, to_nbd_error(rc), std::strerror(rc));
-        } else {
-          ok = reply_ok(r);
-        }
-        break;
-      }
-      case kCmdFlush:
-        if (int rc = dev.flush(); rc != 0) ok = reply_error(r, to_nbd_error(rc), std::strerror(rc));
-        else ok = reply_ok(r);
-        break;
-      case kCmdTrim:
-      case kCmdWriteZeroes: {
-        if (dev.read_only()) { ok = reply_error(r, kErrPerm, "the export is read-only"); break; }
-        if (!in_range) { ok = reply_error(r, kErrNoSpc, "range past the end of the export"); break; }
-        if (r.length == 0) { ok = reply_ok(r); break; }
-        bool fua = r.flags & kCmdFlagFua;
-        int rc = r.type == kCmdTrim ? dev.trim(r.offset, r.length, fua) : dev.write_zeroes(r.offset, r.length, fua);
-        ok = rc != 0 ? reply_error(r, to_nbd_error(rc), std::strerror(rc)) : reply_ok(r);
-        break;
-      }
-      case kCmdCache:
-        ok = in_range ? reply_ok(r) : reply_error(r, kErrInval, "range past the end of the export");
-        break;
-      case kCmdBlockStatus:
-        if (!structured_ || !base_allocation_) ok = reply_error(r, kErrInval, "no meta context was negotiated");
-        else if (r.length == 0 || !in_range) ok = reply_error(r, kErrInval, "range empty or past the end of the export");
-        else ok = reply_block_status(r);
-        break;
-      case kCmdDisc:
-        dev.flush();
-        log("disconnected by request (" + std::to_string(requests) + " requests served)");
+    Job job;
+    {
+      std::lock_guard lock(input_mutex_);
+      if (stopped_) return;
+      if (!read_request(job)) {
+        stopped_ = true;  // the others finish what they hold, and their replies still go out
         return;
-      default:
-        ok = reply_error(r, kErrInval, "unknown command " + std::to_string(r.type));
-        break;
+      }
+      if (in_pos_ < in_end_) maybe_add_thread();
     }
-    if (!ok) {
-      log("client went away mid-reply");
+    if (job.request.type == kCmdWrite && job.request.length > kMaxPayload) continue;  // answered while reading
+    if (!execute(job)) {
+      std::lock_guard lock(input_mutex_);
+      if (!stopped_) stop_reason_ = "client went away mid-reply";
+      stopped_ = true;
+      ::shutdown(fd_, SHUT_RDWR);
       return;
     }
+  }
+}
+
+void Connection::maybe_add_thread() {
+  std::lock_guard lock(threads_mutex_);
+  if (helpers_.size() + 1 < kThreads) helpers_.emplace_back([this] { serve(); });
+}
+
+// Called with input_mutex_ held. False ends the connection (stop_reason_ says why).
+bool Connection::read_request(Job& job) {
+  if (options_.stopping && options_.stopping->load()) {
+    stop_reason_ = "closing: the server is stopping";
+    return false;
+  }
+  uint8_t raw[kRequestSize];
+  if (!read_exact(raw, sizeof raw)) {
+    stop_reason_ = options_.stopping && options_.stopping->load() ? "closing: the server is stopping" : "disconnected";
+    return false;
+  }
+  if (!parse_request(raw, job.request)) {
+    stop_reason_ = "dropped: bad request magic";
+    return false;
+  }
+  ++requests_;
+  const Request& r = job.request;
+  if (r.type == kCmdDisc) {
+    stop_reason_ = "disconnected by request";
+    return false;
+  }
+  if (r.type != kCmdWrite) return true;
+  if (r.length > kMaxPayload) {
+    // The payload must be consumed to stay in step with the client.
+    if (r.length > kMaxDiscard || !discard(r.length)) {
+      stop_reason_ = "dropped: write of " + std::to_string(r.length) + " bytes";
+      return false;
+    }
+    if (!reply_error(r, kErrInval, "write larger than 32 MiB")) {
+      stop_reason_ = "client went away mid-reply";
+      return false;
+    }
+    return true;
+  }
+  job.payload.resize(r.length);
+  if (r.length && !read_exact(job.payload.data(), r.length)) {
+    stop_reason_ = "disconnected mid-request";
+    return false;
+  }
+  return true;
+}
+
+// Runs one request on the device and sends its reply. Safe on any thread:
+// the device is thread-safe and each reply goes out in one locked send.
+// Returns false when the reply could not be sent.
+bool Connection::execute(Job& job) {
+  block::Device& dev = *export_.device;
+  const Request& r = job.request;
+  const uint64_t size = dev.size();
+  const bool in_range = r.offset <= size && r.length <= size - r.offset;
+  switch (r.type) {
+    case kCmdRead: {
+      if (r.length == 0 || r.length > kMaxPayload || !in_range)
+        return reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export");
+      std::vector<uint8_t>& data = job.payload;
+      data.resize(r.length);
+      if (int rc = dev.read(r.offset, r.length, data.data()); rc != 0) {
+        log("read of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
+        return reply_error(r, to_nbd_error(rc), std::strerror(rc));
+      }
+      return reply_read(r, data.data(), r.length);
+    }
+    case kCmdWrite: {
+      if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only");
+      if (!in_range) return reply_error(r, kErrNoSpc, "write past the end of the export");
+      if (r.length == 0) return reply_ok(r);
+      if (int rc = dev.write(r.offset, r.length, job.payload.data(), r.flags & kCmdFlagFua); rc != 0) {
+        log("write of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
+        return reply_error(r, to_nbd_error(rc), std::strerror(rc));
+      }
+      return reply_ok(r);
+    }
+    case kCmdFlush:
+      if (int rc = dev.flush(); rc != 0) return reply_error(r, to_nbd_error(rc), std::strerror(rc));
+      return reply_ok(r);
+    case kCmdTrim:
+    case kCmdWriteZeroes: {
+      if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only");
+      if (!in_range) return reply_error(r, kErrNoSpc, "range past the end of the export");
+      if (r.length == 0) return reply_ok(r);
+      bool fua = r.flags & kCmdFlagFua;
+      int rc = r.type == kCmdTrim ? dev.trim(r.offset, r.length, fua) : dev.write_zeroes(r.offset, r.length, fua);
+      return rc != 0 ? reply_error(r, to_nbd_error(rc), std::strerror(rc)) : reply_ok(r);
+    }
+    case kCmdCache:
+      return in_range ? reply_ok(r) : reply_error(r, kErrInval, "range past the end of the export");
+    case kCmdBlockStatus:
+      if (!structured_ || !base_allocation_) return reply_error(r, kErrInval, "no meta context was negotiated");
+      if (r.length == 0 || !in_range) return reply_error(r, kErrInval, "range empty or past the end of the export");
+      return reply_block_status(r);
+    default:
+      return reply_error(r, kErrInval, "unknown command " + std::to_string(r.type));
   }
 }
 

@@ -4,10 +4,11 @@
 // Design note. The handshake is fixed newstyle only: OPT_EXPORT_NAME,
 // OPT_INFO, OPT_GO, OPT_LIST, OPT_ABORT, OPT_STRUCTURED_REPLY and the meta
 // context options (base:allocation); anything else gets NBD_REP_ERR_UNSUP.
-// Transmission runs requests in the order they arrive on the connection
-// (clients may send many before reading replies; TCP buffers them) and
-// each connection has its own thread, so a slow client never holds up
-// another. Every length the peer sends is checked before anything is
+// Each connection has its own thread, so a slow client never holds up
+// another. Within a connection, a client that waits for each reply is
+// served on that thread; one that pipelines has its requests spread over a
+// few worker threads (bounded in count and in buffered bytes), and replies
+// go out as they complete, matched by cookie. Every length the peer sends is checked before anything is
 // allocated; a peer that breaks framing (bad magic, a payload past our
 // limits) is disconnected, which only ever costs that peer. Replies go out
 // with MSG_NOSIGNAL, so a client that vanishes mid-reply cannot kill the

@@ -431,8 +431,19 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   co.block_size = kDigestBlockSize;
   co.size = out_size;
   if (parent) co.parent = path_of(*parent);
+  co.final_path = dir_ + "/" + rel;  // written in tmp/, renamed into images/
   co.replace = true;
   co.progress = options.progress;
+  if (parent && options.changed_since && options.changed_since->first == parent->number) {
+    std::vector<bool> may_differ(new_digests.block_count());
+    for (uint32_t b : options.changed_since->second)
+      if (b < may_differ.size()) may_differ[b] = true;
+    co.same_as_parent = [&, may_differ](uint32_t block) {
+      if (may_differ[block]) return false;
+      if (auto d = parent_digests.get(block)) new_digests.set(block, *d);
+      return true;
+    };
+  }
   co.on_block = [&](uint32_t block, std::span<const uint8_t> data) {
     new_digests.set_from_data(block, data);
     bool same = new_digests.get(block) == parent_digests.get(block);

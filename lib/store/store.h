@@ -93,6 +93,11 @@ struct ImportOptions {
   std::optional<std::string> recipe;
   std::optional<std::string> recipe_hash;
   bool publish = false;
+  // When the disk is a write cache over version `changed_since->first`:
+  // the only blocks (of kDigestBlockSize) that may differ from it. If that
+  // version becomes the new one's parent, no other block is read, so a
+  // build costs what it changed. Ignored otherwise.
+  std::optional<std::pair<int64_t, std::vector<uint32_t>>> changed_since;
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 

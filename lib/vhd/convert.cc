@@ -90,6 +90,7 @@ ConvertResult convert_to_vhd(const Disk& in, const std::string& path, const Conv
                 std::to_string(in.size()) + " bytes");
   }
   wo.block_size = options.block_size;
+  wo.final_path = options.final_path;
   std::unique_ptr<Chain> parent;
   switch (options.to) {
     case OutputFormat::kVhdFixed: wo.type = DiskType::kFixed; break;
@@ -114,6 +115,10 @@ ConvertResult convert_to_vhd(const Disk& in, const std::string& path, const Conv
   for (uint32_t b = 0; b < writer.block_count(); ++b) {
     uint64_t off = uint64_t{b} * bs;
     uint32_t len = writer.block_length(b);
+    if (parent && options.same_as_parent && options.same_as_parent(b)) {
+      if (options.progress) options.progress(off + len, size);
+      continue;
+    }
     bool in_data = read_range(in, off, data.data(), len);
     bool known_same = false;
     if (in_data && options.on_block) known_same = options.on_block(b, {data.data(), len});

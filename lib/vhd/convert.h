@@ -27,12 +27,16 @@ struct ConvertOptions {
   uint64_t size = 0;
   std::string parent;  // kVhdDiff: the parent VHD (its whole chain is read)
   bool replace = false;  // replace an existing output file
+  std::string final_path;  // see WriterOptions::final_path
   // Sees the content of every VHD output block that may hold data (blocks
   // known to be zero are not read and not shown). For kVhdDiff, returning
   // true declares the block identical to the parent's, so the parent is not
   // read and nothing is stored for it; the store answers this from block
   // digests, which halves the reads of an import.
   std::function<bool(uint32_t block, std::span<const uint8_t> data)> on_block;
+  // kVhdDiff: asked before a block is read; true declares it identical to
+  // the parent's without reading it (a build knows which blocks it wrote).
+  std::function<bool(uint32_t block)> same_as_parent;
   // Called after each block with bytes done and total.
   std::function<void(uint64_t, uint64_t)> progress;
 };

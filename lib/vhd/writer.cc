@@ -35,7 +35,8 @@ std::string windows_relative(const std::string& child, const std::string& parent
 }
 }  // namespace
 
-Writer::Writer(const std::string& path, const WriterOptions& options) : path_(path) {
+Writer::Writer(const std::string& path, const WriterOptions& options)
+    : path_(path), final_path_(options.final_path) {
   if (options.type != DiskType::kFixed && options.type != DiskType::kDynamic &&
       options.type != DiskType::kDifferencing) {
     throw Error(path + ": cannot write a VHD of type " + disk_type_name(options.type));
@@ -82,7 +83,7 @@ Writer::Writer(const std::string& path, const WriterOptions& options) : path_(pa
 Writer::~Writer() = default;
 
 void Writer::write_locators(const VhdFile& parent) {
-  std::string relative = windows_relative(path_, parent.path());
+  std::string relative = windows_relative(final_path_.empty() ? path_ : final_path_, parent.path());
   std::string absolute = std::filesystem::absolute(parent.path()).lexically_normal().string();
   struct Entry {
     const char* code;

@@ -38,6 +38,11 @@ struct WriterOptions {
   // Differencing only: the parent file (its footer gives id and size; the
   // locators record its path relative to the new file and absolute).
   const VhdFile* parent = nullptr;
+  // Where the file will finally live, when it is written elsewhere first
+  // (a temporary file renamed into place): the relative parent locator is
+  // computed from there, so it stays right after the rename. "" = the path
+  // written to.
+  std::string final_path;
 };
 
 class Writer {
@@ -77,6 +82,7 @@ class Writer {
   void write_locators(const VhdFile& parent);
 
   std::string path_;
+  std::string final_path_;  // WriterOptions::final_path
   util::UniqueFd fd_;
   Footer footer_;
   DynamicHeader header_;

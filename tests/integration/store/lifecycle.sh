@@ -98,3 +98,14 @@ expect_exit 0 it verify
 store_clean "after gc"
 sqlite_clean
 pass "gc removes stray files (dry run first), a stray version file goes when the store opens; versions untouched"
+
+# A store moved (or restored from backup) to another path still opens its
+# chains: the relative parent locators point from each version file's own
+# place in images/, not from tmp/ where it was written.
+it export lab@5 before-move.raw --to raw >/dev/null
+mv "$BOOTFLEET_STORE" "$PWD/moved-store"
+BOOTFLEET_STORE=$PWD/moved-store
+expect_exit 0 it verify
+expect_exit 0 it export lab@5 after-move.raw --to raw
+cmp before-move.raw after-move.raw || fail "lab@5 reads differently after the store moved"
+pass "a moved store still reads its chains (relative parent locators)"

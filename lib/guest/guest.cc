@@ -1,0 +1,193 @@
+#include "guest/guest.h"
+
+#include <guestfs.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "util/error.h"
+
+namespace bootfleet::guest {
+
+namespace {
+
+using util::Error;
+
+// Once KVM failed in this process, later launches go straight to TCG.
+std::atomic<bool> kvm_failed{false};
+std::once_flag fallback_noted;
+
+std::string first_line(const std::string& s) {
+  auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+
+std::string last_error(guestfs_h* g) {
+  const char* e = g ? guestfs_last_error(g) : nullptr;
+  return e ? e : "unknown libguestfs error";
+}
+
+guestfs_h* make_handle(const LaunchOptions& o, bool tcg) {
+  guestfs_h* g = guestfs_create();
+  if (!g) throw Error("libguestfs: cannot create a handle");
+  // Errors are read with guestfs_last_error and reported with context.
+  guestfs_set_error_handler(g, nullptr, nullptr);
+  auto fail = [&](const std::string& what) {
+    std::string e = last_error(g);
+    guestfs_close(g);
+    throw Error("libguestfs: " + what + ": " + e);
+  };
+  // The direct backend runs qemu itself, so it can reach our private unix
+  // socket; libvirt's qemu would run as another user.
+  if (guestfs_set_backend(g, "direct") == -1) fail("set the direct backend");
+  if (tcg) {
+    const char* settings[] = {"force_tcg", nullptr};
+    if (guestfs_set_backend_settings(g, const_cast<char* const*>(settings)) == -1) fail("force TCG");
+  }
+  auto add = [&](const std::string& socket, const std::string& name, bool read_only) {
+    std::string server = "unix:" + socket;
+    const char* servers[] = {server.c_str(), nullptr};
+    // cache=unsafe: qemu passes writes straight to our NBD server and skips
+    // the guest's flushes, which our write cache need not honour during a
+    // build (the version file is written and fsynced afterwards).
+    if (guestfs_add_drive_opts(g, name.c_str(), GUESTFS_ADD_DRIVE_OPTS_FORMAT, "raw",
+                               GUESTFS_ADD_DRIVE_OPTS_PROTOCOL, "nbd", GUESTFS_ADD_DRIVE_OPTS_SERVER,
+                               const_cast<char* const*>(servers), GUESTFS_ADD_DRIVE_OPTS_READONLY, read_only ? 1 : 0,
+                               GUESTFS_ADD_DRIVE_OPTS_CACHEMODE, "unsafe", -1) == -1) {
+      fail("attach nbd " + server + " export '" + name + "'");
+    }
+  };
+  add(o.nbd_socket, o.export_name, o.read_only);
+  if (!o.second_nbd_socket.empty()) add(o.second_nbd_socket, o.second_export_name, true);
+  return g;
+}
+
+}  // namespace
+
+Accel accel_from_environment() {
+  const char* v = std::getenv("BOOTFLEET_GUEST_ACCEL");
+  if (!v || !*v || std::strcmp(v, "auto") == 0) return Accel::kAuto;
+  if (std::strcmp(v, "kvm") == 0) return Accel::kKvm;
+  if (std::strcmp(v, "tcg") == 0) return Accel::kTcg;
+  throw Error(std::string("BOOTFLEET_GUEST_ACCEL='") + v + "': expected auto, kvm or tcg");
+}
+
+std::unique_ptr<Guest> Guest::launch(const LaunchOptions& options) {
+  bool tcg = options.accel == Accel::kTcg || (options.accel == Accel::kAuto && kvm_failed.load());
+  auto started = std::chrono::steady_clock::now();
+  guestfs_h* g = make_handle(options, tcg);
+  if (guestfs_launch(g) == -1) {
+    std::string e = last_error(g);
+    guestfs_close(g);
+    if (tcg || options.accel == Accel::kKvm) {
+      throw Error("libguestfs: the appliance did not start" + std::string(tcg ? " (TCG)" : " (KVM)") + ": " + e);
+    }
+    kvm_failed = true;
+    std::call_once(fallback_noted, [&] {
+      if (options.note) {
+        options.note("the appliance did not start with KVM (" + first_line(e) +
+                     "); retrying with TCG, which is slower (set BOOTFLEET_GUEST_ACCEL=tcg to skip KVM)");
+      }
+    });
+    tcg = true;
+    started = std::chrono::steady_clock::now();
+    g = make_handle(options, true);
+    if (guestfs_launch(g) == -1) {
+      std::string e2 = last_error(g);
+      guestfs_close(g);
+      throw Error("libguestfs: the appliance did not start with KVM nor with TCG: " + e2);
+    }
+  }
+  std::unique_ptr<Guest> guest(new Guest());
+  guest->g_ = g;
+  guest->tcg_ = tcg;
+  guest->launch_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return guest;
+}
+
+Guest::~Guest() {
+  if (g_) guestfs_close(g_);
+}
+
+void Guest::fail(const std::string& what) const { throw Error(what + ": " + last_error(g_)); }
+
+void Guest::check(int rc, const std::string& what) const {
+  if (rc == -1) fail(what);
+}
+
+void free_strings(char** list) {
+  if (!list) return;
+  for (char** p = list; *p; ++p) std::free(*p);
+  std::free(list);
+}
+
+std::vector<std::string> take_strings(char** list) {
+  std::vector<std::string> out;
+  if (!list) return out;
+  for (char** p = list; *p; ++p) out.emplace_back(*p);
+  free_strings(list);
+  return out;
+}
+
+std::vector<std::string> Guest::devices() const { return take_strings(check(guestfs_list_devices(g_), "list devices")); }
+
+std::string Guest::mount_root(int device_index, const std::string& at, bool read_only) {
+  auto devs = devices();
+  if (device_index < 0 || static_cast<size_t>(device_index) >= devs.size()) {
+    throw Error("no disk number " + std::to_string(device_index) + " in the appliance");
+  }
+  const std::string& dev = devs[static_cast<size_t>(device_index)];
+  auto on_disk = [&](const std::string& fs) { return fs.rfind(dev, 0) == 0; };
+  auto join = [&](const std::string& mp) {
+    if (at == "/") return mp;
+    return mp == "/" ? at : at + mp;
+  };
+  auto mount = [&](const std::string& fs, const std::string& mp) {
+    return read_only ? guestfs_mount_ro(g_, fs.c_str(), mp.c_str()) : guestfs_mount(g_, fs.c_str(), mp.c_str());
+  };
+
+  // An operating system: mount its filesystems as its fstab says, shortest
+  // mount point first.
+  for (const auto& root : take_strings(guestfs_inspect_os(g_))) {
+    if (!on_disk(root)) continue;
+    auto pairs = take_strings(check(guestfs_inspect_get_mountpoints(g_, root.c_str()), "inspect " + root));
+    std::vector<std::pair<std::string, std::string>> mps;  // mount point, device
+    for (size_t i = 0; i + 1 < pairs.size(); i += 2) mps.emplace_back(pairs[i], pairs[i + 1]);
+    std::sort(mps.begin(), mps.end(), [](const auto& a, const auto& b) { return a.first.size() < b.first.size(); });
+    std::string what;
+    for (const auto& [mp, fs] : mps) {
+      if (mount(fs, join(mp)) == -1) {
+        if (mp == "/") fail("mount " + fs + " on " + join(mp));
+        continue;  // a missing /boot/efi and the like should not stop a build
+      }
+      what += (what.empty() ? "" : ", ") + fs + " on " + join(mp);
+    }
+    return what;
+  }
+  // No operating system (a blank or data disk): its first filesystem.
+  auto fss = take_strings(check(guestfs_list_filesystems(g_), "list filesystems"));
+  std::string seen;
+  for (size_t i = 0; i + 1 < fss.size(); i += 2) {
+    const std::string &fs = fss[i], &type = fss[i + 1];
+    if (!on_disk(fs)) continue;
+    seen += (seen.empty() ? "" : ", ") + fs + " (" + type + ")";
+    if (type == "unknown" || type == "swap" || type.empty()) continue;
+    if (mount(fs, at) == 0) return fs + " on " + at + " (" + type + ")";
+  }
+  throw Error(dev + ": no filesystem to mount" + (seen.empty() ? " (the disk has none)" : " among " + seen));
+}
+
+void Guest::shutdown() {
+  if (shut_down_) return;
+  check(guestfs_umount_all(g_), "unmount the guest's filesystems");
+  check(guestfs_sync(g_), "sync the guest's disks");
+  check(guestfs_shutdown(g_), "shut the appliance down");
+  shut_down_ = true;
+}
+
+}  // namespace bootfleet::guest
