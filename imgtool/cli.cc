@@ -65,6 +65,7 @@ const std::vector<Command>& all_commands() {
       {"prune", "remove old versions, keeping what is active, leased or needed", cmd_prune},
       {"squash", "store a version again as a new base, so its chain is short", cmd_squash},
       {"gc", "remove files in the store that no catalog row refers to", cmd_gc},
+      {"lint", "check a recipe for every problem, without building", cmd_lint},
   };
   return commands;
 }

@@ -68,5 +68,6 @@ int cmd_rollback(const std::vector<std::string>& args);
 int cmd_prune(const std::vector<std::string>& args);
 int cmd_squash(const std::vector<std::string>& args);
 int cmd_gc(const std::vector<std::string>& args);
+int cmd_lint(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

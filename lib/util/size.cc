@@ -15,8 +15,11 @@ uint64_t parse_size(const std::string& text, const std::string& what) {
   size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
   std::string number = text.substr(0, i);
-  if (number.empty()) throw fail("no number");
+  // "." alone would reach std::stold, which throws its own exception type.
+  if (number.find_first_of("0123456789") == std::string::npos) throw fail("no number");
   if (number.find('.') != number.rfind('.')) throw fail("two decimal points");
+  // Hundreds of digits would make std::stold fail with ERANGE, also not an Error.
+  if (number.size() > 40) throw fail("too many digits");
   std::string unit = text.substr(i);
   if (unit.size() >= 2 && (unit.substr(1) == "iB" || unit.substr(1) == "ib")) unit = unit.substr(0, 1);
   else if (unit.size() == 2 && (unit[1] == 'B' || unit[1] == 'b')) unit = unit.substr(0, 1);
