@@ -12,6 +12,16 @@ po::options_description base_options() {
   return options;
 }
 
+std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets, const std::string& command) {
+  std::map<std::string, std::string> out;
+  for (const auto& s : sets) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) throw util::Error(command + ": --set '" + s + "': expected NAME=VALUE");
+    out[s.substr(0, eq)] = s.substr(eq + 1);
+  }
+  return out;
+}
+
 void add_store_option(po::options_description& options, std::string& dir) {
   options.add_options()("store", po::value(&dir)->default_value(store::Store::default_dir()),
                         "the store directory (default: $BOOTFLEET_STORE, else /var/lib/bootfleet)");
@@ -66,6 +76,7 @@ const std::vector<Command>& all_commands() {
       {"squash", "store a version again as a new base, so its chain is short", cmd_squash},
       {"gc", "remove files in the store that no catalog row refers to", cmd_gc},
       {"lint", "check a recipe for every problem, without building", cmd_lint},
+      {"build", "build the next version of an image from a recipe", cmd_build},
   };
   return commands;
 }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +36,10 @@ bool parse_command_line(const CommandSpec& spec, po::options_description& option
 
 // Adds --help to an options description.
 po::options_description base_options();
+
+// --set NAME=VALUE options (recipe variables) as a map; throws util::Error
+// naming a malformed one.
+std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets, const std::string& command);
 
 // Adds --store DIR. The store is --store, else $BOOTFLEET_STORE, else
 // /var/lib/bootfleet.
@@ -69,5 +74,6 @@ int cmd_prune(const std::vector<std::string>& args);
 int cmd_squash(const std::vector<std::string>& args);
 int cmd_gc(const std::vector<std::string>& args);
 int cmd_lint(const std::vector<std::string>& args);
+int cmd_build(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

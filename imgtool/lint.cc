@@ -29,13 +29,7 @@ int cmd_lint(const std::vector<std::string>& args) {
   if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
 
   recipe::ParseOptions parse_options;
-  for (const auto& s : sets) {
-    auto eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      throw util::Error("lint: --set '" + s + "': expected NAME=VALUE");
-    }
-    parse_options.variables[s.substr(0, eq)] = s.substr(eq + 1);
-  }
+  parse_options.variables = parse_set_options(sets, "lint");
 
   std::vector<recipe::Problem> problems;
   size_t steps = 0;

@@ -127,7 +127,13 @@ class Runner {
     }
     std::string dest = s.path;
     if (is_dir(dest)) dest = (dest == "/" ? "" : dest) + "/" + fs::path(s.host_path).filename().string();
+    // A symlink at the destination is replaced, not written through (it
+    // may point anywhere, e.g. busybox's /sbin/init -> /bin/busybox).
+    if (guestfs_is_symlink(g_, dest.c_str()) == 1) check(guestfs_rm(g_, dest.c_str()), "replace the symlink " + dest);
     check(guestfs_upload(g_, s.host_path.c_str(), dest.c_str()), "upload " + s.host_path + " to " + dest);
+    // upload creates the file 0644; keep the host file's permissions, as cp does.
+    auto perms = static_cast<int>(fs::status(s.host_path).permissions()) & 07777;
+    check(guestfs_chmod(g_, perms, dest.c_str()), "chmod " + octal(static_cast<uint32_t>(perms)) + " " + dest);
   }
 
   void remove(const Step& s) {

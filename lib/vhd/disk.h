@@ -33,6 +33,19 @@ class Disk {
   virtual std::string format_name() const = 0;
 };
 
+// A blank disk: every byte reads as zero (the base of a recipe's `create`).
+class ZeroDisk : public Disk {
+ public:
+  explicit ZeroDisk(uint64_t size) : size_(size) {}
+  uint64_t size() const override { return size_; }
+  void read(uint64_t offset, void* buf, size_t length) const override;
+  std::vector<Extent> extents(uint64_t offset, uint64_t length) const override { return {{offset, length, false}}; }
+  std::string format_name() const override { return "blank disk"; }
+
+ private:
+  uint64_t size_;
+};
+
 // Merges neighbouring extents of the same kind.
 void append_extent(std::vector<Extent>& out, Extent e);
 
