@@ -35,6 +35,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "util/bytes.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -442,6 +443,9 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd) 
                              reinterpret_cast<sockaddr*>(&from.address), &from.length);
       if (n < 0) continue;
       if (!same_endpoint(from, peer)) {
+        // An ERROR is never answered, not even this one: no ping-pong.
+        bool is_error = n >= 2 && util::load_be16(buffer.data()) == static_cast<uint16_t>(Opcode::error);
+        if (is_error) continue;
         send_to(fd, build_error(ErrorCode::unknown_tid, "unknown transfer ID"), from);
         log(who + ": ERROR 5 to " + endpoint_name(from) + ", a packet from another transfer ID");
         continue;
