@@ -353,3 +353,24 @@ TEST_CASE("server: start names a missing root and a bad address", "[tftp]") {
   Server s2(bad);
   CHECK_THROWS_WITH(s2.start(), Catch::Contains("expected ADDRESS:PORT"));
 }
+
+TEST_CASE("server: past max_transfers a request gets ERROR 0 busy", "[tftp]") {
+  TempDir dir;
+  dir.write("file.bin", std::string(2000, 'z'));
+  auto options = loopback_options(dir.path, nullptr);
+  options.max_transfers = 1;
+  Server server(options);
+  uint16_t port = server.start();
+  Client first(port);
+  first.request({Opcode::rrq, "file.bin", "octet", {}});
+  auto d = first.receive();
+  REQUIRE(std::get_if<Data>(&d));  // the one transfer runs, unacknowledged
+  Client second(port);
+  second.request({Opcode::rrq, "file.bin", "octet", {}});
+  auto e = second.receive();
+  REQUIRE(std::get_if<ErrorPacket>(&e));
+  CHECK(std::get<ErrorPacket>(e).code == 0);
+  CHECK(std::get<ErrorPacket>(e).message == "busy, try again later");
+  server.stop();  // ends the unacknowledged transfer
+  CHECK(server.active_transfers() == 0);
+}
