@@ -57,12 +57,31 @@ void load_config_file(const std::string& path, Config& config) {
         config.idle_timeout = parse_duration(v.as<std::string>(), where(v, key));
       } else if (key == "heartbeat") {
         config.heartbeat = parse_duration(v.as<std::string>(), where(v, key));
+      } else if (key == "tftp.listen") {  // the dotted spelling of tftp: {listen: ...}
+        config.tftp_listen = v.as<std::string>();
+      } else if (key == "tftp.root") {
+        config.tftp_root = v.as<std::string>();
+      } else if (key == "tftp") {
+        if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen and root");
+        for (const auto& sub : v) {
+          std::string name = sub.first.as<std::string>();
+          if (name == "listen") {
+            config.tftp_listen = sub.second.as<std::string>();
+          } else if (name == "root") {
+            config.tftp_root = sub.second.as<std::string>();
+          } else {
+            throw Error(where(sub.first, "tftp." + name) + ": unknown; known keys are tftp.listen, tftp.root");
+          }
+        }
       } else {
-        throw Error(where(item.first, key) + ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat");
+        throw Error(where(item.first, key) +
+                    ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat, tftp");
       }
     } catch (const YAML::Exception&) {
       throw Error(where(v, key) + ": expected " +
-                  std::string(key == "listen" ? "an address or a list of addresses" : "a single value"));
+                  std::string(key == "listen" ? "an address or a list of addresses"
+                              : key == "tftp" ? "a mapping of listen and root to single values"
+                                              : "a single value"));
     }
   }
 }

@@ -15,6 +15,8 @@ struct Config {
   uint64_t cache_ram = 0;                // RAM the write caches share before using cache_dir
   std::chrono::seconds idle_timeout{3600};  // named sessions without connections
   std::chrono::seconds heartbeat{30};    // lease heartbeat
+  std::string tftp_listen;               // TFTP address; empty: no TFTP
+  std::string tftp_root = "/usr/lib/ipxe";  // what TFTP serves (Debian's ipxe package)
 };
 
 // Reads `path` into `config`: only keys present in the file change it.

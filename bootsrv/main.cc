@@ -1,5 +1,6 @@
 // bootsrv: the boot server. Serves the store's images over NBD: each client
 // reads the version it pinned at boot and writes to its own write cache.
+// Optionally serves the iPXE loaders over TFTP (read-only).
 // docs/bootsrv.md describes every option, the configuration file and the
 // export names.
 #include <signal.h>
@@ -12,6 +13,7 @@
 #include "config.h"
 #include "exports.h"
 #include "nbd/server.h"
+#include "tftp/server.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/size.h"
@@ -28,8 +30,10 @@ namespace {
 const char* kUsage =
     "Usage: bootsrv serve [--store DIR] [--config FILE] [--listen ADDR:PORT]... [--cache-dir DIR]\n"
     "                     [--cache-ram SIZE] [--idle-timeout DURATION]\n"
+    "                     [--tftp-listen ADDR:PORT] [--tftp-root DIR]\n"
     "       bootsrv --help | --version\n\n"
-    "Serve the store's images to network-booted clients over NBD.\n\n"
+    "Serve the store's images to network-booted clients over NBD, and with\n"
+    "--tftp-listen the iPXE loaders over TFTP (read-only).\n\n"
     "Export names: IMAGE (a fresh session on the active version for one connection),\n"
     "IMAGE/CLIENT (CLIENT's session: one write cache shared by its connections, kept\n"
     "across reconnects), IMAGE@N or IMAGE@active (read-only).\n\n"
@@ -39,7 +43,7 @@ const char* kUsage =
 
 int serve(const std::vector<std::string>& args) {
   po::options_description options("Options");
-  std::string config_file, store_dir, cache_dir, idle, cache_ram;
+  std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root;
   std::vector<std::string> listen;
   options.add_options()
       ("help,h", "show this help")
@@ -48,7 +52,9 @@ int serve(const std::vector<std::string>& args) {
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
-      ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)");
+      ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)")
+      ("tftp-listen", po::value(&tftp_listen), "serve TFTP (read-only) on this address: 127.0.0.1:69, [::1]:69, :69 (default: no TFTP)")
+      ("tftp-root", po::value(&tftp_root), "the directory TFTP serves (default /usr/lib/ipxe)");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(options).run(), vm);
@@ -73,6 +79,8 @@ int serve(const std::vector<std::string>& args) {
     if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
     if (!cache_ram.empty()) c.cache_ram = util::parse_size(cache_ram, "--cache-ram");
     if (!idle.empty()) c.idle_timeout = bootsrv::parse_duration(idle, "--idle-timeout");
+    if (!tftp_listen.empty()) c.tftp_listen = tftp_listen;
+    if (!tftp_root.empty()) c.tftp_root = tftp_root;
     return c;
   };
   bootsrv::Config config = build_config();
@@ -97,6 +105,18 @@ int serve(const std::vector<std::string>& args) {
     util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
   }
   server.start();
+  // TFTP starts after NBD, so a bad TFTP address or root stops bootsrv
+  // before any client could depend on it.
+  std::unique_ptr<tftp::Server> tftp_server;
+  if (!config.tftp_listen.empty()) {
+    tftp::ServerOptions tftp_options;
+    tftp_options.listen = config.tftp_listen;
+    tftp_options.root = config.tftp_root;
+    tftp_server = std::make_unique<tftp::Server>(tftp_options);
+    uint16_t port = tftp_server->start();
+    util::log_line("listening for TFTP on " + config.tftp_listen + " (port " + std::to_string(port) + "), serving " +
+                   config.tftp_root + " read-only");
+  }
   util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
                  (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
 
@@ -119,7 +139,7 @@ int serve(const std::vector<std::string>& args) {
         exports.sessions().set_idle_timeout(fresh.idle_timeout);
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
-        util::log_line("configuration reloaded (listen addresses, store and cache directory change only on restart)");
+        util::log_line("configuration reloaded (listen addresses, TFTP, store and cache directory change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }
@@ -129,6 +149,7 @@ int serve(const std::vector<std::string>& args) {
                    ": finishing requests in flight");
     break;
   }
+  if (tftp_server) tftp_server->stop();
   server.stop();
   server.wait();
   done = true;

@@ -1,0 +1,95 @@
+// A read-only TFTP server (RFC 1350, with RFC 2347 option negotiation,
+// 2348 blksize, 2349 timeout and tsize, 7440 windowsize) for network-boot
+// loaders.
+//
+// One thread reads requests on the listening socket. Each accepted read
+// request gets its own thread and its own ephemeral UDP socket, whose port
+// is the server's transfer ID (RFC 1350 section 4), bound to the address
+// the request came to so that replies leave from the address the client
+// talked to. Transfers are bounded: past `max_transfers` a request gets
+// ERROR 0 "busy" and no thread. Write requests get ERROR 2.
+//
+// stop() closes the listener; every transfer notices within 200 ms, sends
+// nothing more and ends; stop() returns when all have.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "tftp/packet.h"
+#include "tftp/root.h"
+#include "util/file.h"
+
+namespace bootfleet::tftp {
+
+// A UDP address and port.
+struct Endpoint {
+  sockaddr_storage address{};
+  socklen_t length = 0;
+};
+
+// Consulted before the file system with the normalized name ("a/b.ipxe"):
+// returning content serves it, std::nullopt falls through to the root.
+// Called from transfer threads, possibly several at once.
+using VirtualFiles = std::function<std::optional<std::string>(const std::string& name)>;
+
+struct ServerOptions {
+  // "127.0.0.1:69", "[::1]:69", ":69" (every address, IPv6 and IPv4).
+  std::string listen = ":69";
+  std::string root = "/usr/lib/ipxe";
+  Limits limits;
+  // Retransmission timeout when the client does not ask for one.
+  std::chrono::milliseconds default_timeout{1000};
+  // Retransmissions of one packet (or window) before giving up.
+  int max_retries = 5;
+  size_t max_transfers = 64;
+  VirtualFiles virtual_files;
+  // One line per transfer and per refused request; util::log_line if empty.
+  std::function<void(const std::string&)> log;
+};
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Opens the root and binds the listening socket, then serves on a thread
+  // of its own. Throws util::Error naming the root or the address. Returns
+  // the UDP port bound (useful with port 0).
+  uint16_t start();
+  // Idempotent; blocks until the listener and every transfer have ended.
+  void stop();
+  size_t active_transfers();
+
+ private:
+  void listen_loop();
+  void handle_request(const uint8_t* data, size_t size, const Endpoint& peer, const Endpoint& local);
+  void run_transfer(const Request& request, const Endpoint& peer, int socket);
+  void refuse(const Endpoint& peer, const Endpoint& local, ErrorCode code, const std::string& message,
+              const std::string& log_line);
+  void log(const std::string& line);
+
+  ServerOptions options_;
+  std::unique_ptr<Root> root_;
+  util::UniqueFd listen_fd_;
+  int family_ = 0;
+  std::thread listener_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  size_t transfers_ = 0;
+};
+
+}  // namespace bootfleet::tftp
