@@ -248,6 +248,7 @@ int cmd_build(const std::vector<std::string>& args) {
 
   recipe::ExecuteOptions eo;
   eo.say = say;
+  eo.artifacts_dir = work.path() + "/artifacts";
   if (r.base.kind == recipe::Base::Kind::kCreate) {
     say("[0/" + std::to_string(r.steps.size()) + "] partition and format the blank disk");
     recipe::prepare_blank_disk(*g, r.base, eo);
@@ -263,6 +264,7 @@ int cmd_build(const std::vector<std::string>& args) {
   io.recipe = r.canonical;
   io.recipe_hash = key;
   io.publish = publish;
+  if (fs::is_directory(eo.artifacts_dir)) io.artifacts_dir = eo.artifacts_dir;
   if (base.version && base.version->image == r.image) {
     io.changed_since = {base.version->number, device->cache().touched_blocks(store::kDigestBlockSize)};
   }

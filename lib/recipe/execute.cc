@@ -270,6 +270,13 @@ class Runner {
   }
 
   void copy_out(const Step& s) {
+    if (!s.artifact.empty()) {
+      if (options_.artifacts_dir.empty()) throw Error("artifacts are only kept by imgtool build");
+      fs::create_directories(options_.artifacts_dir);
+      std::string dest = options_.artifacts_dir + "/" + s.artifact;
+      check(guestfs_download(g_, s.path.c_str(), dest.c_str()), "download " + s.path + " as artifact " + s.artifact);
+      return;
+    }
     if (fs::is_directory(s.host_path)) {
       check(guestfs_copy_out(g_, s.path.c_str(), s.host_path.c_str()), "copy " + s.path + " out to " + s.host_path);
     } else {

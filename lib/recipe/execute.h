@@ -29,6 +29,9 @@ struct ExecuteOptions {
   // One line per event: each step as it starts and how long it took, the
   // output of `run` steps.
   std::function<void(const std::string&)> say;
+  // Where copy-out steps with `artifact` put their files (the caller hands
+  // them to the store with the new version).
+  std::string artifacts_dir;
 };
 
 // For a `create` base: partitions and formats the blank first disk.

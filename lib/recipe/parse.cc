@@ -24,6 +24,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -918,11 +919,23 @@ bool Parser::parse_step_body(const std::string& name, const Value& body, Step& s
     read(*f, "append", [&](const Value& x) { return one_line(x, true, true); }, step.append);
   } else if (name == "copy-out") {
     step.kind = Step::Kind::kCopyOut;
-    auto f = fields(body, {"from", "to"}, {"from", "to"},
-                    "a map with from (a guest file) and to (a host file or existing directory)");
+    const std::string shape =
+        "a map with from (a guest file) and either to (a host file or existing directory) or artifact (a name to "
+        "keep the file under beside the new version)";
+    auto f = fields(body, {"from", "to", "artifact"}, {"from"}, shape);
     if (!f) return false;
     read(*f, "from", guest, step.path);
     read(*f, "to", host(HostCheck::kParentDirExists), step.host_path);
+    read(*f, "artifact", word, step.artifact);
+    if (f->get("to") && f->get("artifact")) {
+      report(*f->get("artifact"), "give either to or artifact, not both");
+    } else if (!f->get("to") && !f->get("artifact")) {
+      report(body, "missing to or artifact; expected " + shape);
+    } else if (auto at = f->get("artifact"); at && !step.artifact.empty()) {
+      bool ok = step.artifact.size() <= 64 && step.artifact[0] != '.';
+      for (char c : step.artifact) ok &= std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      if (!ok) report(*at, "artifact name '" + step.artifact + "' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'");
+    }
   }
   return done();
 }
@@ -1197,7 +1210,8 @@ std::string Parser::canonical(const Recipe& r) const {
         break;
       case Step::Kind::kCopyOut:
         b["from"] = e(s.path);
-        b["to"] = e(canonical_host(s.host_path));
+        if (s.artifact.empty()) b["to"] = e(canonical_host(s.host_path));
+        else b["artifact"] = e(s.artifact);
         break;
     }
     steps.push_back(json{{s.name(), b}});

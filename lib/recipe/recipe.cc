@@ -93,7 +93,7 @@ std::string Step::summary() const {
     case Kind::kRegistry:
       return n + " " + path + " (" + std::to_string(registry.size()) + (registry.size() == 1 ? " change)" : " changes)");
     case Kind::kBootloader: return n + " extlinux in " + path + ": " + kernel;
-    case Kind::kCopyOut: return n + " " + path + " -> " + host_path;
+    case Kind::kCopyOut: return n + " " + path + " -> " + (artifact.empty() ? host_path : "artifact " + artifact);
   }
   return n;
 }

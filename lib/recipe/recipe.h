@@ -89,6 +89,10 @@ struct Step {
   // bootloader: the device to install on ("" = the disk holding `path`'s
   // filesystem); `path` is the boot directory, e.g. "/boot/extlinux".
   std::string kernel, initrd, append;  // bootloader: entries of extlinux.conf
+  // copy-out to the store instead of a host path: the guest file is kept
+  // beside the new version under this name (bootsrv serves it at
+  // /artifacts/IMAGE@N/NAME). Letters, digits, '.', '_', '-'; 1-64.
+  std::string artifact;
 
   std::string name() const;  // the YAML key, e.g. "copy-in"
   std::string summary() const;  // one line for progress output, e.g. "copy-in files/ -> /etc"

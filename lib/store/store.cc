@@ -189,6 +189,51 @@ void Store::migrate() {
 
 std::string Store::lock_path(const std::string& image) const { return dir_ + "/locks/" + image + ".lock"; }
 
+namespace {
+
+// "images/lab/0003.vhd" -> "images/lab/0003.artifacts"
+std::string artifacts_rel(const std::string& version_file) {
+  return version_file.substr(0, version_file.size() - 4) + ".artifacts";
+}
+
+// Copies the regular files of `from` into a new directory `to`, each
+// fsynced, then the directory: artifacts are as durable as the version.
+void copy_artifacts(const std::string& from, const std::string& to) {
+  fs::create_directories(to);
+  for (const auto& entry : fs::directory_iterator(from)) {
+    if (!entry.is_regular_file()) continue;
+    std::string dest = to + "/" + entry.path().filename().string();
+    fs::copy_file(entry.path(), dest, fs::copy_options::overwrite_existing);
+    util::UniqueFd fd = util::open_file(dest, O_RDONLY);
+    util::fsync_file(fd.get(), dest);
+  }
+  util::UniqueFd dir = util::open_file(to, O_RDONLY | O_DIRECTORY);
+  util::fsync_file(dir.get(), to);
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+}  // namespace
+
+std::vector<std::string> Store::artifacts(const VersionInfo& v) const {
+  auto names = list_dir(dir_ + "/" + artifacts_rel(v.file));
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::string Store::artifact_path(const VersionInfo& v, const std::string& name) const {
+  auto names = artifacts(v);
+  if (std::find(names.begin(), names.end(), name) == names.end()) {
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    throw Error(v.image + "@" + std::to_string(v.number) + " has no artifact '" + name + "'" +
+                (list.empty() ? " (it has none)" : "; it has " + list));
+  }
+  return dir_ + "/" + artifacts_rel(v.file) + "/" + name;
+}
+
 void Store::cleanup() {
   // Files in tmp/ are named "IMAGE@N.vhd" (and the converter's own
   // ".IMAGE@N.vhd.tmp-PID"); a file whose image lock is free belongs to a
@@ -210,7 +255,8 @@ void Store::cleanup() {
     }
     if (at == std::string::npos || !lock_free(image)) continue;
     std::string path = dir_ + "/tmp/" + name;
-    if (::unlink(path.c_str()) == 0) cleanup_.push_back("removed tmp/" + name + ", left by an interrupted write");
+    std::error_code ec;
+    if (fs::remove_all(path, ec) > 0) cleanup_.push_back("removed tmp/" + name + ", left by an interrupted write");
   }
   // Version files without a row: a crash between rename and commit.
   auto known = db_->prepare("SELECT file FROM versions");
@@ -219,14 +265,21 @@ void Store::cleanup() {
   for (const auto& image : list_dir(dir_ + "/images")) {
     for (const auto& name : list_dir(dir_ + "/images/" + image)) {
       std::string rel = "images/" + image + "/" + name;
-      if (files.count(rel) || name.size() < 5 || name.substr(name.size() - 4) != ".vhd") continue;
+      bool artifacts = ends_with(name, ".artifacts");
+      // An artifacts directory belongs to the version file of the same number.
+      std::string owner = artifacts ? rel.substr(0, rel.size() - 10) + ".vhd" : rel;
+      if (files.count(owner) || !(artifacts || ends_with(name, ".vhd")) || name.size() < 5) continue;
       if (!lock_free(image)) continue;
       // Re-check under the lock: the writer may have committed meanwhile.
       auto again = db_->prepare("SELECT 1 FROM versions WHERE file = ?");
-      again.bind(1, rel);
+      again.bind(1, owner);
       if (again.step()) continue;
       std::string path = dir_ + "/" + rel;
-      if (::unlink(path.c_str()) == 0) cleanup_.push_back("removed " + rel + ", a version file no catalog row refers to (interrupted import)");
+      std::error_code ec;
+      if (fs::remove_all(path, ec) > 0) {
+        cleanup_.push_back("removed " + rel + (artifacts ? ", artifacts" : ", a version file") +
+                           " no catalog row refers to (interrupted import)");
+      }
     }
   }
 }
@@ -424,6 +477,15 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
 
   std::string rel = "images/" + image + "/" + version_file_name(number);
   std::string tmp = dir_ + "/tmp/" + image + "@" + std::to_string(number) + ".vhd";
+  std::string tmp_artifacts = dir_ + "/tmp/" + image + "@" + std::to_string(number) + ".artifacts";
+  struct RemoveTmpArtifacts {
+    std::string path;
+    ~RemoveTmpArtifacts() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } remove_tmp_artifacts{tmp_artifacts};
+  if (!options.artifacts_dir.empty()) copy_artifacts(options.artifacts_dir, tmp_artifacts);
   fs::create_directories(dir_ + "/images/" + image);
 
   vhd::ConvertOptions co;
@@ -476,6 +538,15 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
     throw util::errno_error("rename " + tmp + " to " + final_path, err);
   }
   util::fsync_parent_dir(final_path);
+  if (!options.artifacts_dir.empty()) {
+    std::string final_artifacts = dir_ + "/" + artifacts_rel(rel);
+    std::error_code ec;
+    fs::remove_all(final_artifacts, ec);  // a leftover of a crashed import of this number
+    if (::rename(tmp_artifacts.c_str(), final_artifacts.c_str()) != 0) {
+      throw util::errno_error("rename " + tmp_artifacts + " to " + final_artifacts);
+    }
+    util::fsync_parent_dir(final_artifacts);
+  }
   util::crash_point("import:after-rename");
 
   auto file = vhd::VhdFile::open(final_path);
@@ -625,7 +696,11 @@ std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, b
   tx.commit();
   // Rows first, then files: a crash in between leaves files that gc (or the
   // next open) removes, never a row without its file.
-  for (const auto& f : files) ::unlink((dir_ + "/" + f).c_str());
+  for (const auto& f : files) {
+    ::unlink((dir_ + "/" + f).c_str());
+    std::error_code ec;
+    fs::remove_all(dir_ + "/" + artifacts_rel(f), ec);
+  }
   if (!files.empty()) util::fsync_parent_dir(dir_ + "/" + files.front());
   return out;
 }
@@ -647,6 +722,8 @@ void Store::remove_version(const VersionRef& ref) {
       .bind(1, ref.image).bind(2, v.number).run();
   tx.commit();
   ::unlink(path_of(v).c_str());
+  std::error_code ec;
+  fs::remove_all(dir_ + "/" + artifacts_rel(v.file), ec);
 }
 
 ImportResult Store::squash(const VersionRef& ref, const ImportOptions& options) {
@@ -669,6 +746,7 @@ GcResult Store::gc(bool apply) {
     // The writer may have committed while we listed.
     auto fresh = db_->prepare("SELECT file FROM versions");
     while (fresh.step()) files.insert(fresh.text(0));
+    for (const auto& f : std::set<std::string>(files)) files.insert(artifacts_rel(f));
     std::string dir = dir_ + "/images/" + image;
     for (const auto& name : list_dir(dir)) {
       std::string rel = "images/" + image + "/" + name;
@@ -677,7 +755,7 @@ GcResult Store::gc(bool apply) {
       uint64_t size = fs::file_size(dir + "/" + name, ec);
       result.removed.push_back(rel);
       result.bytes += ec ? 0 : size;
-      if (apply) fs::remove(dir + "/" + name, ec);
+      if (apply) fs::remove_all(dir + "/" + name, ec);
     }
     if (apply && list_dir(dir).empty()) {
       std::error_code ec;

@@ -98,6 +98,9 @@ struct ImportOptions {
   // version becomes the new one's parent, no other block is read, so a
   // build costs what it changed. Ignored otherwise.
   std::optional<std::pair<int64_t, std::vector<uint32_t>>> changed_since;
+  // A host directory whose regular files become the version's artifacts
+  // (kernel, initrd …): copied into the store and committed with it.
+  std::string artifacts_dir;
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
@@ -167,6 +170,11 @@ class Store {
   BlockDigests digests(const VersionInfo& v);
   std::string path_of(const VersionInfo& v) const;
   std::unique_ptr<vhd::Disk> open_version(const VersionInfo& v) const;
+  // Artifacts kept beside a version (images/IMAGE/NNNN.artifacts/NAME):
+  // their names, sorted, and the path of one (throws, listing the names
+  // there are, when it has no artifact of that name).
+  std::vector<std::string> artifacts(const VersionInfo& v) const;
+  std::string artifact_path(const VersionInfo& v, const std::string& name) const;
 
   // Writing.
   ImportResult import_disk(const std::string& image, const vhd::Disk& disk, const ImportOptions& options);
