@@ -10,8 +10,6 @@
 // version base it reads only the blocks the build touched, so a patch costs
 // what it changed. A failure anywhere stores nothing: the cache lives in a
 // private work directory that is removed on the way out.
-#include <unistd.h>
-
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -20,13 +18,12 @@
 
 #include "block/cache_device.h"
 #include "cli.h"
+#include "guest/disk_server.h"
 #include "guest/guest.h"
-#include "nbd/server.h"
 #include "recipe/build_key.h"
 #include "recipe/execute.h"
 #include "recipe/recipe.h"
 #include "util/error.h"
-#include "util/log.h"
 #include "util/size.h"
 #include "vhd/format.h"
 #include "vhd/open_disk.h"
@@ -47,36 +44,6 @@ std::string secs(double s) {
   std::snprintf(buf, sizeof buf, "%.1f s", s);
   return buf;
 }
-
-// Serves one device under any export name (the appliance is the only client).
-class SingleExport : public nbd::ExportResolver {
- public:
-  explicit SingleExport(std::shared_ptr<block::Device> device) : device_(std::move(device)) {}
-  nbd::OpenedExport open(const std::string&) override { return {device_, "imgtool build", {}}; }
-  std::vector<std::pair<std::string, std::string>> list() override { return {{"build", "imgtool build"}}; }
-
- private:
-  std::shared_ptr<block::Device> device_;
-};
-
-// A private directory for the build's cache and socket, removed on exit.
-class WorkDir {
- public:
-  explicit WorkDir(const std::string& parent) {
-    fs::create_directories(parent);
-    std::string tmpl = parent + "/bootfleet-build-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) throw util::errno_error("create a work directory in " + parent);
-    path_ = tmpl;
-  }
-  ~WorkDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct Base {
   std::shared_ptr<const vhd::Disk> disk;
@@ -217,29 +184,13 @@ int cmd_build(const std::vector<std::string>& args) {
     return kExitOk;
   }
 
-  if (work_parent.empty()) {
-    const char* t = std::getenv("TMPDIR");
-    work_parent = t && *t ? t : "/var/tmp";
-  }
-  WorkDir work(work_parent);
+  guest::WorkDir work(work_parent);
   auto device = std::make_shared<block::CacheDevice>(base.disk, work.path());
-  SingleExport exports(device);
-  nbd::Server server(exports);
-  std::string socket = work.path() + "/nbd.sock";
-  util::set_log_enabled(false);  // the appliance's connection is not news
-  server.listen("unix:" + socket);
-  server.start();
-  struct StopServer {
-    nbd::Server& s;
-    ~StopServer() {
-      s.stop();
-      s.wait();
-    }
-  } stop_server{server};
+  guest::DiskServer disk(device, work.path(), "build");
 
   guest::LaunchOptions lo;
-  lo.nbd_socket = socket;
-  lo.export_name = "build";
+  lo.nbd_socket = disk.socket();
+  lo.export_name = disk.export_name();
   lo.accel = guest::accel_from_environment();
   lo.note = [&](const std::string& note) { std::cerr << "imgtool build: note: " << note << std::endl; };
   say("launching the appliance…");

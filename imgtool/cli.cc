@@ -2,7 +2,9 @@
 
 #include <iostream>
 
+#include "block/session.h"
 #include "util/error.h"
+#include "vhd/chain.h"
 
 namespace bootfleet::imgtool {
 
@@ -20,6 +22,12 @@ std::map<std::string, std::string> parse_set_options(const std::vector<std::stri
     out[s.substr(0, eq)] = s.substr(eq + 1);
   }
   return out;
+}
+
+std::shared_ptr<block::Device> open_version_device(store::Store& store, const store::VersionInfo& v) {
+  std::string path = store.path_of(v);
+  std::shared_ptr<const vhd::Chain> chain = vhd::Chain::open(path);
+  return std::make_shared<block::VersionDevice>(block::Pin{v.image, v.number, path}, chain);
 }
 
 void add_store_option(po::options_description& options, std::string& dir) {
@@ -77,6 +85,7 @@ const std::vector<Command>& all_commands() {
       {"gc", "remove files in the store that no catalog row refers to", cmd_gc},
       {"lint", "check a recipe for every problem, without building", cmd_lint},
       {"build", "build the next version of an image from a recipe", cmd_build},
+      {"inspect", "show the operating system, filesystems and applications of a version", cmd_inspect},
   };
   return commands;
 }

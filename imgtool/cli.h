@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "block/device.h"
 #include "store/store.h"
 
 namespace bootfleet::imgtool {
@@ -40,6 +41,9 @@ po::options_description base_options();
 // --set NAME=VALUE options (recipe variables) as a map; throws util::Error
 // naming a malformed one.
 std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets, const std::string& command);
+
+// A version as a read-only block device (to attach it to an appliance).
+std::shared_ptr<block::Device> open_version_device(store::Store& store, const store::VersionInfo& v);
 
 // Adds --store DIR. The store is --store, else $BOOTFLEET_STORE, else
 // /var/lib/bootfleet.
@@ -75,5 +79,6 @@ int cmd_squash(const std::vector<std::string>& args);
 int cmd_gc(const std::vector<std::string>& args);
 int cmd_lint(const std::vector<std::string>& args);
 int cmd_build(const std::vector<std::string>& args);
+int cmd_inspect(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

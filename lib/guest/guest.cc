@@ -153,7 +153,14 @@ std::string Guest::mount_root(int device_index, const std::string& at, bool read
 
   // An operating system: mount its filesystems as its fstab says, shortest
   // mount point first.
-  for (const auto& root : take_strings(guestfs_inspect_os(g_))) {
+  // Inspection must run with nothing mounted (it mounts and unmounts
+  // filesystems itself), so it runs once, before the first mount, for
+  // every disk.
+  if (!inspected_) {
+    inspected_roots_ = take_strings(guestfs_inspect_os(g_));
+    inspected_ = true;
+  }
+  for (const auto& root : inspected_roots_) {
     if (!on_disk(root)) continue;
     auto pairs = take_strings(check(guestfs_inspect_get_mountpoints(g_, root.c_str()), "inspect " + root));
     std::vector<std::pair<std::string, std::string>> mps;  // mount point, device

@@ -80,6 +80,8 @@ class Guest {
   double launch_seconds_ = 0;
   bool tcg_ = false;
   bool shut_down_ = false;
+  bool inspected_ = false;
+  std::vector<std::string> inspected_roots_;
 };
 
 // Frees a NULL-terminated array of strings returned by libguestfs.

@@ -249,7 +249,7 @@ std::string describe(const RegistryValue& v) {
       break;
     default: break;
   }
-  std::string hex = "type " + std::to_string(v.type) + " hex:";
+  std::string hex = v.type == kRegBinary ? "binary" : "type " + std::to_string(v.type) + " hex:";
   for (size_t i = 0; i < v.data.size() && i < 64; ++i) {
     std::snprintf(buf, sizeof buf, " %02x", v.data[i]);
     hex += buf;
