@@ -440,6 +440,8 @@ std::optional<std::string> Parser::host_path(const Value& v, HostCheck check) {
     return std::nullopt;
   }
   fs::path p = (base_dir_ / fs::path(*s)).lexically_normal();
+  // "files/" and "files" are one directory; one spelling keeps the canonical form stable.
+  if (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
   std::string abs = p.string();
   if (!options_.check_host_files) return abs;
   std::error_code ec;
@@ -464,7 +466,7 @@ std::optional<std::string> Parser::host_path(const Value& v, HostCheck check) {
       break;
     case HostCheck::kParentDirExists: {
       if (fs::is_directory(st)) break;
-      fs::path parent = p.has_filename() ? p.parent_path() : p.parent_path().parent_path();
+      fs::path parent = p.parent_path();
       if (!fs::is_directory(parent, ec)) {
         report(v, named + ": its directory " + parent.string() + " does not exist");
         return std::nullopt;
