@@ -2,6 +2,7 @@
 // position, variables, the canonical form and the input file list.
 #include <stdlib.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -308,7 +309,12 @@ TEST_CASE("recipe: bad YAML is one problem at yaml-cpp's position", "[recipe]") 
   CHECK_THAT(indent.message, Catch::StartsWith("YAML syntax"));
   CHECK_THAT(only_problem("").message, Catch::Contains("empty"));
   CHECK_THAT(only_problem("- a\n- b\n").message, Catch::Contains("expected a map"));
-  CHECK_THAT(only_problem("image: lab\nbase: lab@1\n---\nimage: b\n").message, Catch::Contains("second YAML document"));
+  Problem second = only_problem("image: lab\nbase: lab@1\n---\nimage: b\n");
+  CHECK(second.where.line == 3);
+  CHECK_THAT(second.message, Catch::Contains("one YAML document"));
+  // yaml-cpp's LoadAll would never return on these (a ',' after the first node).
+  CHECK_THAT(problems_of("{image: lab, base: lab@1},").back().message, Catch::Contains("one YAML document"));
+  CHECK_FALSE(problems_of(",").empty());
 }
 
 TEST_CASE("recipe: unknown steps and keys name what is allowed", "[recipe]") {
@@ -527,4 +533,28 @@ TEST_CASE("recipe: parse_file reads relative to the recipe's directory", "[recip
   CHECK(r.input_files == std::vector<std::string>{host.path("files/motd")});
   CHECK_THROWS_AS(parse_file(host.path("nothere.yaml"), options), bootfleet::util::Error);
   CHECK_THROWS_WITH(parse_file(host.path("files"), options), Catch::Contains("is a directory"));
+}
+
+TEST_CASE("recipe: aliases and floods of mistakes are bounded", "[recipe]") {
+  // 100 steps x 100 registry changes x 100 strings, in a few kilobytes.
+  std::string strings = "strings: &strings [";
+  for (int i = 0; i < 100; ++i) strings += std::string(i ? ", " : "") + "s";
+  std::string text = "image: lab\nbase: lab@1\n" + strings +
+                     "]\nchange: &change {key: k, value: v, type: multi-string, data: *strings}\n"
+                     "changes: &changes [";
+  for (int i = 0; i < 100; ++i) text += std::string(i ? ", " : "") + "*change";
+  text += "]\nsteps:\n  - &step {registry: {hive: /h, set: *changes}}\n";
+  for (int i = 0; i < 99; ++i) text += "  - *step\n";
+  auto problems = problems_of(text);
+  // Aliased values are located where they are defined, so the stop is not last.
+  CHECK(std::count_if(problems.begin(), problems.end(), [](const Problem& p) {
+          return p.message.find("values (with YAML aliases expanded)") != std::string::npos;
+        }) == 1);
+  CHECK(problems.size() == 4);  // and the three unknown top-level keys holding the anchors
+
+  std::string bad = kHead;
+  for (int i = 0; i < 600; ++i) bad += "  - mkdir: relative\n";
+  auto many = problems_of(bad);
+  CHECK(many.size() == 501);
+  CHECK_THAT(many.back().message, Catch::Contains("too many problems"));
 }
