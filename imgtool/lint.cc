@@ -32,7 +32,7 @@ int cmd_lint(const std::vector<std::string>& args) {
   for (const auto& s : sets) {
     auto eq = s.find('=');
     if (eq == std::string::npos || eq == 0) {
-      throw util::Error("lint: --set '" + s + "': expected NAME=VALUE");
+      throw util::Error("--set '" + s + "': expected NAME=VALUE");
     }
     parse_options.variables[s.substr(0, eq)] = s.substr(eq + 1);
   }
