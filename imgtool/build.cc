@@ -141,7 +141,7 @@ int cmd_build(const std::vector<std::string>& args) {
   auto started = std::chrono::steady_clock::now();
 
   recipe::ParseOptions parse_options;
-  parse_options.variables = parse_set_options(sets, "build");
+  parse_options.variables = parse_set_options(sets);
   recipe::Recipe r;
   try {
     r = recipe::parse_file(file, parse_options);

@@ -14,11 +14,11 @@ po::options_description base_options() {
   return options;
 }
 
-std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets, const std::string& command) {
+std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets) {
   std::map<std::string, std::string> out;
   for (const auto& s : sets) {
     auto eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) throw util::Error(command + ": --set '" + s + "': expected NAME=VALUE");
+    if (eq == std::string::npos || eq == 0) throw util::Error("--set '" + s + "': expected NAME=VALUE");
     out[s.substr(0, eq)] = s.substr(eq + 1);
   }
   return out;

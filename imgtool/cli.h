@@ -40,7 +40,7 @@ po::options_description base_options();
 
 // --set NAME=VALUE options (recipe variables) as a map; throws util::Error
 // naming a malformed one.
-std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets, const std::string& command);
+std::map<std::string, std::string> parse_set_options(const std::vector<std::string>& sets);
 
 // A version as a read-only block device (to attach it to an appliance).
 std::shared_ptr<block::Device> open_version_device(store::Store& store, const store::VersionInfo& v);

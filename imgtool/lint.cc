@@ -29,7 +29,7 @@ int cmd_lint(const std::vector<std::string>& args) {
   if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
 
   recipe::ParseOptions parse_options;
-  parse_options.variables = parse_set_options(sets, "lint");
+  parse_options.variables = parse_set_options(sets);
 
   std::vector<recipe::Problem> problems;
   size_t steps = 0;

@@ -26,7 +26,7 @@ void print_usage(std::ostream& out) {
     out << "  " << name << std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') << c.summary << "\n";
   }
   out << "\nSizes take K, M, G, T suffixes (binary): 512, 4K, 20G, 1.5T.\n"
-         "Exit status: 0 success, 1 check found problems or compare found a difference,\n"
+         "Exit status: 0 success, 1 check or lint found problems or compare found a difference,\n"
          "2 any error. Documentation: docs/imgtool.md.\n";
 }
 

@@ -21,6 +21,7 @@
 // recipe's directory, so neither comments nor where a checkout lives change
 // it. Parsing the canonical form gives the same canonical form back; the
 // fuzz target checks that.
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -50,6 +51,12 @@ constexpr uint64_t kSector = 512;
 constexpr uint32_t kMaxMode = 07777;
 constexpr int kMaxMbrPartitions = 4;
 constexpr int kMaxGptPartitions = 128;
+// YAML aliases let a few bytes stand for many values, and the schema nests
+// lists three deep (steps, registry changes, multi-string data), so the walk
+// counts what it visits and gives up past a bound no real recipe comes near.
+constexpr size_t kMaxValues = 200000;
+// Past this many problems the rest would not help anyone.
+constexpr size_t kMaxProblems = 500;
 const char* const kDefaultBootDir = "/boot/extlinux";
 
 const std::vector<std::string> kTopKeys = {"image", "base", "steps", "message"};
@@ -211,6 +218,25 @@ class Fields {
 
 enum class HostCheck { kExists, kRegularFile, kParentDirExists };
 
+// Remembers where the last document started; ignores everything else.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  YAML::Mark last = YAML::Mark::null_mark();
+  void OnDocumentStart(const YAML::Mark& mark) override { last = mark; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// Thrown inside the walk to stop it (too many values or problems); the
+// problems found so far, including why it stopped, are reported.
+struct StopWalk {};
+
 class Parser {
  public:
   Parser(std::string file, const std::string& base_dir, const ParseOptions& options)
@@ -235,6 +261,17 @@ class Parser {
   }
   void report(const Location& where, const std::string& field, const std::string& message) {
     problems_.push_back(Problem{where, field, message});
+    if (problems_.size() >= kMaxProblems) {
+      problems_.push_back(Problem{where, "", "too many problems; stopped after " + std::to_string(kMaxProblems)});
+      throw StopWalk{};
+    }
+  }
+  // Counts one value visited; stops the walk past kMaxValues.
+  void visit(const Location& where) {
+    if (++visited_ <= kMaxValues) return;
+    problems_.push_back(Problem{where, "", "the recipe has more than " + std::to_string(kMaxValues) +
+                                               " values (with YAML aliases expanded); stopped reading"});
+    throw StopWalk{};
   }
   void report(const Value& v, const std::string& message) { report(v.where, v.field, message); }
 
@@ -275,6 +312,7 @@ class Parser {
   fs::path base_dir_;
   const ParseOptions& options_;
   std::vector<Problem> problems_;
+  size_t visited_ = 0;
 };
 
 // --- shapes -------------------------------------------------------------
@@ -287,7 +325,7 @@ std::optional<Fields> Parser::fields(const Value& v, const std::vector<std::stri
   }
   Fields out;
   for (auto it = v.node.begin(); it != v.node.end(); ++it) {
-    const YAML::Node& key = it->first;
+    const YAML::Node key = it->first;  // copies: yaml-cpp's it-> points into a temporary
     Location key_where = locate(key.Mark());
     if (!key.IsScalar()) {
       report(key_where, v.field, "a key must be a plain word, found " + describe(key) + "; allowed keys: " + join(allowed));
@@ -303,7 +341,8 @@ std::optional<Fields> Parser::fields(const Value& v, const std::vector<std::stri
       report(key_where, field, "given twice");
       continue;
     }
-    const YAML::Node& value = it->second;
+    const YAML::Node value = it->second;
+    visit(key_where);
     out.add(name, Value{value, field, value.IsNull() ? key_where : locate(value.Mark())});
   }
   for (const auto& name : required) {
@@ -321,7 +360,10 @@ std::optional<std::vector<Value>> Parser::list(const Value& v, const std::string
   }
   std::vector<Value> out;
   size_t i = 0;
-  for (auto it = v.node.begin(); it != v.node.end(); ++it, ++i) out.push_back(item(v, i, *it));
+  for (auto it = v.node.begin(); it != v.node.end(); ++it, ++i) {
+    out.push_back(item(v, i, *it));
+    visit(out.back().where);
+  }
   return out;
 }
 
@@ -441,6 +483,8 @@ std::optional<std::string> Parser::host_path(const Value& v, HostCheck check) {
     return std::nullopt;
   }
   fs::path p = (base_dir_ / fs::path(*s)).lexically_normal();
+  // "files/" and "files" are one directory; one spelling keeps the canonical form stable.
+  if (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
   std::string abs = p.string();
   if (!options_.check_host_files) return abs;
   std::error_code ec;
@@ -465,7 +509,7 @@ std::optional<std::string> Parser::host_path(const Value& v, HostCheck check) {
       break;
     case HostCheck::kParentDirExists: {
       if (fs::is_directory(st)) break;
-      fs::path parent = p.has_filename() ? p.parent_path() : p.parent_path().parent_path();
+      fs::path parent = p.parent_path();
       if (!fs::is_directory(parent, ec)) {
         report(v, named + ": its directory " + parent.string() + " does not exist");
         return std::nullopt;
@@ -555,26 +599,38 @@ std::optional<uint64_t> Parser::number(const Value& v, uint64_t max) {
 Recipe Parser::parse(const std::string& text) {
   Recipe r;
   r.file = file_;
-  std::vector<YAML::Node> documents;
+  // yaml-cpp 0.7's LoadAll never returns on some inputs (a ',' after the
+  // first node, e.g. "[a],": each call makes another empty document at the
+  // same place), so documents are counted with the event parser, at most two,
+  // and only the first is loaded.
+  std::optional<YAML::Mark> second_document;
   try {
-    documents = YAML::LoadAll(text);
+    std::istringstream stream(text);
+    YAML::Parser events(stream);
+    DocumentStarts starts;
+    if (events.HandleNextDocument(starts) && events.HandleNextDocument(starts)) second_document = starts.last;
   } catch (const YAML::Exception& e) {
     report(locate(e.mark), "", "YAML syntax: " + e.msg);
     throw RecipeError(problems_);
   }
-  if (documents.empty()) {
-    report(locate(YAML::Mark::null_mark()), "", "empty; a recipe is a map with keys " + join(kTopKeys));
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    report(locate(e.mark), "", "YAML syntax: " + e.msg);
     throw RecipeError(problems_);
   }
-  if (documents.size() > 1) {
-    report(locate(documents[1].Mark()), "", "a second YAML document ('---'); a recipe is one document");
+  if (second_document) {
+    report(locate(*second_document), "",
+           "more YAML after the end of the recipe (a '---' or stray text); a recipe is one YAML document");
   }
   try {
-    parse_top(documents[0], r);
+    parse_top(root, r);
   } catch (const YAML::Exception& e) {
     // The walk only uses accessors that cannot throw on the shapes it has
     // checked; this is a safety net so nothing but RecipeError escapes.
-    report(locate(e.mark), "", "cannot read the recipe: " + e.msg);
+    problems_.push_back(Problem{locate(e.mark), "", "cannot read the recipe: " + e.msg});
+  } catch (const StopWalk&) {
   }
   if (!problems_.empty()) {
     std::stable_sort(problems_.begin(), problems_.end(), [](const Problem& a, const Problem& b) {
@@ -588,6 +644,10 @@ Recipe Parser::parse(const std::string& text) {
 }
 
 void Parser::parse_top(const YAML::Node& root, Recipe& r) {
+  if (root.IsNull() && problems_.empty()) {
+    report(locate(YAML::Mark::null_mark()), "", "empty; a recipe is a map with keys " + join(kTopKeys));
+    return;
+  }
   Value top{root, "", root.IsNull() ? locate(YAML::Mark::null_mark()) : locate(root.Mark())};
   auto f = fields(top, kTopKeys, {"image", "base"}, "a map with keys " + join(kTopKeys));
   if (!f) return;
@@ -776,8 +836,8 @@ std::optional<Step> Parser::parse_step(const Value& v) {
     return std::nullopt;
   }
   auto it = v.node.begin();
-  const YAML::Node& key = it->first;
-  const YAML::Node& body = it->second;
+  const YAML::Node key = it->first;  // copies: yaml-cpp's it-> points into a temporary
+  const YAML::Node body = it->second;
   if (!key.IsScalar() || !contains(kStepNames, key.Scalar())) {
     std::string name = key.IsScalar() ? key.Scalar() : "";
     report(locate(key.Mark()), v.field,

@@ -133,7 +133,9 @@ struct ParseOptions {
   // environment (when use_environment). An unknown variable is a problem.
   std::map<std::string, std::string> variables;
   bool use_environment = true;
-  // Whether host files named by steps must exist (false for fuzzing).
+  // Whether host files named by steps must exist (false for fuzzing). When
+  // false nothing on the host is looked at, so Recipe::input_files lists
+  // copy-in sources as named instead of the files below a directory.
   bool check_host_files = true;
 };
 

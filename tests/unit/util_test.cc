@@ -22,6 +22,11 @@ TEST_CASE("parse_size rejects junk with a message naming the field", "[util]") {
   CHECK_THROWS_WITH(parse_size("0.3", "--size"), Catch::Contains("whole number"));
   CHECK_THROWS_WITH(parse_size("99999999999999999999T", "--size"), Catch::Contains("too large"));
   CHECK_THROWS(parse_size("-1", "--size"));
+  // Only Error escapes, never std::stold's invalid_argument or out_of_range.
+  CHECK_THROWS_AS(parse_size(".", "--size"), Error);
+  CHECK_THROWS_AS(parse_size(".K", "--size"), Error);
+  CHECK_THROWS_AS(parse_size("0." + std::string(5000, '0') + "1", "--size"), Error);
+  CHECK_THROWS_AS(parse_size(std::string(5000, '9') + ".5", "--size"), Error);
 }
 
 TEST_CASE("format_size renders binary units", "[util]") {
