@@ -167,7 +167,13 @@ std::string Guest::mount_root(int device_index, const std::string& at, bool read
     for (size_t i = 0; i + 1 < pairs.size(); i += 2) mps.emplace_back(pairs[i], pairs[i + 1]);
     std::sort(mps.begin(), mps.end(), [](const auto& a, const auto& b) { return a.first.size() < b.first.size(); });
     std::string what;
-    for (const auto& [mp, fs] : mps) {
+    for (auto [mp, fs] : mps) {
+      // fstab names filesystems by label or UUID, which two copies of one
+      // image share: inspection may resolve them to the other disk. The
+      // root is the one inspection found on this disk; other mounts must
+      // be on this disk too.
+      if (mp == "/") fs = root;
+      else if (!on_disk(fs)) continue;
       if (mount(fs, join(mp)) == -1) {
         if (mp == "/") fail("mount " + fs + " on " + join(mp));
         continue;  // a missing /boot/efi and the like should not stop a build

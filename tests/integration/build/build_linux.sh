@@ -60,6 +60,8 @@ expect_exit 0 "$IMGTOOL" build "$SRC/recipes/tiny-linux.yaml"
 expect_contains "build cache: tiny-linux@1 was built from the same base, recipe and inputs"
 expect_not_contains "launching the appliance"
 assert_eq "$(catalog)" "$before" "catalog after a cached build"
+"$IMGTOOL" publish tiny-linux@1 >/dev/null
+before=$(catalog)
 expect_exit 0 "$IMGTOOL" build "$SRC/recipes/tiny-linux-update.yaml" --dry-run
 expect_contains "[1/4] edit /etc/bootfleet-release"
 expect_contains "dry run: nothing built"
@@ -67,7 +69,6 @@ assert_eq "$(catalog)" "$before" "catalog after a dry run"
 pass "identical builds are reused; --dry-run builds nothing"
 
 # 4. The patch stores only what it changed.
-"$IMGTOOL" publish tiny-linux@1 >/dev/null
 expect_exit 0 "$IMGTOOL" build "$SRC/recipes/tiny-linux-update.yaml" --json
 stored=$("$IMGTOOL" versions tiny-linux --json | json 'j[1]["stored_bytes"]')
 [ "$stored" -lt $(( 1024 * 1024 )) ] || fail "the patch stored $stored bytes, expected under 1 MiB"
@@ -79,13 +80,14 @@ expect_exit 1 "$IMGTOOL" diff --files tiny-linux@1 tiny-linux@2
 got=$(grep -E '^[-+M] ' <<<"$OUT" | sort)
 want=$(printf '%s\n' \
   "+ /etc/bootfleet-update (file, 23 B)" \
-  "+ /etc/motd (symlink, 27 B)" \
-  "+ /usr/share/motd-package (directory, 4 KiB)" \
-  "+ /usr/share/motd-package/README (file, 55 B)" \
+  "+ /etc/motd (symlink, 28 B)" \
+  "+ /usr/share (directory, 1 KiB)" \
+  "+ /usr/share/motd-package (directory, 1 KiB)" \
+  "+ /usr/share/motd-package/README (file, 54 B)" \
   "+ /usr/share/motd-package/motd (file, 34 B)" \
   "M /etc/bootfleet-release (file, 2 B -> 2 B)" | sort)
 assert_eq "$got" "$want" "diff --files tiny-linux@1 tiny-linux@2"
-pass "diff --files shows exactly what the patch changed"
+pass "diff --files shows exactly what the patch changed (copy-in made /usr/share)"
 
 # 6. A step that fails in the guest: its place, the guest's error, nothing stored.
 cat > failing.yaml <<'R'
