@@ -77,6 +77,7 @@ const std::vector<Command>& all_commands() {
       {"gc", "remove files in the store that no catalog row refers to", cmd_gc},
       {"lint", "check a recipe for every problem, without building", cmd_lint},
       {"build", "build the next version of an image from a recipe", cmd_build},
+      {"client", "register, list, change and remove the PCs bootsrv boots", cmd_client},
   };
   return commands;
 }

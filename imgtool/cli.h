@@ -75,5 +75,6 @@ int cmd_squash(const std::vector<std::string>& args);
 int cmd_gc(const std::vector<std::string>& args);
 int cmd_lint(const std::vector<std::string>& args);
 int cmd_build(const std::vector<std::string>& args);
+int cmd_client(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool
