@@ -12,7 +12,10 @@
 
 #include "config.h"
 #include "exports.h"
+#include "http.h"
+#include "http/server.h"
 #include "nbd/server.h"
+#include "store/store.h"
 #include "tftp/server.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -31,9 +34,13 @@ const char* kUsage =
     "Usage: bootsrv serve [--store DIR] [--config FILE] [--listen ADDR:PORT]... [--cache-dir DIR]\n"
     "                     [--cache-ram SIZE] [--idle-timeout DURATION]\n"
     "                     [--tftp-listen ADDR:PORT] [--tftp-root DIR]\n"
+    "                     [--http-listen ADDR:PORT] [--default-image IMAGE]\n"
+    "       bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P]\n"
     "       bootsrv --help | --version\n\n"
-    "Serve the store's images to network-booted clients over NBD, and with\n"
-    "--tftp-listen the iPXE loaders over TFTP (read-only).\n\n"
+    "Serve the store's images to network-booted clients over NBD; with\n"
+    "--http-listen the iPXE boot scripts and kernels over HTTP, with --tftp-listen\n"
+    "the iPXE loaders over TFTP (read-only). dhcp-config prints a dnsmasq\n"
+    "proxy-DHCP configuration that points PCs at them (docs/network-boot.md).\n\n"
     "Export names: IMAGE (a fresh session on the active version for one connection),\n"
     "IMAGE/CLIENT (CLIENT's session: one write cache shared by its connections, kept\n"
     "across reconnects), IMAGE@N or IMAGE@active (read-only).\n\n"
@@ -43,7 +50,7 @@ const char* kUsage =
 
 int serve(const std::vector<std::string>& args) {
   po::options_description options("Options");
-  std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root;
+  std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root, http_listen, default_image;
   std::vector<std::string> listen;
   options.add_options()
       ("help,h", "show this help")
@@ -54,7 +61,9 @@ int serve(const std::vector<std::string>& args) {
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
       ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)")
       ("tftp-listen", po::value(&tftp_listen), "serve TFTP (read-only) on this address: 127.0.0.1:69, [::1]:69, :69 (default: no TFTP)")
-      ("tftp-root", po::value(&tftp_root), "the directory TFTP serves (default /usr/lib/ipxe)");
+      ("tftp-root", po::value(&tftp_root), "the directory TFTP serves (default /usr/lib/ipxe)")
+      ("http-listen", po::value(&http_listen), "serve boot scripts and kernels over HTTP on this address, e.g. :8080 (default: no HTTP)")
+      ("default-image", po::value(&default_image), "the image unknown MACs boot (default: none; they are told to register)");
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(args).options(options).run(), vm);
@@ -81,6 +90,9 @@ int serve(const std::vector<std::string>& args) {
     if (!idle.empty()) c.idle_timeout = bootsrv::parse_duration(idle, "--idle-timeout");
     if (!tftp_listen.empty()) c.tftp_listen = tftp_listen;
     if (!tftp_root.empty()) c.tftp_root = tftp_root;
+    if (!http_listen.empty()) c.http_listen = http_listen;
+    if (!default_image.empty()) c.default_image = default_image;
+    if (!c.default_image.empty()) store::validate_image_name(c.default_image);
     return c;
   };
   bootsrv::Config config = build_config();
@@ -100,11 +112,29 @@ int serve(const std::vector<std::string>& args) {
   std::filesystem::create_directories(config.cache_dir);
   bootsrv::StoreExports exports(*s, {config.cache_dir, config.idle_timeout, config.cache_ram});
   nbd::Server server(exports);
+  uint16_t nbd_port = 0;  // the port boot scripts send clients to
   for (const auto& address : config.listen) {
     uint16_t port = server.listen(address);
+    if (!nbd_port) nbd_port = port;
     util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
   }
   server.start();
+  // HTTP after NBD: boot scripts point at the NBD port just bound.
+  std::unique_ptr<bootsrv::BootHttp> boot_http;
+  std::unique_ptr<http::Server> http_server;
+  uint16_t http_port = 0;
+  if (!config.http_listen.empty()) {
+    if (!nbd_port) throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
+    boot_http = std::make_unique<bootsrv::BootHttp>(
+        exports, bootsrv::BootOptions{nbd_port, config.default_image, config.kernel_cmdline});
+    http_server = std::make_unique<http::Server>(
+        [&](const http::Request& r, const http::Connection& c) { return boot_http->handle(r, c); });
+    http_port = http_server->listen(config.http_listen);
+    http_server->start();
+    util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
+                   "): boot scripts, kernels" +
+                   (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image));
+  }
   // TFTP starts after NBD, so a bad TFTP address or root stops bootsrv
   // before any client could depend on it.
   std::unique_ptr<tftp::Server> tftp_server;
@@ -112,6 +142,17 @@ int serve(const std::vector<std::string>& args) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
     tftp_options.root = config.tftp_root;
+    if (http_server) {
+      // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
+      // is a specific one, else to the server the PC got its loader from.
+      std::string host = http::host_without_port(config.http_listen);
+      if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "${next-server}";
+      std::string script = bootsrv::BootHttp::chain_script("http://" + host + ":" + std::to_string(http_port));
+      tftp_options.virtual_files = [script](const std::string& name) -> std::optional<std::string> {
+        if (name == "boot.ipxe") return script;
+        return std::nullopt;
+      };
+    }
     tftp_server = std::make_unique<tftp::Server>(tftp_options);
     uint16_t port = tftp_server->start();
     util::log_line("listening for TFTP on " + config.tftp_listen + " (port " + std::to_string(port) + "), serving " +
@@ -150,6 +191,10 @@ int serve(const std::vector<std::string>& args) {
     break;
   }
   if (tftp_server) tftp_server->stop();
+  if (http_server) {
+    http_server->stop();
+    http_server->wait();
+  }
   server.stop();
   server.wait();
   done = true;

@@ -184,4 +184,43 @@ RangeRequest parse_range(std::string_view header, uint64_t size) {
   return r;
 }
 
+bool valid_host(std::string_view host) {
+  if (host.empty() || host.size() > 255) return false;
+  std::string_view name = host, port;
+  if (host.front() == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos || close < 3) return false;
+    for (char c : host.substr(1, close - 1)) {
+      if (!std::isxdigit(static_cast<unsigned char>(c)) && c != ':' && c != '.') return false;
+    }
+    name = {};
+    std::string_view rest = host.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return false;
+      port = rest.substr(1);
+      if (port.empty()) return false;
+    }
+  } else {
+    size_t colon = host.find(':');
+    if (colon != std::string_view::npos) {
+      name = host.substr(0, colon);
+      port = host.substr(colon + 1);
+      if (port.empty()) return false;
+    }
+    if (name.empty()) return false;
+    for (char c : name) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-') return false;
+    }
+  }
+  if (port.size() > 5) return false;
+  for (char c : port)
+    if (c < '0' || c > '9') return false;
+  return port.empty() || std::stoul(std::string(port)) <= 65535;
+}
+
+std::string host_without_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') return std::string(host.substr(0, host.find(']') + 1));
+  return std::string(host.substr(0, host.find(':')));
+}
+
 }  // namespace bootfleet::http

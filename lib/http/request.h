@@ -77,4 +77,13 @@ struct RangeRequest {
 // at or past the end is unsatisfiable.
 RangeRequest parse_range(std::string_view header, uint64_t size);
 
+// A Host header worth echoing into URLs we hand out: "name", "1.2.3.4",
+// "[v6::addr]", each optionally with ":port"; at most 255 characters of
+// letters, digits, '.', '-', and ':' only inside brackets.
+bool valid_host(std::string_view host);
+
+// The host part of a valid Host value ("10.0.2.2:8080" -> "10.0.2.2",
+// "[::1]:80" -> "[::1]").
+std::string host_without_port(std::string_view host);
+
 }  // namespace bootfleet::http
