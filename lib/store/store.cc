@@ -745,6 +745,8 @@ ImportResult Store::squash(const VersionRef& ref, const ImportOptions& options) 
   ImportOptions o = options;
   if (o.message.empty()) o.message = "squash of @" + std::to_string(v.number);
   if (!o.source) o.source = "squash of " + v.image + "@" + std::to_string(v.number);
+  // Same content, same kernel: a squashed version boots like the original.
+  if (o.artifacts_dir.empty() && !artifacts(v).empty()) o.artifacts_dir = dir_ + "/" + artifacts_rel(v.file);
   return write_version(v.image, *chain, o, v);
 }
 
