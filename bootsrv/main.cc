@@ -184,7 +184,7 @@ int serve(const std::vector<std::string>& args) {
         exports.sessions().set_idle_timeout(fresh.idle_timeout);
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
-        util::log_line("configuration reloaded (listen addresses, TFTP, store and cache directory change only on restart)");
+        util::log_line("configuration reloaded (listen addresses, TFTP, HTTP, default image, kernel command line, store and cache directory change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }
