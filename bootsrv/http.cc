@@ -23,8 +23,14 @@ http::Response ipxe(const std::string& script) {
 // A script for a PC that cannot boot yet: says why, waits, starts over.
 // `sleep` is missing from some iPXE builds; `prompt --timeout` then waits.
 std::string wait_script(const std::string& message, const std::string& base) {
+  // The message goes on an iPXE command line: printable ASCII only, and no
+  // '$', which iPXE would expand.
+  std::string text;
+  for (char c : message) {
+    text += (c >= 0x20 && c < 0x7f && c != '$') ? c : '?';
+  }
   return "#!ipxe\n"
-         "echo bootfleet: " + message + "\n"
+         "echo bootfleet: " + text + "\n"
          "echo bootfleet: trying again in 30 seconds\n"
          "sleep 30 || prompt --timeout 30000 Press any key to try again now || echo\n"
          "chain " + base + "/boot.ipxe\n";
@@ -94,7 +100,7 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
       for (const char* needed : {"vmlinuz", "initrd.img"}) {
         if (std::find(names.begin(), names.end(), needed) == names.end()) {
           throw Error(v.image + "@" + std::to_string(v.number) + " has no artifact '" + needed +
-                      "' (a recipe keeps it with 'copy-out: {from: /boot/…, artifact: " + needed + "}')");
+                      "' (a recipe keeps it with 'copy-out: {from: /boot/..., artifact: " + needed + "}')");
         }
       }
       return v.number;

@@ -23,7 +23,10 @@ pass "tiny-linux@1 built and published"
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NBD_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-"$BOOTSRV" serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT > server.log 2>&1 &
+TFTP_PORT=$(free_port)
+mkdir tftp-root
+"$BOOTSRV" serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT \
+  --tftp-listen 127.0.0.1:$TFTP_PORT --tftp-root "$WORK/tftp-root" > server.log 2>&1 &
 SERVER=$!
 trap 'kill -9 $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 1 100); do
@@ -42,6 +45,9 @@ grep -qF "chain $BASE/boot/\${mac:hexhyp}.ipxe" body.out || fail "boot.ipxe does
 status $BASE/boot.ipxe -H "Host: boot.example:8080" >/dev/null
 grep -qF "chain http://boot.example:8080/boot/" body.out || fail "URLs do not follow the Host header: $(cat body.out)"
 pass "boot.ipxe chains /boot/\${mac:hexhyp}.ipxe on the host the client used"
+curl -s "tftp://127.0.0.1:$TFTP_PORT/boot.ipxe" -o tftp-boot.ipxe || fail "boot.ipxe over TFTP"
+grep -qF "chain http://127.0.0.1:$HTTP_PORT/boot/\${mac:hexhyp}.ipxe" tftp-boot.ipxe || fail "TFTP boot.ipxe: $(cat tftp-boot.ipxe)"
+pass "boot.ipxe over TFTP chains to the HTTP server"
 
 assert_eq "$(status $BASE/boot/52-54-00-00-00-99.ipxe)" 200 "unknown MAC"
 grep -qF "52:54:00:00:00:99 is not registered" body.out || grep -qF "MAC 52:54:00:00:00:99) is not registered" body.out ||
@@ -138,3 +144,18 @@ grep -qE 'http 127\.0\.0\.1:[0-9]+ "GET /artifacts/tiny-linux@1/vmlinuz" 206 409
 kill -TERM $SERVER
 wait $SERVER || fail "bootsrv exited $? on SIGTERM"
 pass "the server still answers after all of it, logs peer, request, status and bytes, and stops cleanly"
+
+"$BOOTSRV" dhcp-config --server-ip 192.168.7.5 --interface eth1 --http-port 8081 > dnsmasq.conf
+for line in "dhcp-range=192.168.7.5,proxy" "interface=eth1" "dhcp-userclass=set:ipxe,iPXE" \
+            "dhcp-match=set:bios,option:client-arch,0" "dhcp-match=set:efi64,option:client-arch,7" \
+            "dhcp-match=set:efi64,option:client-arch,9" "dhcp-boot=tag:ipxe,http://192.168.7.5:8081/boot.ipxe" \
+            'pxe-service=tag:!ipxe,x86PC,"bootfleet (BIOS)",undionly.kpxe,192.168.7.5' \
+            'pxe-service=tag:!ipxe,X86-64_EFI,"bootfleet (UEFI)",ipxe.efi,192.168.7.5' "port=0"; do
+  grep -qxF -- "$line" dnsmasq.conf || fail "dhcp-config lacks '$line': $(cat dnsmasq.conf)"
+done
+grep -q '^enable-tftp' dnsmasq.conf && fail "dhcp-config turns dnsmasq's TFTP on"
+expect_exit 2 "$BOOTSRV" dhcp-config --server-ip 192.168.7
+expect_contains "is not an IPv4 address"
+expect_exit 2 "$BOOTSRV" dhcp-config --server-ip 192.168.7.5 --interface 'eth1;rm'
+expect_exit 2 "$BOOTSRV" dhcp-config
+pass "bootsrv dhcp-config: proxy range, BIOS/UEFI loaders, iPXE to HTTP, dnsmasq TFTP off; bad input refused"
