@@ -159,3 +159,19 @@ expect_contains "is not an IPv4 address"
 expect_exit 2 "$BOOTSRV" dhcp-config --server-ip 192.168.7.5 --interface 'eth1;rm'
 expect_exit 2 "$BOOTSRV" dhcp-config
 pass "bootsrv dhcp-config: proxy range, BIOS/UEFI loaders, iPXE to HTTP, dnsmasq TFTP off; bad input refused"
+
+# default_image: unknown MACs boot it, as clients named after their MAC.
+HTTP_PORT=$(free_port)
+printf 'default_image: tiny-linux\nhttp:\n  listen: 127.0.0.1:%s\n' "$HTTP_PORT" > bootsrv.yaml
+"$BOOTSRV" serve --config bootsrv.yaml --listen 127.0.0.1:$NBD_PORT > server2.log 2>&1 &
+SERVER=$!
+for _ in $(seq 1 100); do grep -q "listening for HTTP" server2.log && break; sleep 0.05; done
+assert_eq "$(status http://127.0.0.1:$HTTP_PORT/boot/52-54-00-00-00-99.ipxe)" 200 "unknown MAC with a default image"
+grep -qF "nbdroot=127.0.0.1:$NBD_PORT/tiny-linux/52-54-00-00-00-99 " body.out && grep -qF "bootfleet.client=52-54-00-00-00-99" body.out ||
+  fail "default image script: $(cat body.out)"
+kill -TERM $SERVER
+wait $SERVER || fail "bootsrv exited $? on SIGTERM"
+printf 'http:\n  listen: 127.0.0.1:1\n  port: 2\n' > bad.yaml
+expect_exit 2 "$BOOTSRV" serve --config bad.yaml
+expect_contains "bad.yaml:3:3: key 'http.port': unknown"
+pass "with default_image (from the configuration file) an unknown MAC boots it as a client named after its MAC"
