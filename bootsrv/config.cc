@@ -61,6 +61,19 @@ void load_config_file(const std::string& path, Config& config) {
         config.tftp_listen = v.as<std::string>();
       } else if (key == "tftp.root") {
         config.tftp_root = v.as<std::string>();
+      } else if (key == "http.listen") {
+        config.http_listen = v.as<std::string>();
+      } else if (key == "http") {
+        if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen");
+        for (const auto& sub : v) {
+          std::string name = sub.first.as<std::string>();
+          if (name != "listen") throw Error(where(sub.first, "http." + name) + ": unknown; the known key is http.listen");
+          config.http_listen = sub.second.as<std::string>();
+        }
+      } else if (key == "default_image") {
+        config.default_image = v.as<std::string>();
+      } else if (key == "kernel_cmdline") {
+        config.kernel_cmdline = v.as<std::string>();
       } else if (key == "tftp") {
         if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen and root");
         for (const auto& sub : v) {
@@ -75,12 +88,14 @@ void load_config_file(const std::string& path, Config& config) {
         }
       } else {
         throw Error(where(item.first, key) +
-                    ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat, tftp");
+                    ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, "
+                    "default_image, kernel_cmdline");
       }
     } catch (const YAML::Exception&) {
       throw Error(where(v, key) + ": expected " +
                   std::string(key == "listen" ? "an address or a list of addresses"
                               : key == "tftp" ? "a mapping of listen and root to single values"
+                              : key == "http" ? "a mapping of listen to an address"
                                               : "a single value"));
     }
   }

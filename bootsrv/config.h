@@ -17,6 +17,9 @@ struct Config {
   std::chrono::seconds heartbeat{30};    // lease heartbeat
   std::string tftp_listen;               // TFTP address; empty: no TFTP
   std::string tftp_root = "/usr/lib/ipxe";  // what TFTP serves (Debian's ipxe package)
+  std::string http_listen;               // HTTP address (boot scripts, artifacts); empty: no HTTP
+  std::string default_image;             // what unknown MACs boot; empty: they are told to register
+  std::string kernel_cmdline = "console=tty0 console=ttyS0 panic=-1";  // added to every Linux client's
 };
 
 // Reads `path` into `config`: only keys present in the file change it.

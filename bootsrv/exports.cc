@@ -71,6 +71,14 @@ void StoreExports::release(const std::string& session) {
   leases_.erase(it);
 }
 
+std::shared_ptr<block::Session> StoreExports::start_session(const std::string& image, const std::string& client,
+                                                           int64_t version) {
+  std::string name = image + "/" + client;
+  validate_client_name(client, name);
+  block::Pin p = pin({image, version, false});
+  return sessions_->start(name, p);
+}
+
 nbd::OpenedExport StoreExports::open(const std::string& name) {
   nbd::OpenedExport out;
   auto at = name.find('@');

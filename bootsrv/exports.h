@@ -25,6 +25,16 @@ class StoreExports : public nbd::ExportResolver {
   std::vector<std::pair<std::string, std::string>> list() override;
 
   block::SessionManager& sessions() { return *sessions_; }
+  // A boot: ends CLIENT's session on IMAGE and starts a fresh one (export
+  // "IMAGE/CLIENT") pinned to version `version` now, with its lease.
+  std::shared_ptr<block::Session> start_session(const std::string& image, const std::string& client, int64_t version);
+  // Runs `fn` with the store, serialised with every other use of it here
+  // (its SQLite connection is single-threaded).
+  template <class Fn>
+  auto with_store(Fn&& fn) {
+    std::lock_guard lock(store_mutex_);
+    return fn(store_);
+  }
   // Renews this server's leases and ends idle sessions.
   void housekeeping();
   const std::string& holder() const { return holder_; }

@@ -215,6 +215,19 @@ int cmd_build(const std::vector<std::string>& args) {
   io.recipe = r.canonical;
   io.recipe_hash = key;
   io.publish = publish;
+  // A version built on another keeps the base's artifacts the recipe did not
+  // copy out anew: a patch that leaves the kernel alone must still boot over
+  // the network, with the kernel its disk holds.
+  if (base.version) {
+    for (const auto& name : s->artifacts(*base.version)) {
+      std::string dest = eo.artifacts_dir + "/" + name;
+      if (fs::exists(dest)) continue;
+      fs::create_directories(eo.artifacts_dir);
+      fs::copy_file(s->artifact_path(*base.version, name), dest);
+      say("      artifact " + name + " kept from " + base.version->image + "@" +
+          std::to_string(base.version->number) + " (the recipe does not copy it out)");
+    }
+  }
   if (fs::is_directory(eo.artifacts_dir)) io.artifacts_dir = eo.artifacts_dir;
   if (base.version && base.version->image == r.image) {
     io.changed_since = {base.version->number, device->cache().touched_blocks(store::kDigestBlockSize)};

@@ -86,6 +86,7 @@ const std::vector<Command>& all_commands() {
       {"lint", "check a recipe for every problem, without building", cmd_lint},
       {"build", "build the next version of an image from a recipe", cmd_build},
       {"inspect", "show the operating system, filesystems and applications of a version", cmd_inspect},
+      {"client", "register, list, change and remove the PCs bootsrv boots", cmd_client},
   };
   return commands;
 }

@@ -80,5 +80,6 @@ int cmd_gc(const std::vector<std::string>& args);
 int cmd_lint(const std::vector<std::string>& args);
 int cmd_build(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
+int cmd_client(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

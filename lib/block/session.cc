@@ -84,6 +84,25 @@ std::shared_ptr<Session> SessionManager::attach(const std::string& name, const s
   return slot;
 }
 
+std::shared_ptr<Session> SessionManager::start(const std::string& name, const Pin& pin) {
+  // All under the lock, and the old session's end before the new one's
+  // start: the hooks record leases by session name, so the old end must
+  // not release what the new start recorded.
+  std::lock_guard lock(mutex_);
+  auto it = named_.find(name);
+  if (it != named_.end()) {
+    std::shared_ptr<Session> old = it->second;
+    named_.erase(it);
+    if (hooks_.ended) hooks_.ended(*old);
+  }
+  auto session = make(name, pin, true);
+  session->last_detach_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+  named_[name] = session;
+  return session;
+}
+
 std::shared_ptr<Session> SessionManager::attach_anonymous(const Pin& pin) {
   std::string name;
   {

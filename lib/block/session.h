@@ -108,6 +108,12 @@ class SessionManager {
   // Attaches a connection to the named session, creating it on `pin()` (the
   // version active now) if there is none. Pair with detach().
   std::shared_ptr<Session> attach(const std::string& name, const std::function<Pin()>& pin);
+  // Starts the named session afresh on `pin`: any session of that name ends
+  // first (its connections keep the old cache until they close), then a new
+  // one with an empty cache begins, counted as idle from now. This is how a
+  // boot pins its version before the client has connected at all: a publish
+  // between the boot script and the block attach does not change it.
+  std::shared_ptr<Session> start(const std::string& name, const Pin& pin);
   // A session for one connection only.
   std::shared_ptr<Session> attach_anonymous(const Pin& pin);
   void detach(const std::shared_ptr<Session>& session);

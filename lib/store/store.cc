@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/lock.h"
+#include "util/mac.h"
 #include "util/size.h"
 #include "vhd/chain.h"
 #include "vhd/check.h"
@@ -30,7 +32,7 @@ using util::Error;
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // Each entry migrates the schema from version i to i+1.
 const char* const kMigrations[] = {
@@ -84,6 +86,17 @@ CREATE TABLE leases (
   acquired_at INTEGER NOT NULL,
   heartbeat_at INTEGER NOT NULL,
   UNIQUE (holder, session)
+);
+)sql",
+    // 2: clients, the PCs bootsrv knows by MAC address.
+    R"sql(
+CREATE TABLE clients (
+  id INTEGER PRIMARY KEY,
+  mac TEXT NOT NULL UNIQUE,
+  name TEXT NOT NULL UNIQUE,
+  image TEXT NOT NULL,
+  cmdline TEXT,
+  created_at INTEGER NOT NULL
 );
 )sql",
 };
@@ -732,6 +745,8 @@ ImportResult Store::squash(const VersionRef& ref, const ImportOptions& options) 
   ImportOptions o = options;
   if (o.message.empty()) o.message = "squash of @" + std::to_string(v.number);
   if (!o.source) o.source = "squash of " + v.image + "@" + std::to_string(v.number);
+  // Same content, same kernel: a squashed version boots like the original.
+  if (o.artifacts_dir.empty() && !artifacts(v).empty()) o.artifacts_dir = dir_ + "/" + artifacts_rel(v.file);
   return write_version(v.image, *chain, o, v);
 }
 
@@ -966,6 +981,149 @@ std::vector<Lease> Store::live_leases(const std::string& name) {
   std::vector<Lease> out;
   while (st.step()) out.push_back({st.int64(0), st.text(1), st.int64(2), st.text(3), st.text(4), st.int64(5)});
   return out;
+}
+
+// Clients.
+
+void validate_client_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) {
+    throw Error("client name '" + name.substr(0, 80) + "': a client name is 1 to 64 characters");
+  }
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    if (!ok) {
+      throw Error("client name '" + name + "': '" + std::string(1, c) +
+                  "' is not allowed; use letters, digits, '.', '_' and '-' (it becomes part of the export name "
+                  "IMAGE/CLIENT)");
+    }
+  }
+  if (!std::isalnum(static_cast<unsigned char>(name[0]))) {
+    throw Error("client name '" + name + "': must start with a letter or a digit");
+  }
+}
+
+std::string default_client_name(const std::string& mac) { return util::mac_with_hyphens(util::normalize_mac(mac)); }
+
+namespace {
+const char* kClientColumns = "mac, name, image, cmdline, created_at";
+ClientInfo read_client_row(Statement& st) {
+  return {st.text(0), st.text(1), st.text(2), st.opt_text(3), st.int64(4)};
+}
+}  // namespace
+
+void Store::check_client_fields(const std::string& what, const std::optional<std::string>& name,
+                                const std::optional<std::string>& image, const std::optional<std::string>& cmdline,
+                                const std::string& own_mac) {
+  if (name) {
+    validate_client_name(*name);
+    // A name that reads as a MAC would make "MAC|NAME" ambiguous, unless it
+    // is the client's own MAC.
+    if (auto as_mac = util::parse_mac(*name); as_mac && *as_mac != own_mac) {
+      throw Error(what + ": name '" + *name + "' reads as the MAC address " + *as_mac +
+                  "; choose a name that is not a MAC address");
+    }
+  }
+  if (image) {
+    try {
+      this->image(*image);  // throws, listing the images
+    } catch (const Error& e) {
+      throw Error(what + ": " + e.what());
+    }
+  }
+  if (cmdline) {
+    for (char c : *cmdline) {
+      // The command line goes into an iPXE script line: no line breaks, and
+      // nothing iPXE would expand or treat as a command separator.
+      if (c == '\n' || c == '\r' || c == '$' || c == '\0' || c == '|' || c == '&' || c == '#') {
+        throw Error(what + ": kernel command line '" + *cmdline + "': '" + std::string(1, c == '\n' ? 'n' : c) +
+                    "' is not allowed (no line breaks, '$', '|', '&', '#')");
+      }
+    }
+    if (cmdline->size() > 1024) throw Error(what + ": kernel command line is longer than 1024 characters");
+  }
+}
+
+ClientInfo Store::add_client(const std::string& mac_text, const std::optional<std::string>& name_given,
+                             const std::string& image, const std::optional<std::string>& cmdline) {
+  std::string mac = util::normalize_mac(mac_text);
+  std::string name = name_given.value_or(util::mac_with_hyphens(mac));
+  std::optional<std::string> line = cmdline && !cmdline->empty() ? cmdline : std::nullopt;
+  std::string what = "client " + mac;
+  Transaction tx(*db_);
+  check_client_fields(what, name, image, line, mac);
+  if (auto existing = find_client(mac)) {
+    throw Error(what + " already exists (named '" + existing->name + "'); change it with 'imgtool client set " +
+                existing->name + " …'");
+  }
+  auto same_name = db_->prepare("SELECT mac FROM clients WHERE name = ?");
+  same_name.bind(1, name);
+  if (same_name.step()) throw Error(what + ": the name '" + name + "' is taken by " + same_name.text(0));
+  int64_t now = now_seconds();
+  db_->prepare("INSERT INTO clients (mac, name, image, cmdline, created_at) VALUES (?, ?, ?, ?, ?)")
+      .bind(1, mac).bind(2, name).bind(3, image).bind(4, line).bind(5, now).run();
+  tx.commit();
+  return {mac, name, image, line, now};
+}
+
+std::vector<ClientInfo> Store::clients() {
+  auto st = db_->prepare(std::string("SELECT ") + kClientColumns + " FROM clients ORDER BY name");
+  std::vector<ClientInfo> out;
+  while (st.step()) out.push_back(read_client_row(st));
+  return out;
+}
+
+std::optional<ClientInfo> Store::find_client(const std::string& key) {
+  auto st = db_->prepare(std::string("SELECT ") + kClientColumns + " FROM clients WHERE mac = ? OR name = ?");
+  st.bind(1, util::parse_mac(key).value_or("")).bind(2, key);
+  if (st.step()) return read_client_row(st);
+  return std::nullopt;
+}
+
+ClientInfo Store::client(const std::string& key) {
+  if (auto c = find_client(key)) return *c;
+  std::string known;
+  int shown = 0;
+  auto all = clients();
+  for (const auto& c : all) {
+    if (shown++ == 10) {
+      known += ", …";
+      break;
+    }
+    known += (known.empty() ? "" : ", ") + c.name + " (" + c.mac + ")";
+  }
+  throw Error("no client '" + key + "' (by MAC or name)" +
+              (all.empty() ? std::string("; no client is registered yet ('imgtool client add')")
+                           : "; clients: " + known));
+}
+
+ClientInfo Store::set_client(const std::string& key, const ClientChange& change) {
+  Transaction tx(*db_);
+  ClientInfo c = client(key);
+  std::optional<std::string> line = change.cmdline;
+  check_client_fields("client " + c.mac, change.name, change.image, line && !line->empty() ? line : std::nullopt,
+                      c.mac);
+  if (change.name && *change.name != c.name) {
+    auto same_name = db_->prepare("SELECT mac FROM clients WHERE name = ?");
+    same_name.bind(1, *change.name);
+    if (same_name.step()) {
+      throw Error("client " + c.mac + ": the name '" + *change.name + "' is taken by " + same_name.text(0));
+    }
+    c.name = *change.name;
+  }
+  if (change.image) c.image = *change.image;
+  if (line) c.cmdline = line->empty() ? std::nullopt : line;
+  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ? WHERE mac = ?")
+      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, c.mac).run();
+  tx.commit();
+  return c;
+}
+
+void Store::remove_client(const std::string& key) {
+  Transaction tx(*db_);
+  ClientInfo c = client(key);
+  db_->prepare("DELETE FROM clients WHERE mac = ?").bind(1, c.mac).run();
+  tx.commit();
 }
 
 }  // namespace bootfleet::store

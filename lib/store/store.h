@@ -86,6 +86,30 @@ struct Lease {
   int64_t heartbeat_at = 0;
 };
 
+// A PC known by its MAC address: the image it boots and, optionally, kernel
+// arguments added to the command line bootsrv gives it.
+struct ClientInfo {
+  std::string mac;   // normalized aa:bb:cc:dd:ee:ff
+  std::string name;  // unique; the CLIENT part of the export IMAGE/CLIENT
+  std::string image;
+  std::optional<std::string> cmdline;
+  int64_t created_at = 0;  // Unix seconds
+};
+
+// What `set_client` changes; an empty cmdline removes it.
+struct ClientChange {
+  std::optional<std::string> name;
+  std::optional<std::string> image;
+  std::optional<std::string> cmdline;
+};
+
+// Client names become export-name parts and log words: 1-64 characters of
+// a-z, A-Z, 0-9, '.', '_', '-', starting with a letter or digit. Throws
+// util::Error naming the character otherwise.
+void validate_client_name(const std::string& name);
+// The name a client gets when none is given: its MAC with '-' ("aa-bb-…").
+std::string default_client_name(const std::string& mac);
+
 struct ImportOptions {
   std::string message;
   std::string created_by;  // default: user@host
@@ -192,6 +216,16 @@ class Store {
                       const std::function<void(uint64_t, uint64_t)>& progress = {});
   DiffResult diff(const VersionRef& a, const VersionRef& b, bool read_data);
 
+  // Clients. `key` is a MAC address (any form util::parse_mac accepts) or a
+  // client name. Errors name the MAC, name or image that is wrong.
+  ClientInfo add_client(const std::string& mac, const std::optional<std::string>& name, const std::string& image,
+                        const std::optional<std::string>& cmdline);
+  std::vector<ClientInfo> clients();  // sorted by name
+  std::optional<ClientInfo> find_client(const std::string& key);
+  ClientInfo client(const std::string& key);  // throws, saying which clients there are
+  ClientInfo set_client(const std::string& key, const ClientChange& change);
+  void remove_client(const std::string& key);
+
   // Leases: a server records the versions its sessions pin.
   int64_t add_lease(const VersionRef& ref, const std::string& holder, const std::string& session);
   void heartbeat(const std::string& holder);
@@ -213,6 +247,9 @@ class Store {
                              std::optional<VersionInfo> force_base_of);
   std::vector<int64_t> rollback_stack(int64_t image_id);
   void fill_depths(std::vector<VersionInfo>& versions);
+  void check_client_fields(const std::string& what, const std::optional<std::string>& name,
+                           const std::optional<std::string>& image, const std::optional<std::string>& cmdline,
+                           const std::string& own_mac);
 
   std::string dir_;
   std::unique_ptr<Database> db_;

@@ -782,3 +782,41 @@ TEST_CASE("sessions: the manager ends named sessions when it goes", "[block]") {
   s.m.reset();
   CHECK(s.ended == 2);
 }
+
+TEST_CASE("sessions: start pins a named session before any connection and replaces the old one", "[block]") {
+  SessionFixture s;
+  auto old = s.attach("lab/pc01");
+  auto x = filled(512, 7);
+  REQUIRE(old->write(0, 512, x.data(), false) == 0);
+  // A boot: the old session ends (its hook first), a fresh one starts on the pin given.
+  block::Pin pinned = s.pin;
+  pinned.version = 7;
+  auto fresh = s.m->start("lab/pc01", pinned);
+  CHECK(fresh != old);
+  CHECK(s.ended == 1);
+  CHECK(s.started == 2);
+  CHECK(fresh->pin().version == 7);
+  CHECK(fresh->connections() == 0);
+  CHECK(fresh->cache().data_bytes() == 0);
+  // The next attach finds the started session, without looking up a version.
+  int pins_before = s.pins;
+  auto attached = s.attach("lab/pc01");
+  CHECK(attached == fresh);
+  CHECK(s.pins == pins_before);
+  CHECK(attached->pin().version == 7);
+  s.m->detach(attached);
+  // The old connection still has its own cache until it closes.
+  std::vector<uint8_t> y(512);
+  REQUIRE(old->read(0, 512, y.data()) == 0);
+  CHECK(y == x);
+  s.m->detach(old);
+  CHECK(s.ended == 1);
+  // A started session counts as idle from its start, not from the epoch.
+  s.m->set_idle_timeout(std::chrono::hours(1));
+  auto unattached = s.m->start("lab/pc02", s.pin);
+  CHECK(s.m->expire_idle().empty());
+  s.m->set_idle_timeout(std::chrono::seconds(0));
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto expired = s.m->expire_idle();
+  CHECK(expired.size() == 2);
+}

@@ -651,3 +651,88 @@ TEST_CASE("removing a version never removes one published meanwhile", "[store]")
     CHECK(fs::exists(t.store->path_of(v)));
   }
 }
+
+TEST_CASE("clients: add, find by any MAC form or name, list, set, remove", "[store][clients]") {
+  TempStore t;
+  t.import("lab", 1);
+  t.import("kiosk", 2);
+  auto a = t.store->add_client("52-54-00-AA-BB-01", std::nullopt, "lab", std::nullopt);
+  CHECK(a.mac == "52:54:00:aa:bb:01");
+  CHECK(a.name == "52-54-00-aa-bb-01");  // the default name is the MAC with '-'
+  CHECK_FALSE(a.cmdline.has_value());
+  auto b = t.store->add_client("5254.00aa.bb02", std::string("pc02"), "lab", std::string("quiet loglevel=3"));
+  CHECK(b.name == "pc02");
+  CHECK(b.cmdline == "quiet loglevel=3");
+
+  CHECK(t.store->find_client("525400aabb02")->name == "pc02");
+  CHECK(t.store->find_client("52:54:00:AA:BB:02")->name == "pc02");
+  CHECK(t.store->find_client("pc02")->mac == "52:54:00:aa:bb:02");
+  CHECK(t.store->find_client("52-54-00-aa-bb-01")->mac == "52:54:00:aa:bb:01");
+  CHECK_FALSE(t.store->find_client("pc03").has_value());
+  auto all = t.store->clients();
+  REQUIRE(all.size() == 2);
+  CHECK(all[0].name == "52-54-00-aa-bb-01");
+  CHECK(all[1].name == "pc02");
+
+  ClientChange change;
+  change.name = "front-desk";
+  change.image = "kiosk";
+  change.cmdline = "";
+  auto changed = t.store->set_client("pc02", change);
+  CHECK(changed.name == "front-desk");
+  CHECK(changed.image == "kiosk");
+  CHECK_FALSE(changed.cmdline.has_value());
+  CHECK(t.store->client("52:54:00:aa:bb:02").image == "kiosk");
+
+  t.store->remove_client("front-desk");
+  CHECK_FALSE(t.store->find_client("52:54:00:aa:bb:02").has_value());
+  CHECK(t.store->clients().size() == 1);
+}
+
+TEST_CASE("client mistakes name the MAC, name or image that is wrong", "[store][clients]") {
+  TempStore t;
+  t.import("lab", 1);
+  t.store->add_client("52:54:00:00:00:01", std::string("pc01"), "lab", std::nullopt);
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:zz", std::nullopt, "lab", std::nullopt),
+                    Catch::Contains("'52:54:00:00:00:zz' is not a MAC address"));
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:02", std::nullopt, "nope", std::nullopt),
+                    Catch::Contains("client 52:54:00:00:00:02: no image 'nope'") && Catch::Contains("images: lab"));
+  CHECK_THROWS_WITH(t.store->add_client("525400000001", std::nullopt, "lab", std::nullopt),
+                    Catch::Contains("client 52:54:00:00:00:01 already exists (named 'pc01')"));
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:02", std::string("pc01"), "lab", std::nullopt),
+                    Catch::Contains("the name 'pc01' is taken by 52:54:00:00:00:01"));
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:02", std::string("pc/2"), "lab", std::nullopt),
+                    Catch::Contains("client name 'pc/2': '/' is not allowed"));
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:02", std::string("52:54:00:00:00:03"), "lab", std::nullopt),
+                    Catch::Contains("':' is not allowed"));
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:02", std::string("525400000003"), "lab", std::nullopt),
+                    Catch::Contains("reads as the MAC address 52:54:00:00:00:03"));
+  CHECK_THROWS_WITH(t.store->add_client("52:54:00:00:00:02", std::nullopt, "lab", std::string("a\nchain evil")),
+                    Catch::Contains("kernel command line"));
+  CHECK_THROWS_WITH(t.store->client("pc09"), Catch::Contains("no client 'pc09'") && Catch::Contains("pc01 (52:54:00:00:00:01)"));
+  ClientChange to_nowhere;
+  to_nowhere.image = "gone";
+  CHECK_THROWS_WITH(t.store->set_client("pc01", to_nowhere), Catch::Contains("no image 'gone'"));
+  CHECK(t.store->client("pc01").image == "lab");  // nothing changed
+  CHECK_THROWS_WITH(t.store->remove_client("pc09"), Catch::Contains("no client 'pc09'"));
+}
+
+TEST_CASE("a store made before clients existed upgrades on open", "[store][clients]") {
+  TempStore t;
+  t.import("lab", 1);
+  t.store.reset();
+  {
+    // Back to schema 1, as an older imgtool left it.
+    Database db(t.path + "/catalog.db", false);
+    db.exec("DROP TABLE clients");
+    db.exec("PRAGMA user_version = 1");
+  }
+  t.store = Store::open(t.path);
+  auto c = t.store->add_client("52:54:00:00:00:01", std::nullopt, "lab", std::nullopt);
+  CHECK(c.name == "52-54-00-00-00-01");
+  Database db(t.path + "/catalog.db", false);
+  auto st = db.prepare("PRAGMA user_version");
+  st.step();
+  CHECK(st.int64(0) == 2);
+  CHECK(t.store->versions("lab").size() == 1);  // what was there is still there
+}

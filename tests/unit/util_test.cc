@@ -2,6 +2,7 @@
 
 #include "util/bytes.h"
 #include "util/error.h"
+#include "util/mac.h"
 #include "util/size.h"
 
 using namespace bootfleet::util;
@@ -70,4 +71,19 @@ TEST_CASE("big-endian loads and stores", "[util]") {
   CHECK(load_be64(b) == 0x0102030405060708ull);
   store_be16(b, 0xBEEF);
   CHECK(load_be16(b) == 0xBEEF);
+}
+
+TEST_CASE("MAC addresses: four written forms, one normalized form", "[util]") {
+  CHECK(parse_mac("52:54:00:12:34:56") == "52:54:00:12:34:56");
+  CHECK(parse_mac("52-54-00-AB-cd-EF") == "52:54:00:ab:cd:ef");
+  CHECK(parse_mac("5254.00ab.CDEF") == "52:54:00:ab:cd:ef");
+  CHECK(parse_mac("525400ABCDEF") == "52:54:00:ab:cd:ef");
+  for (const char* bad : {"", "52:54:00:12:34", "52:54:00:12:34:5g", "52:54-00:12:34:56", "52.54.00.12.34.56",
+                          "5254:00ab:cdef", "525400abcdef0", "52:54:00:12:34:56 ", "5254.00ab.cdef.", "../../etc"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_mac(bad).has_value());
+  }
+  CHECK(mac_with_hyphens("52:54:00:ab:cd:ef") == "52-54-00-ab-cd-ef");
+  CHECK_THROWS_WITH(normalize_mac("nope"), Catch::Contains("'nope' is not a MAC address") &&
+                                                     Catch::Contains("aabb.ccdd.eeff"));
 }

@@ -1,0 +1,51 @@
+// bootsrv's web side: what iPXE asks for while a PC boots.
+//
+//   GET /boot.ipxe                  chains /boot/${mac:hexhyp}.ipxe (iPXE fills in the MAC)
+//   GET /boot/MAC.ipxe              starts the PC's session and returns its boot script
+//   GET|HEAD /artifacts/IMAGE@N/F   artifact F (kernel, initrd) of version N, with Range
+//
+// Design note. A boot pins its version when the script is made, not when
+// the kernel later attaches over NBD: the script names the version's own
+// kernel and initrd (/artifacts/IMAGE@N/…), and the session IMAGE/CLIENT is
+// started right then on N (StoreExports::start_session), so a publish in
+// between cannot give a client the kernel of one version and the disk of
+// another. URLs in scripts are absolute and use the host the client itself
+// used (its Host header, else the address it connected to), so one server
+// with several addresses answers each network with its own. Nothing from the
+// URL is joined into a path: MACs are parsed, versions looked up in the
+// catalog and artifact names matched against the version's artifact list.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "exports.h"
+#include "http/server.h"
+
+namespace bootfleet::bootsrv {
+
+struct BootOptions {
+  uint16_t nbd_port = 10809;  // where clients attach their root (same host as HTTP)
+  std::string default_image;  // unknown MACs boot this; empty: they are told to register
+  // Appended after what bootsrv always passes (ip=dhcp root=/dev/nbd0p1
+  // nbdroot=… rw init=/sbin/init bootfleet.*=…) and before the client's own.
+  std::string kernel_cmdline = "console=tty0 console=ttyS0 panic=-1";
+};
+
+class BootHttp {
+ public:
+  BootHttp(StoreExports& exports, BootOptions options) : exports_(exports), options_(std::move(options)) {}
+  http::Response handle(const http::Request& request, const http::Connection& connection);
+
+  // The chain script for the URL base `base` ("http://10.0.0.5:8080").
+  static std::string chain_script(const std::string& base);
+
+ private:
+  http::Response boot_script(const std::string& file_name, const std::string& base, const std::string& nbd_host);
+  http::Response artifact(const std::string& version_text, const std::string& name);
+
+  StoreExports& exports_;
+  BootOptions options_;
+};
+
+}  // namespace bootfleet::bootsrv

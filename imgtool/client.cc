@@ -1,0 +1,160 @@
+// imgtool client add|list|set|rm: the PCs bootsrv knows by MAC address.
+// One command with subcommands, each with its own --help; the store does the
+// checking (MAC forms, unique names, existing images), this file only parses
+// and prints.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "util/error.h"
+#include "util/time.h"
+
+namespace bootfleet::imgtool {
+
+namespace {
+
+const char* kMacForms =
+    "MAC is aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff or aabbccddeeff; it is\n"
+    "stored as aa:bb:cc:dd:ee:ff.";
+
+void print_client(const store::ClientInfo& c) {
+  std::cout << c.name << " (" << c.mac << "): image " << c.image
+            << (c.cmdline ? ", kernel arguments '" + *c.cmdline + "'" : std::string()) << "\n";
+}
+
+int client_add(const std::vector<std::string>& args) {
+  CommandSpec spec{"client add", "MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"]",
+                   "Register a PC by its MAC address: which image it boots and what it is called.",
+                   std::string(kMacForms) +
+                       "\nNAME (default: the MAC with '-', e.g. 52-54-00-12-34-56) is the CLIENT in the\n"
+                       "export IMAGE/CLIENT: letters, digits, '.', '_', '-'. --cmdline adds kernel\n"
+                       "arguments to the ones bootsrv gives Linux clients."};
+  auto options = base_options();
+  std::string store_dir, mac, name, image, cmdline;
+  add_store_option(options, store_dir);
+  options.add_options()("mac", po::value(&mac)->required(), "the client's MAC address")(
+      "image", po::value(&image)->required(), "the image it boots")("name", po::value(&name), "its name")(
+      "cmdline", po::value(&cmdline), "extra kernel arguments");
+  po::positional_options_description pos;
+  pos.add("mac", 1);
+  po::variables_map vm;
+  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  auto s = open_store(store_dir);
+  auto c = s->add_client(mac, vm.count("name") ? std::optional(name) : std::nullopt, image,
+                         vm.count("cmdline") ? std::optional(cmdline) : std::nullopt);
+  std::cout << "added ";
+  print_client(c);
+  return kExitOk;
+}
+
+int client_list(const std::vector<std::string>& args) {
+  CommandSpec spec{"client list", "[--json]", "List the registered clients, by name.", ""};
+  auto options = base_options();
+  std::string store_dir;
+  bool as_json = false;
+  add_store_option(options, store_dir);
+  options.add_options()("json", po::bool_switch(&as_json), "print JSON");
+  po::positional_options_description pos;
+  po::variables_map vm;
+  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  auto s = open_store(store_dir);
+  auto clients = s->clients();
+  if (as_json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& c : clients) {
+      j.push_back({{"mac", c.mac},
+                   {"name", c.name},
+                   {"image", c.image},
+                   {"cmdline", c.cmdline ? nlohmann::json(*c.cmdline) : nlohmann::json(nullptr)},
+                   {"created", util::format_utc(c.created_at)}});
+    }
+    std::cout << j.dump(2) << "\n";
+    return kExitOk;
+  }
+  if (clients.empty()) {
+    std::cout << "no clients (add one with 'imgtool client add MAC --image IMAGE')\n";
+    return kExitOk;
+  }
+  std::printf("%-20s %-17s %-24s %s\n", "NAME", "MAC", "IMAGE", "CMDLINE");
+  for (const auto& c : clients) {
+    std::printf("%-20s %-17s %-24s %s\n", c.name.c_str(), c.mac.c_str(), c.image.c_str(),
+                c.cmdline.value_or("-").c_str());
+  }
+  return kExitOk;
+}
+
+int client_set(const std::vector<std::string>& args) {
+  CommandSpec spec{"client set", "MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"]",
+                   "Change a client's name, image or kernel arguments.",
+                   std::string(kMacForms) +
+                       "\n--cmdline \"\" removes the extra kernel arguments. A new image applies from the\n"
+                       "client's next boot."};
+  auto options = base_options();
+  std::string store_dir, key, name, image, cmdline;
+  add_store_option(options, store_dir);
+  options.add_options()("client", po::value(&key)->required(), "the client's MAC or name")(
+      "name", po::value(&name), "new name")("image", po::value(&image), "new image")(
+      "cmdline", po::value(&cmdline), "new extra kernel arguments (\"\" for none)");
+  po::positional_options_description pos;
+  pos.add("client", 1);
+  po::variables_map vm;
+  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  store::ClientChange change;
+  if (vm.count("name")) change.name = name;
+  if (vm.count("image")) change.image = image;
+  if (vm.count("cmdline")) change.cmdline = cmdline;
+  if (!change.name && !change.image && !change.cmdline) {
+    throw util::Error("client set: nothing to change; give --name, --image or --cmdline");
+  }
+  auto s = open_store(store_dir);
+  auto c = s->set_client(key, change);
+  std::cout << "changed ";
+  print_client(c);
+  return kExitOk;
+}
+
+int client_rm(const std::vector<std::string>& args) {
+  CommandSpec spec{"client rm", "MAC|NAME", "Forget a client.",
+                   "Its running session, if any, keeps going until it ends; its next boot is\n"
+                   "treated as an unknown MAC."};
+  auto options = base_options();
+  std::string store_dir, key;
+  add_store_option(options, store_dir);
+  options.add_options()("client", po::value(&key)->required(), "the client's MAC or name");
+  po::positional_options_description pos;
+  pos.add("client", 1);
+  po::variables_map vm;
+  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  auto s = open_store(store_dir);
+  auto c = s->client(key);
+  s->remove_client(c.mac);
+  std::cout << "removed " << c.name << " (" << c.mac << ")\n";
+  return kExitOk;
+}
+
+const char* kClientUsage =
+    "Usage: imgtool client add MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"]\n"
+    "       imgtool client list [--json]\n"
+    "       imgtool client set MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"]\n"
+    "       imgtool client rm MAC|NAME\n"
+    "       imgtool client SUBCOMMAND --help\n\n"
+    "The PCs bootsrv network-boots, known by MAC address: the image each boots,\n"
+    "its name (the CLIENT of its export IMAGE/CLIENT) and extra kernel arguments.\n";
+
+}  // namespace
+
+int cmd_client(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    (args.empty() ? std::cerr : std::cout) << kClientUsage;
+    return args.empty() ? kExitError : kExitOk;
+  }
+  std::vector<std::string> rest(args.begin() + 1, args.end());
+  if (args[0] == "add") return client_add(rest);
+  if (args[0] == "list" || args[0] == "ls") return client_list(rest);
+  if (args[0] == "set") return client_set(rest);
+  if (args[0] == "rm" || args[0] == "remove") return client_rm(rest);
+  throw util::Error("'" + args[0] + "' is not a client subcommand; use add, list, set or rm\n" + kClientUsage);
+}
+
+}  // namespace bootfleet::imgtool
