@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "util/error.h"
+#include "util/net.h"
 #include "util/log.h"
 
 namespace bootfleet::nbd {
@@ -49,37 +50,9 @@ uint16_t Server::listen(const std::string& address) {
     unix_paths_.push_back(path);
     return 0;
   }
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) throw Error(address + ": expected ADDRESS:PORT, e.g. 127.0.0.1:10809 or [::1]:10809");
-  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0) throw Error(address + ": " + gai_strerror(rc));
-  int fd = -1;
-  std::string last_error = "no address";
-  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
-    if (fd < 0) continue;
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 128) == 0) break;
-    last_error = std::strerror(errno);
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) throw Error(address + ": cannot listen: " + last_error);
-  sockaddr_storage bound{};
-  socklen_t len = sizeof bound;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-  listen_fds_.push_back(fd);
-  if (bound.ss_family == AF_INET) return ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  util::ListeningSocket l = util::listen_tcp(address, "NBD");
+  listen_fds_.push_back(l.fd);
+  return l.port;
 }
 
 void Server::start() {
