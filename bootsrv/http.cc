@@ -61,13 +61,16 @@ http::Response BootHttp::handle(const http::Request& request, const http::Connec
   std::string base = "http://" + host;
   const auto& s = *segments;
   if (s.size() == 1 && s[0] == "boot.ipxe") return ipxe(chain_script(base));
-  if (s.size() == 2 && s[0] == "boot") return boot_script(s[1], base, http::host_without_port(host));
+  if (s.size() == 2 && s[0] == "boot") {
+    // HEAD shows the script a GET would get, without starting a session.
+    return boot_script(s[1], base, http::host_without_port(host), request.method == "GET");
+  }
   if (s.size() == 3 && s[0] == "artifacts") return artifact(s[1], s[2]);
   return http::Response::text(404, "not found; bootsrv serves /boot.ipxe, /boot/MAC.ipxe and /artifacts/IMAGE@N/FILE");
 }
 
 http::Response BootHttp::boot_script(const std::string& file_name, const std::string& base,
-                                     const std::string& nbd_host) {
+                                     const std::string& nbd_host, bool start) {
   const std::string suffix = ".ipxe";
   if (file_name.size() <= suffix.size() || file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix)) {
     return http::Response::text(404, "not found; boot scripts are /boot/MAC.ipxe");
@@ -105,13 +108,13 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
       }
       return v.number;
     });
-    exports_.start_session(image, name, version);
+    if (start) exports_.start_session(image, name, version);
   } catch (const Error& e) {
     util::log_line("boot " + *mac + " (" + name + "): cannot boot: " + e.what());
     return ipxe(wait_script("cannot boot " + name + " (MAC " + *mac + "): " + e.what(), base));
   }
   std::string ref = image + "@" + std::to_string(version);
-  util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name);
+  if (start) util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name);
   std::string cmdline = "initrd=initrd.img ip=dhcp root=/dev/nbd0p1 nbdroot=" + nbd_host + ":" +
                         std::to_string(options_.nbd_port) + "/" + image + "/" + name +
                         " rw init=/sbin/init " + options_.kernel_cmdline + " bootfleet.image=" + image +

@@ -41,7 +41,9 @@ class BootHttp {
   static std::string chain_script(const std::string& base);
 
  private:
-  http::Response boot_script(const std::string& file_name, const std::string& base, const std::string& nbd_host);
+  // `start`: begin the client's session (GET); HEAD only shows the script.
+  http::Response boot_script(const std::string& file_name, const std::string& base, const std::string& nbd_host,
+                             bool start);
   http::Response artifact(const std::string& version_text, const std::string& name);
 
   StoreExports& exports_;

@@ -44,3 +44,36 @@ head -c 1M /dev/urandom > b.raw
 expect_exit 1 "$IMGTOOL" compare a.vhd b.raw
 expect_contains "first difference at byte offset"
 pass "--json output parses; compare exits 1 on a difference"
+
+export BOOTFLEET_STORE=$WORK/client-store
+"$IMGTOOL" init >/dev/null
+truncate -s 4M lab.raw
+"$IMGTOOL" import lab lab.raw >/dev/null
+expect_exit 0 "$IMGTOOL" client add 52-54-00-AB-CD-01 --image lab
+expect_contains "added 52-54-00-ab-cd-01 (52:54:00:ab:cd:01): image lab"
+expect_exit 0 "$IMGTOOL" client add 5254.00ab.cd02 --name pc02 --image lab --cmdline "quiet"
+expect_exit 0 "$IMGTOOL" client list --json
+assert_eq "$(json '[c["name"] for c in j]' <<<"$OUT")" "['52-54-00-ab-cd-01', 'pc02']" "client names"
+assert_eq "$(json 'j[1]["cmdline"]' <<<"$OUT")" "quiet" "pc02's cmdline"
+expect_exit 0 "$IMGTOOL" client set 525400abcd02 --name front --cmdline ""
+expect_contains "changed front (52:54:00:ab:cd:02): image lab"
+expect_exit 0 "$IMGTOOL" client list
+expect_contains "front"
+expect_exit 2 "$IMGTOOL" client add 52:54:00:ab:cd:0z --image lab
+expect_contains "is not a MAC address"
+expect_exit 2 "$IMGTOOL" client add 52:54:00:ab:cd:03 --image nope
+expect_contains "no image 'nope'"
+expect_exit 2 "$IMGTOOL" client add 52:54:00:ab:cd:01 --image lab
+expect_contains "already exists"
+expect_exit 2 "$IMGTOOL" client set front
+expect_contains "nothing to change"
+expect_exit 2 "$IMGTOOL" client frobnicate
+expect_contains "not a client subcommand"
+for sub in add list set rm; do
+  expect_exit 0 "$IMGTOOL" client $sub --help
+  expect_contains "Usage: imgtool client $sub"
+done
+expect_exit 0 "$IMGTOOL" client rm front
+expect_exit 2 "$IMGTOOL" client rm front
+expect_contains "no client 'front'"
+pass "client add/list/set/rm: MAC forms, default names, --json, errors exit 2 naming the problem, --help on each"

@@ -62,6 +62,9 @@ grep -qxF "kernel $BASE/artifacts/tiny-linux@1/vmlinuz initrd=initrd.img ip=dhcp
 grep -qxF "initrd $BASE/artifacts/tiny-linux@1/initrd.img" pc01.ipxe || fail "pc01's initrd line: $(cat pc01.ipxe)"
 grep -qx boot pc01.ipxe || fail "no boot line: $(cat pc01.ipxe)"
 grep -q "session tiny-linux/pc01 started on tiny-linux@1" server.log || fail "no session started: $(tail server.log)"
+# HEAD shows a boot script's headers without starting a session.
+curl -sfI "$BASE/boot/52-54-00-00-00-02.ipxe" > head-script.out || fail "HEAD of a boot script"
+grep -q "session tiny-linux/52-54-00-00-00-02 started" server.log && fail "HEAD started a session"
 # The same MAC in the other written forms, and the default name.
 assert_eq "$(status $BASE/boot/525400000002.ipxe)" 200 "MAC without separators"
 grep -qF "nbdroot=127.0.0.1:$NBD_PORT/tiny-linux/52-54-00-00-00-02 " body.out || fail "default client name: $(cat body.out)"
