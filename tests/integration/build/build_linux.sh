@@ -89,6 +89,15 @@ want=$(printf '%s\n' \
 assert_eq "$got" "$want" "diff --files tiny-linux@1 tiny-linux@2"
 pass "diff --files shows exactly what the patch changed (copy-in made /usr/share)"
 
+# 5b. Building the patch again with --no-cache gives the same guest-visible
+# files: only times may differ.
+expect_exit 0 "$IMGTOOL" build "$SRC/recipes/tiny-linux-update.yaml" --no-cache
+expect_not_contains "build cache"
+expect_contains "built tiny-linux@3"
+expect_output_contains "files differ" "$IMGTOOL" diff --files tiny-linux@2 tiny-linux@3
+[ -z "$(grep -E '^[-+M] ' <<<"$OUT" || true)" ] || fail "a --no-cache rebuild differs in content: $OUT"
+pass "a --no-cache rebuild has the same files (only times differ)"
+
 # 6. A step that fails in the guest: its place, the guest's error, nothing stored.
 cat > failing.yaml <<'R'
 image: tiny-linux
