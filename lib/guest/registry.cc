@@ -143,11 +143,11 @@ RegistryDump Hive::dump() const {
   RegistryDump out;
   // Depth-first over keys; a visit limit guards against a corrupt hive
   // whose keys form a cycle.
-  std::vector<std::pair<hive_node_h, std::string>> todo{{hivex_root(h_->h), ""}};
+  std::vector<std::pair<hive_node_h, std::string>> pending{{hivex_root(h_->h), ""}};
   size_t visits = 0;
-  while (!todo.empty()) {
-    auto [node, path] = todo.back();
-    todo.pop_back();
+  while (!pending.empty()) {
+    auto [node, path] = pending.back();
+    pending.pop_back();
     if (!node || ++visits > 1000000) break;
     auto& values = out[path];
     if (hive_value_h* vs = hivex_node_values(h_->h, node)) {
@@ -165,7 +165,7 @@ RegistryDump Hive::dump() const {
     if (hive_node_h* children = hivex_node_children(h_->h, node)) {
       for (hive_node_h* c = children; *c; ++c) {
         char* name = hivex_node_name(h_->h, *c);
-        if (name) todo.emplace_back(*c, path.empty() ? std::string(name) : path + "\\" + name);
+        if (name) pending.emplace_back(*c, path.empty() ? std::string(name) : path + "\\" + name);
         std::free(name);
       }
       std::free(children);
