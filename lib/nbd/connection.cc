@@ -595,8 +595,13 @@ bool Connection::execute(Job& job) {
     case kCmdRead: {
       if (r.length == 0 || r.length > kMaxPayload || !in_range)
         return reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export");
-      std::vector<uint8_t>& data = job.payload;
-      data.resize(r.length);
+      // Reads up to 256 KiB use a buffer kept by the serving thread (grown
+      // to the largest such read), so a 4 KiB read costs no allocation;
+      // larger ones get their own, so an idle connection holds little.
+      constexpr uint32_t kKeptBuffer = 256u << 10;
+      thread_local std::vector<uint8_t> kept;
+      std::vector<uint8_t>& data = r.length <= kKeptBuffer ? kept : job.payload;
+      if (data.size() < r.length) data.resize(r.length);
       if (int rc = dev.read(r.offset, r.length, data.data()); rc != 0) {
         log("read of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
         return reply_error(r, to_nbd_error(rc), std::strerror(rc));
