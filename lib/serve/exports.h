@@ -14,7 +14,7 @@
 #include "nbd/connection.h"
 #include "store/store.h"
 
-namespace bootfleet::bootsrv {
+namespace bootfleet::serve {
 
 class StoreExports : public nbd::ExportResolver {
  public:
@@ -52,4 +52,4 @@ class StoreExports : public nbd::ExportResolver {
   std::unique_ptr<block::SessionManager> sessions_;
 };
 
-}  // namespace bootfleet::bootsrv
+}  // namespace bootfleet::serve

@@ -1,4 +1,4 @@
-// bootsrv's web side: what iPXE asks for while a PC boots.
+// The web side of network boot: what iPXE asks for while a PC boots.
 //
 //   GET /boot.ipxe                  chains /boot/${mac:hexhyp}.ipxe (iPXE fills in the MAC)
 //   GET /boot/MAC.ipxe              starts the PC's session and returns its boot script
@@ -19,10 +19,10 @@
 #include <cstdint>
 #include <string>
 
-#include "exports.h"
+#include "serve/exports.h"
 #include "http/server.h"
 
-namespace bootfleet::bootsrv {
+namespace bootfleet::serve {
 
 struct BootOptions {
   uint16_t nbd_port = 10809;  // where clients attach their root (same host as HTTP)
@@ -50,4 +50,4 @@ class BootHttp {
   BootOptions options_;
 };
 
-}  // namespace bootfleet::bootsrv
+}  // namespace bootfleet::serve

@@ -1,4 +1,4 @@
-#include "http.h"
+#include "serve/boot_http.h"
 
 #include <algorithm>
 
@@ -6,7 +6,7 @@
 #include "util/log.h"
 #include "util/mac.h"
 
-namespace bootfleet::bootsrv {
+namespace bootfleet::serve {
 
 using util::Error;
 
@@ -152,4 +152,4 @@ http::Response BootHttp::artifact(const std::string& version_text, const std::st
   return r;
 }
 
-}  // namespace bootfleet::bootsrv
+}  // namespace bootfleet::serve

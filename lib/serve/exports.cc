@@ -1,11 +1,11 @@
-#include "exports.h"
+#include "serve/exports.h"
 
 #include <unistd.h>
 
 #include "util/error.h"
 #include "util/log.h"
 
-namespace bootfleet::bootsrv {
+namespace bootfleet::serve {
 
 using util::Error;
 
@@ -139,4 +139,4 @@ void StoreExports::housekeeping() {
   }
 }
 
-}  // namespace bootfleet::bootsrv
+}  // namespace bootfleet::serve

@@ -1,0 +1,108 @@
+// bootsrv dhcp-config: prints a dnsmasq proxy-DHCP configuration that sends
+// PXE firmware to bootsrv's TFTP and iPXE to its HTTP boot script.
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cctype>
+#include <iostream>
+
+#include "commands.h"
+
+namespace po = boost::program_options;
+
+namespace bootfleet::bootsrv {
+
+namespace {
+
+// A dnsmasq configuration in proxy-DHCP mode: the site's DHCP server keeps
+// handing out addresses; dnsmasq only adds the boot information. Plain PXE
+// firmware gets an iPXE loader over TFTP (BIOS: undionly.kpxe, UEFI:
+// ipxe.efi); iPXE itself (user class "iPXE") gets the HTTP boot script.
+std::string dnsmasq_config(const std::string& ip, const std::string& interface, uint16_t http_port) {
+  std::string url = "http://" + ip + ":" + std::to_string(http_port) + "/boot.ipxe";
+  std::string out =
+      "# dnsmasq proxy-DHCP for bootfleet, made by 'bootsrv dhcp-config'.\n"
+      "# Install as /etc/dnsmasq.d/bootfleet.conf and restart dnsmasq. The site's DHCP\n"
+      "# server keeps giving out addresses; this only adds where to boot from.\n"
+      "# bootsrv serves TFTP (--tftp-listen :69 --tftp-root DIR with undionly.kpxe and\n"
+      "# ipxe.efi) and HTTP (--http-listen :" + std::to_string(http_port) + "); see docs/network-boot.md.\n"
+      "port=0\n"
+      "log-dhcp\n";
+  if (!interface.empty()) out += "interface=" + interface + "\nbind-interfaces\n";
+  out +=
+      "dhcp-range=" + ip + ",proxy\n"
+      "\n"
+      "# iPXE announces itself with user class \"iPXE\": give it the boot script.\n"
+      "dhcp-userclass=set:ipxe,iPXE\n"
+      "# Firmware architecture (option 93): 0 BIOS, 7 and 9 x86-64 UEFI.\n"
+      "dhcp-match=set:bios,option:client-arch,0\n"
+      "dhcp-match=set:efi64,option:client-arch,7\n"
+      "dhcp-match=set:efi64,option:client-arch,9\n"
+      "\n"
+      "# In proxy mode PXE firmware takes the loader from the PXE menu (pxe-service);\n"
+      "# dhcp-boot covers clients that read the plain boot file name.\n"
+      "pxe-prompt=\"bootfleet\",0\n"
+      "pxe-service=tag:!ipxe,x86PC,\"bootfleet (BIOS)\",undionly.kpxe," + ip + "\n"
+      "pxe-service=tag:!ipxe,X86-64_EFI,\"bootfleet (UEFI)\",ipxe.efi," + ip + "\n"
+      "pxe-service=tag:!ipxe,BC_EFI,\"bootfleet (UEFI)\",ipxe.efi," + ip + "\n"
+      "pxe-service=tag:ipxe,x86PC,\"bootfleet\"," + url + "\n"
+      "pxe-service=tag:ipxe,X86-64_EFI,\"bootfleet\"," + url + "\n"
+      "dhcp-boot=tag:!ipxe,tag:bios,undionly.kpxe,," + ip + "\n"
+      "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,," + ip + "\n"
+      "dhcp-boot=tag:ipxe," + url + "\n"
+      "\n"
+      "# bootsrv serves TFTP itself: dnsmasq's own TFTP server stays off.\n"
+      "# enable-tftp\n";
+  return out;
+}
+
+}  // namespace
+
+int dhcp_config_command(const std::vector<std::string>& args) {
+  po::options_description options("Options");
+  std::string ip, interface;
+  uint16_t http_port = 8080;
+  options.add_options()
+      ("help,h", "show this help")
+      ("server-ip", po::value(&ip)->required(), "the address PCs reach bootsrv at (TFTP and HTTP), e.g. 192.168.1.5")
+      ("interface", po::value(&interface), "the network interface dnsmasq answers on (default: all)")
+      ("http-port", po::value(&http_port), "bootsrv's HTTP port (default 8080)");
+  po::variables_map vm;
+  if (std::find(args.begin(), args.end(), "--help") != args.end() ||
+      std::find(args.begin(), args.end(), "-h") != args.end()) {
+    std::cout << "Usage: bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P]\n\n"
+                 "Print a dnsmasq configuration for proxy DHCP that sends PXE firmware to\n"
+                 "bootsrv's TFTP for iPXE, and iPXE to bootsrv's boot script over HTTP.\n\n"
+              << options << "\n";
+    return 0;
+  }
+  try {
+    po::store(po::command_line_parser(args).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "bootsrv dhcp-config: " << e.what() << "\n";
+    return 2;
+  }
+  in_addr v4{};
+  if (::inet_pton(AF_INET, ip.c_str(), &v4) != 1) {
+    std::cerr << "bootsrv dhcp-config: --server-ip '" << ip
+              << "' is not an IPv4 address (PXE and proxy DHCP are IPv4), e.g. 192.168.1.5\n";
+    return 2;
+  }
+  for (char c : interface) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_' && c != '@') {
+      std::cerr << "bootsrv dhcp-config: --interface '" << interface << "' is not an interface name\n";
+      return 2;
+    }
+  }
+  if (http_port == 0) {
+    std::cerr << "bootsrv dhcp-config: --http-port must be 1 to 65535\n";
+    return 2;
+  }
+  std::cout << dnsmasq_config(ip, interface, http_port);
+  return 0;
+}
+
+
+}  // namespace bootfleet::bootsrv

@@ -1,0 +1,182 @@
+// bootsrv serve: the boot server's main loop. Listeners (NBD, HTTP, TFTP),
+// housekeeping, and signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+#include <signal.h>
+
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+#include "commands.h"
+#include "config.h"
+#include "http/server.h"
+#include "nbd/server.h"
+#include "serve/boot_http.h"
+#include "serve/exports.h"
+#include "store/store.h"
+#include "tftp/server.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "util/size.h"
+
+namespace po = boost::program_options;
+
+namespace bootfleet::bootsrv {
+
+int serve_command(const std::vector<std::string>& args) {
+  po::options_description options("Options");
+  std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root, http_listen, default_image;
+  std::vector<std::string> listen;
+  options.add_options()
+      ("help,h", "show this help")
+      ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
+      ("config,c", po::value(&config_file), "a YAML configuration file")
+      ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
+      ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
+      ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
+      ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)")
+      ("tftp-listen", po::value(&tftp_listen), "serve TFTP (read-only) on this address: 127.0.0.1:69, [::1]:69, :69 (default: no TFTP)")
+      ("tftp-root", po::value(&tftp_root), "the directory TFTP serves (default /usr/lib/ipxe)")
+      ("http-listen", po::value(&http_listen), "serve boot scripts and kernels over HTTP on this address, e.g. :8080 (default: no HTTP)")
+      ("default-image", po::value(&default_image), "the image unknown MACs boot (default: none; they are told to register)");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(options).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "bootsrv serve: " << e.what() << "\n" << kUsage;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << kUsage << "\n" << options << "\n";
+    return 0;
+  }
+
+  auto build_config = [&]() {
+    Config c;
+    c.store = store::Store::default_dir();
+    if (!config_file.empty()) load_config_file(config_file, c);
+    if (!store_dir.empty()) c.store = store_dir;
+    if (!listen.empty()) c.listen = listen;
+    if (c.listen.empty()) c.listen = {"127.0.0.1:10809"};
+    if (!cache_dir.empty()) c.cache_dir = cache_dir;
+    if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
+    if (!cache_ram.empty()) c.cache_ram = util::parse_size(cache_ram, "--cache-ram");
+    if (!idle.empty()) c.idle_timeout = parse_duration(idle, "--idle-timeout");
+    if (!tftp_listen.empty()) c.tftp_listen = tftp_listen;
+    if (!tftp_root.empty()) c.tftp_root = tftp_root;
+    if (!http_listen.empty()) c.http_listen = http_listen;
+    if (!default_image.empty()) c.default_image = default_image;
+    if (!c.default_image.empty()) store::validate_image_name(c.default_image);
+    return c;
+  };
+  Config config = build_config();
+
+  // Signals are taken synchronously by this thread; every other thread
+  // inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto s = store::Store::open(config.store);
+  for (const auto& line : s->cleanup_report()) util::log_line("store: " + line);
+  std::filesystem::create_directories(config.cache_dir);
+  serve::StoreExports exports(*s, {config.cache_dir, config.idle_timeout, config.cache_ram});
+  nbd::Server server(exports);
+  uint16_t nbd_port = 0;  // the port boot scripts send clients to
+  for (const auto& address : config.listen) {
+    uint16_t port = server.listen(address);
+    if (!nbd_port) nbd_port = port;
+    util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
+  }
+  server.start();
+  // HTTP after NBD: boot scripts point at the NBD port just bound.
+  std::unique_ptr<serve::BootHttp> boot_http;
+  std::unique_ptr<http::Server> http_server;
+  uint16_t http_port = 0;
+  if (!config.http_listen.empty()) {
+    if (!nbd_port) throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
+    boot_http = std::make_unique<serve::BootHttp>(
+        exports, serve::BootOptions{nbd_port, config.default_image, config.kernel_cmdline});
+    http_server = std::make_unique<http::Server>(
+        [&](const http::Request& r, const http::Connection& c) { return boot_http->handle(r, c); });
+    http_port = http_server->listen(config.http_listen);
+    http_server->start();
+    util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
+                   "): boot scripts, kernels" +
+                   (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image));
+  }
+  // TFTP starts after NBD, so a bad TFTP address or root stops bootsrv
+  // before any client could depend on it.
+  std::unique_ptr<tftp::Server> tftp_server;
+  if (!config.tftp_listen.empty()) {
+    tftp::ServerOptions tftp_options;
+    tftp_options.listen = config.tftp_listen;
+    tftp_options.root = config.tftp_root;
+    if (http_server) {
+      // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
+      // is a specific one, else to the server the PC got its loader from.
+      std::string host = http::host_without_port(config.http_listen);
+      if (host.empty() || host == "0.0.0.0" || host == "[::]") host = "${next-server}";
+      std::string script = serve::BootHttp::chain_script("http://" + host + ":" + std::to_string(http_port));
+      tftp_options.virtual_files = [script](const std::string& name) -> std::optional<std::string> {
+        if (name == "boot.ipxe") return script;
+        return std::nullopt;
+      };
+    }
+    tftp_server = std::make_unique<tftp::Server>(tftp_options);
+    uint16_t port = tftp_server->start();
+    util::log_line("listening for TFTP on " + config.tftp_listen + " (port " + std::to_string(port) + "), serving " +
+                   config.tftp_root + " read-only");
+  }
+  util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
+                 (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
+
+  std::atomic<bool> done{false};
+  std::thread housekeeping([&] {
+    auto next = std::chrono::steady_clock::now();
+    while (!done) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (std::chrono::steady_clock::now() < next) continue;
+      exports.housekeeping();
+      next = std::chrono::steady_clock::now() + std::min(config.heartbeat, std::chrono::seconds(10));
+    }
+  });
+  while (true) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig == SIGHUP) {
+      try {
+        Config fresh = build_config();
+        exports.sessions().set_idle_timeout(fresh.idle_timeout);
+        config.idle_timeout = fresh.idle_timeout;
+        config.heartbeat = fresh.heartbeat;
+        util::log_line("configuration reloaded (listen addresses, TFTP, HTTP, default image, kernel command line, store and cache directory change only on restart)");
+      } catch (const util::Error& e) {
+        util::log_line(std::string("configuration not reloaded: ") + e.what());
+      }
+      continue;
+    }
+    util::log_line(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+                   ": finishing requests in flight");
+    break;
+  }
+  if (tftp_server) tftp_server->stop();
+  if (http_server) {
+    http_server->stop();
+    http_server->wait();
+  }
+  server.stop();
+  server.wait();
+  done = true;
+  housekeeping.join();
+  util::log_line("stopped");
+  return 0;
+}
+
+}  // namespace bootfleet::bootsrv
