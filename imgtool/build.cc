@@ -24,6 +24,7 @@
 #include "recipe/execute.h"
 #include "recipe/recipe.h"
 #include "util/error.h"
+#include "util/sha256.h"
 #include "util/size.h"
 #include "vhd/format.h"
 #include "vhd/open_disk.h"
@@ -70,7 +71,7 @@ Base open_base(store::Store& s, const recipe::Recipe& r) {
     }
     case recipe::Base::Kind::kImport:
       b.disk = vhd::open_disk(r.base.import_path);
-      b.identity = "import " + recipe::file_digest(r.base.import_path);
+      b.identity = "import " + util::file_sha256_hex(r.base.import_path);
       b.description = r.base.import_path + " (" + b.disk->format_name() + ")";
       break;
     case recipe::Base::Kind::kCreate: {

@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <cstdlib>
 #include <iostream>
 
 #include "block/session.h"
@@ -63,6 +64,35 @@ bool parse_command_line(const CommandSpec& spec, po::options_description& option
   return true;
 }
 
+bool ServerFlags::wanted(bool store_given) const {
+  if (!server.empty()) return true;
+  const char* from_env = std::getenv("BOOTFLEET_SERVER");
+  return from_env && *from_env && !store_given;
+}
+
+void add_server_options(po::options_description& options, ServerFlags& flags) {
+  options.add_options()
+      ("server", po::value(&flags.server), "bootsrv's URL, e.g. https://boot.example:8443 (default $BOOTFLEET_SERVER)")
+      ("token-file", po::value(&flags.token_file), "file holding an API token (default $BOOTFLEET_TOKEN_FILE)")
+      ("ca-file", po::value(&flags.ca_file), "CA certificate for a server with its own (default $BOOTFLEET_CA_FILE)");
+}
+
+std::unique_ptr<remote::Client> connect_server(const ServerFlags& flags) {
+  return std::make_unique<remote::Client>(remote::resolve_client_options(flags.server, flags.token_file, flags.ca_file));
+}
+
+void print_remote_activation(const remote::Client& server, const nlohmann::json& answer, const std::string& suffix) {
+  std::string image = answer.value("image", std::string("?"));
+  std::string now = "@" + std::to_string(answer.value("active", int64_t{0}));
+  auto previous = answer.find("previous");
+  std::string before = previous != answer.end() && previous->is_number() ? "@" + std::to_string(previous->get<int64_t>()) : "none";
+  if (!answer.value("changed", true)) {
+    std::cout << image << " on " << server.server() << ": " << now << " is already active; nothing changed\n";
+  } else {
+    std::cout << image << " on " << server.server() << ": active " << before << " -> " << now << suffix << "\n";
+  }
+}
+
 const std::vector<Command>& all_commands() {
   static const std::vector<Command> commands = {
       {"create", "create an empty VHD (fixed, dynamic, or differencing on a parent)", cmd_create},
@@ -87,6 +117,8 @@ const std::vector<Command>& all_commands() {
       {"build", "build the next version of an image from a recipe", cmd_build},
       {"inspect", "show the operating system, filesystems and applications of a version", cmd_inspect},
       {"client", "register, list, change and remove the PCs bootsrv boots", cmd_client},
+      {"push", "upload the versions of an image a boot server lacks", cmd_push},
+      {"status", "show a boot server's active versions, sessions and cache use", cmd_status},
   };
   return commands;
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "block/device.h"
+#include "remote/client.h"
 #include "store/store.h"
 
 namespace bootfleet::imgtool {
@@ -51,6 +52,19 @@ void add_store_option(po::options_description& options, std::string& dir);
 // Opens the store and tells stderr what crash leftovers it removed.
 std::unique_ptr<store::Store> open_store(const std::string& dir);
 
+// --server URL, --token-file F, --ca-file F: a bootsrv's control API
+// (else $BOOTFLEET_SERVER, $BOOTFLEET_TOKEN_FILE, $BOOTFLEET_CA_FILE).
+struct ServerFlags {
+  std::string server, token_file, ca_file;
+  // Whether the command should act on a server rather than the local store:
+  // --server given, or $BOOTFLEET_SERVER set without an explicit --store.
+  bool wanted(bool store_given) const;
+};
+void add_server_options(po::options_description& options, ServerFlags& flags);
+std::unique_ptr<remote::Client> connect_server(const ServerFlags& flags);
+// Prints a publish/rollback answer of the API as the local commands do.
+void print_remote_activation(const remote::Client& server, const nlohmann::json& answer, const std::string& suffix);
+
 using CommandFn = int (*)(const std::vector<std::string>& args);
 struct Command {
   const char* name;
@@ -81,5 +95,7 @@ int cmd_lint(const std::vector<std::string>& args);
 int cmd_build(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_client(const std::vector<std::string>& args);
+int cmd_push(const std::vector<std::string>& args);
+int cmd_status(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

@@ -14,7 +14,4 @@ namespace bootfleet::recipe {
 // changes on the same disk. Throws util::Error naming an unreadable input.
 std::string build_key(const Recipe& recipe, const std::string& base_identity);
 
-// SHA-256 (hex) of a host file's content.
-std::string file_digest(const std::string& path);
-
 }  // namespace bootfleet::recipe

@@ -1,6 +1,11 @@
 #include "util/sha256.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
 
 #include "util/bytes.h"
 #include "util/error.h"
@@ -55,6 +60,26 @@ Digest parse_digest_hex(const std::string& hex, const std::string& what) {
   };
   for (size_t i = 0; i < 32; ++i) d[i] = static_cast<uint8_t>((nibble(hex[2 * i]) << 4) | nibble(hex[2 * i + 1]));
   return d;
+}
+
+std::string file_sha256_hex(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw errno_error(path, errno);
+  Sha256 h;
+  std::vector<uint8_t> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      throw errno_error("read " + path, err);
+    }
+    if (n == 0) break;
+    h.update({buf.data(), static_cast<size_t>(n)});
+  }
+  ::close(fd);
+  return digest_hex(h.finish());
 }
 
 }  // namespace bootfleet::util

@@ -18,6 +18,9 @@ std::string digest_hex(const Digest& d);
 // Parses 64 hex digits; throws Error naming `what` otherwise.
 Digest parse_digest_hex(const std::string& hex, const std::string& what);
 
+// SHA-256 (hex) of a file's content; throws Error naming the file.
+std::string file_sha256_hex(const std::string& path);
+
 // Incremental hashing.
 class Sha256 {
  public:

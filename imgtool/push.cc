@@ -1,0 +1,265 @@
+// imgtool push IMAGE[@N] --server URL: uploads the versions a bootsrv lacks.
+//
+// Design note. Versions are compared by number and disk digest: the server's
+// N must be ours (same digest) or absent, so push never forks an image's
+// history. Each missing version goes up as what the server can check on its
+// own: a differencing VHD on N-1 (the server attaches its own N-1), or the
+// dynamic VHD of version 1, with every block digest and the disk digest, so
+// the server verifies all of it before committing. Our own version file is
+// sent when it already is that (a differencing file on N-1); otherwise (a
+// version stored as a new base) a patch holding only the blocks whose
+// digests changed is written to a temporary file first. A cut connection is
+// resumed from what the server says it received, three times at most.
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli.h"
+#include "util/error.h"
+#include "util/progress.h"
+#include "util/sha256.h"
+#include "util/size.h"
+#include "vhd/convert.h"
+
+namespace bootfleet::imgtool {
+
+using nlohmann::json;
+using util::Error;
+
+namespace {
+
+constexpr int kUploadAttempts = 3;
+
+// A file removed when the push of one version ends, however it ends.
+struct TempFile {
+  std::string path;
+  ~TempFile() {
+    if (!path.empty()) ::unlink(path.c_str());
+  }
+};
+
+struct Payload {
+  std::string file;  // the VHD to send
+  uint64_t size = 0;
+  TempFile temporary;
+};
+
+// What goes up for version v: its own file, or a patch on v-1 made from
+// the blocks whose digests differ.
+void choose_payload(store::Store& s, const store::VersionInfo& v, Payload& payload) {
+  bool sendable = v.number == 1 ? !v.parent : (v.parent && *v.parent == v.number - 1);
+  if (sendable) {
+    payload.file = s.path_of(v);
+    payload.size = std::filesystem::file_size(payload.file);
+    return;
+  }
+  if (v.number == 1) throw Error(v.image + "@1 has a parent; cannot push it");
+  store::VersionInfo previous;
+  try {
+    previous = s.version({v.image, v.number - 1, false});
+  } catch (const Error&) {
+    throw Error(v.image + "@" + std::to_string(v.number) + " is stored as a new base and " + v.image + "@" +
+                std::to_string(v.number - 1) + " is no longer in this store, so the patch between them cannot be made");
+  }
+  auto changed = store::BlockDigests::changed_blocks(s.digests(previous), s.digests(v));
+  std::set<uint32_t> may_differ(changed.begin(), changed.end());
+  payload.temporary.path = (std::filesystem::temp_directory_path() /
+                            ("imgtool-push-" + std::to_string(::getpid()) + "-" + std::to_string(v.number) + ".vhd"))
+                               .string();
+  vhd::ConvertOptions co;
+  co.to = vhd::OutputFormat::kVhdDiff;
+  co.parent = s.path_of(previous);
+  co.replace = true;
+  co.same_as_parent = [&](uint32_t block) { return !may_differ.count(block); };
+  auto disk = s.open_version(v);
+  vhd::convert(*disk, payload.temporary.path, co);
+  payload.file = payload.temporary.path;
+  payload.size = std::filesystem::file_size(payload.file);
+}
+
+json describe(store::Store& s, const store::VersionInfo& v, const Payload& payload,
+              const std::optional<std::string>& parent_digest) {
+  auto opt = [](const std::optional<std::string>& text) { return text ? json(*text) : json(nullptr); };
+  json blocks = json::array();
+  auto digests = s.digests(v);
+  for (uint32_t b = 0; b < digests.block_count(); ++b) {
+    if (auto d = digests.get(b)) blocks.push_back(json::array({b, util::digest_hex(*d)}));
+  }
+  json artifacts = json::array();
+  for (const auto& name : s.artifacts(v)) {
+    std::string path = s.artifact_path(v, name);
+    artifacts.push_back({{"name", name}, {"size", std::filesystem::file_size(path)}, {"sha256", util::file_sha256_hex(path)}});
+  }
+  return {{"version", v.number},
+          {"parent", v.number > 1 ? json(v.number - 1) : json(nullptr)},
+          {"parent_digest", opt(parent_digest)},
+          {"size", v.size},
+          {"file_size", payload.size},
+          {"disk_digest", v.disk_digest},
+          {"block_digests", blocks},
+          {"artifacts", artifacts},
+          {"message", v.message},
+          {"created_by", v.created_by},
+          {"source", opt(v.source)},
+          {"recipe", opt(v.recipe)},
+          {"recipe_hash", opt(v.recipe_hash)}};
+}
+
+// Sends the disk from what the server has, resuming after a cut connection.
+void send_disk(remote::Client& server, const std::string& id, const Payload& payload, uint64_t received,
+               util::Progress& progress) {
+  for (int attempt = 1;; ++attempt) {
+    if (received >= payload.size) return;
+    try {
+      server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(received), payload.file, received,
+                      payload.size - received, [&](uint64_t sent) { progress.update(received + sent); });
+      return;
+    } catch (const remote::RemoteError& e) {
+      // No answer (the connection broke) or a disagreement about the offset:
+      // ask the server what it has and go on from there.
+      bool resumable = e.status() == 0 || e.status() == 409;
+      if (!resumable || attempt == kUploadAttempts) throw;
+      std::cerr << "push: " << e.what() << "; resuming (attempt " << attempt + 1 << " of " << kUploadAttempts << ")\n";
+      received = server.get("/api/v1/uploads/" + id).at("received").get<uint64_t>();
+    }
+  }
+}
+
+// Uploads one version; returns the bytes sent.
+uint64_t upload(remote::Client& server, store::Store& s, const store::VersionInfo& v,
+                const std::optional<std::string>& parent_digest, bool& raced) {
+  Payload payload;
+  choose_payload(s, v, payload);
+  json meta = describe(s, v, payload, parent_digest);
+  std::string ref = v.image + "@" + std::to_string(v.number);
+  json answer = server.post("/api/v1/images/" + v.image + "/uploads", meta);
+  if (answer.value("exists", false)) {  // another push got there first, with the same content
+    raced = true;
+    return 0;
+  }
+  std::string id = answer.at("upload").get<std::string>();
+  uint64_t received = answer.value("received", uint64_t{0});
+  std::set<std::string> have;
+  for (const auto& name : answer.value("artifacts_received", json::array())) have.insert(name.get<std::string>());
+  uint64_t artifact_bytes = 0;
+  for (const auto& a : meta["artifacts"]) artifact_bytes += a["size"].get<uint64_t>();
+
+  auto progress = util::Progress::for_terminal("push " + ref, payload.size + artifact_bytes);
+  uint64_t sent_before = received;
+  send_disk(server, id, payload, received, progress);
+  uint64_t done = payload.size;
+  for (const auto& a : meta["artifacts"]) {
+    std::string name = a["name"].get<std::string>();
+    uint64_t size = a["size"].get<uint64_t>();
+    if (!have.count(name)) {
+      server.put_file("/api/v1/uploads/" + id + "/artifacts/" + name, s.artifact_path(v, name), 0, size,
+                      [&](uint64_t sent) { progress.update(done + sent); });
+    }
+    done += size;
+  }
+  progress.finish();
+  server.post("/api/v1/uploads/" + id + "/commit", json::object());
+  return payload.size - sent_before + artifact_bytes;
+}
+
+}  // namespace
+
+int cmd_push(const std::vector<std::string>& args) {
+  CommandSpec spec{"push", "IMAGE[@N] [--server URL] [--token-file F] [--ca-file F] [--json]",
+                   "Upload the versions of IMAGE (up to N) that a boot server lacks, oldest first.",
+                   "A version the server has with the same disk digest is skipped; one it has with\n"
+                   "another digest stops the push with both digests named (the histories forked).\n"
+                   "Each version goes up as a differencing VHD on the one before it (version 1 as\n"
+                   "the whole dynamic VHD) with its kernel and initrd, and the server checks every\n"
+                   "block digest before committing it. A broken connection is resumed. Nothing is\n"
+                   "published: use 'imgtool publish IMAGE@N --server URL'. Exit 0 when the server\n"
+                   "has every version up to N, 2 on any error."};
+  auto options = base_options();
+  std::string store_dir, ref_text;
+  ServerFlags server_flags;
+  bool as_json = false;
+  add_store_option(options, store_dir);
+  add_server_options(options, server_flags);
+  options.add_options()("version", po::value(&ref_text)->required(), "IMAGE or IMAGE@N")(
+      "json", po::bool_switch(&as_json), "print what was done as JSON");
+  po::positional_options_description pos;
+  pos.add("version", 1);
+  po::variables_map vm;
+  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  auto ref = store::parse_version_ref(ref_text);
+  if (ref.explicit_active) throw Error("push takes IMAGE or IMAGE@N, not @active");
+  auto server = connect_server(server_flags);
+  auto s = open_store(store_dir);
+  auto local = s->versions(ref.image);
+  if (local.empty()) throw Error("image '" + ref.image + "' has no versions in this store");
+  int64_t up_to = ref.number ? *ref.number : local.back().number;
+  s->version({ref.image, up_to, false});  // names the versions there are when N is not one
+
+  std::map<int64_t, std::string> remote_digests;
+  bool image_known = false;
+  for (const auto& image : server->get("/api/v1/images").at("images")) {
+    if (image.at("name") == ref.image) image_known = true;
+  }
+  if (image_known) {
+    for (const auto& v : server->get("/api/v1/images/" + ref.image + "/versions").at("versions")) {
+      remote_digests[v.at("number").get<int64_t>()] = v.at("disk_digest").get<std::string>();
+    }
+  }
+
+  json report = json::array();
+  uint64_t total_sent = 0;
+  for (const auto& v : local) {
+    if (v.number > up_to) break;
+    std::string name = v.image + "@" + std::to_string(v.number);
+    auto there = remote_digests.find(v.number);
+    if (there != remote_digests.end()) {
+      if (there->second != v.disk_digest) {
+        throw Error(name + " differs on " + server->server() + ": disk digest " + there->second + " there, " +
+                    v.disk_digest + " here; the histories have forked, so nothing more is pushed");
+      }
+      if (!as_json) std::cout << name << ": on the server already (same digest), skipped\n";
+      report.push_back({{"version", v.number}, {"action", "skipped"}, {"bytes_sent", 0}});
+      continue;
+    }
+    std::optional<std::string> parent_digest;
+    if (v.number > 1) {
+      auto parent = remote_digests.find(v.number - 1);
+      if (parent == remote_digests.end()) {
+        throw Error(server->server() + " lacks " + v.image + "@" + std::to_string(v.number - 1) + ", the parent of " +
+                    name + ", and this store cannot provide it (pruned here?)");
+      }
+      parent_digest = parent->second;
+    }
+    auto started = std::chrono::steady_clock::now();
+    bool raced = false;
+    uint64_t sent = upload(*server, *s, v, parent_digest, raced);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    total_sent += sent;
+    remote_digests[v.number] = v.disk_digest;
+    if (!as_json) {
+      if (raced) std::cout << name << ": another push stored it meanwhile (same digest), skipped\n";
+      else std::cout << name << ": uploaded " << util::format_size(sent) << " in " << std::fixed
+                     << std::setprecision(1) << seconds << " s, verified and stored by the server\n";
+    }
+    report.push_back({{"version", v.number}, {"action", raced ? "skipped" : "uploaded"}, {"bytes_sent", sent},
+                      {"seconds", seconds}});
+  }
+  if (as_json) {
+    std::cout << json{{"server", server->server()}, {"image", ref.image}, {"up_to", up_to}, {"versions", report},
+                      {"bytes_sent", total_sent}}
+                     .dump(2)
+              << "\n";
+  } else {
+    std::cout << server->server() << " has " << ref.image << " up to @" << up_to << " (" << util::format_size(total_sent)
+              << " sent)\n";
+  }
+  return kExitOk;
+}
+
+}  // namespace bootfleet::imgtool
