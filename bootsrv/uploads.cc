@@ -412,8 +412,10 @@ json Uploads::append(const std::string& id, uint64_t offset, http::Body& body) {
     ~Touch() { self.touch(u); }
   } touch_at_end{*this, *u};
   while (body.remaining() > 0) {
-    // A client that leaves here keeps what arrived: `received` says where to go on.
-    size_t got = body.read(piece.data(), piece.size());
+    // Whole pieces go to disk. A client that leaves keeps the pieces
+    // written before: `received` says where to go on.
+    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
+    while (got < want) got += body.read(piece.data() + got, want - got);
     util::pwrite_full(fd.get(), piece.data(), got, u->received, path);
     std::lock_guard lock(mutex_);
     u->received += got;
@@ -451,7 +453,8 @@ json Uploads::put_artifact(const std::string& id, const std::string& name, http:
   std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
   uint64_t at = 0;
   while (body.remaining() > 0) {
-    size_t got = body.read(piece.data(), piece.size());
+    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
+    while (got < want) got += body.read(piece.data() + got, want - got);
     hash.update({piece.data(), got});
     util::pwrite_full(fd.get(), piece.data(), got, at, part);
     at += got;
