@@ -257,9 +257,27 @@ TEST_CASE("the server streams bodies; a client that leaves mid-body hurts nobody
   CHECK(roundtrip(port, "POST /echo HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n").find("HTTP/1.1 413") == 0);
   CHECK(roundtrip(port, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").find("HTTP/1.1 411") == 0);
   CHECK(roundtrip(port, "PATCH /echo HTTP/1.1\r\n\r\n").find("HTTP/1.1 405") == 0);
-  // Expect: 100-continue gets its 100 when the handler reads.
-  out = roundtrip(port, "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi");
-  CHECK(out.find("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK") == 0);
+  // Expect: 100-continue gets its 100 when the handler reads, and only then
+  // does the client send the body.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    std::string head = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n";
+    ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == "HTTP/1.1 100 Continue\r\n\r\n");
+    ::send(fd, "hi", 2, MSG_NOSIGNAL);
+    std::string rest;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) rest.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    CHECK(rest.find("HTTP/1.1 200 OK") == 0);
+    CHECK(rest.find("2:hi") != std::string::npos);
+  }
   // Half a body, then the client leaves: only its connection ends.
   {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
