@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <map>
+
 #include "util/error.h"
 #include "util/size.h"
 
@@ -36,9 +38,11 @@ void load_config_file(const std::string& path, Config& config) {
     return path + ":" + std::to_string(n.Mark().line + 1) + ":" + std::to_string(n.Mark().column + 1) + ": key '" + key + "'";
   };
   if (!root.IsMap()) throw Error(path + ": the configuration must be a mapping of keys to values");
+  std::map<std::string, std::string> place;  // key -> "FILE:LINE:COL: key 'k'", for checks across keys
   for (const auto& item : root) {
     std::string key = item.first.as<std::string>();
     const YAML::Node& v = item.second;
+    place[key] = where(item.first, key);
     try {
       if (key == "store") {
         config.store = v.as<std::string>();
@@ -74,6 +78,29 @@ void load_config_file(const std::string& path, Config& config) {
         config.default_image = v.as<std::string>();
       } else if (key == "kernel_cmdline") {
         config.kernel_cmdline = v.as<std::string>();
+      } else if (key == "api_tokens") {
+        config.api_tokens = v.as<std::string>();
+      } else if (key == "tls_cert") {
+        config.tls_cert = v.as<std::string>();
+      } else if (key == "tls_key") {
+        config.tls_key = v.as<std::string>();
+      } else if (key == "https_listen") {
+        config.https_listen = v.as<std::string>();
+      } else if (key == "api_plain_http") {
+        bool value = false;
+        if (!YAML::convert<bool>::decode(v, value)) throw Error(where(v, key) + ": expected true or false");
+        config.api_plain_http = value;
+      } else if (key == "upload_dir") {
+        config.upload_dir = v.as<std::string>();
+      } else if (key == "upload_ttl") {
+        config.upload_ttl = parse_duration(v.as<std::string>(), where(v, key));
+        if (config.upload_ttl.count() == 0) throw Error(where(v, key) + ": must be at least 1 second");
+      } else if (key == "max_uploads") {
+        long long n = 0;
+        if (!YAML::convert<long long>::decode(v, n) || n < 1 || n > 1000) {
+          throw Error(where(v, key) + ": expected a number of uploads from 1 to 1000");
+        }
+        config.max_uploads = static_cast<size_t>(n);
       } else if (key == "tftp") {
         if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen and root");
         for (const auto& sub : v) {
@@ -89,7 +116,8 @@ void load_config_file(const std::string& path, Config& config) {
       } else {
         throw Error(where(item.first, key) +
                     ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, "
-                    "default_image, kernel_cmdline");
+                    "default_image, kernel_cmdline, api_tokens, tls_cert, tls_key, https_listen, api_plain_http, "
+                    "upload_dir, upload_ttl, max_uploads");
       }
     } catch (const YAML::Exception&) {
       throw Error(where(v, key) + ": expected " +
@@ -98,6 +126,15 @@ void load_config_file(const std::string& path, Config& config) {
                               : key == "http" ? "a mapping of listen to an address"
                                               : "a single value"));
     }
+  }
+  auto at = [&](const std::string& key) { return place.count(key) ? place[key] : path + ": key '" + key + "'"; };
+  if (config.tls_cert.empty() != config.tls_key.empty()) {
+    bool has_cert = !config.tls_cert.empty();
+    throw Error(at(has_cert ? "tls_cert" : "tls_key") + ": needs '" + (has_cert ? "tls_key" : "tls_cert") +
+                "' too: TLS takes a certificate and its private key");
+  }
+  if (!config.https_listen.empty() && config.tls_cert.empty()) {
+    throw Error(at("https_listen") + ": needs 'tls_cert' and 'tls_key' (PEM files)");
   }
 }
 

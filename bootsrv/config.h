@@ -20,11 +20,21 @@ struct Config {
   std::string http_listen;               // HTTP address (boot scripts, artifacts); empty: no HTTP
   std::string default_image;             // what unknown MACs boot; empty: they are told to register
   std::string kernel_cmdline = "console=tty0 console=ttyS0 panic=-1";  // added to every Linux client's
+
+  // The control API (docs/api.md).
+  std::string api_tokens;                // token file; empty: the API is off
+  std::string tls_cert, tls_key;         // PEM files; both or neither
+  std::string https_listen;              // HTTPS address (needs tls_cert and tls_key); empty: none
+  bool api_plain_http = false;           // allow the API over plain HTTP from peers other than loopback
+  std::string upload_dir;                // uploads in progress; default CACHE_DIR/uploads
+  std::chrono::seconds upload_ttl{3600};  // an upload untouched this long is removed
+  size_t max_uploads = 4;                // uploads open at once
 };
 
 // Reads `path` into `config`: only keys present in the file change it.
 // Throws util::Error "FILE:LINE:COL: key 'x': …" on a bad value or an
-// unknown key.
+// unknown key, and "FILE: key 'x': …" when keys that go together do not
+// (tls_cert without tls_key, https_listen without both).
 void load_config_file(const std::string& path, Config& config);
 
 // "90", "90s", "15m", "2h", "1d" -> seconds; throws naming `what`.

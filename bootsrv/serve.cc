@@ -1,5 +1,8 @@
-// bootsrv serve: the boot server's main loop. Listeners (NBD, HTTP, TFTP),
-// housekeeping, and signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+// bootsrv serve: the boot server's main loop. Listeners (NBD, HTTP, HTTPS,
+// TFTP), housekeeping, and signals: SIGTERM/SIGINT stop, SIGHUP reloads.
+// HTTP and HTTPS are one http::Server: /healthz and /api/ go to the control
+// API (api.h), everything else to the boot side (GET and HEAD only, no
+// bodies), which needs an NBD port to send clients to.
 #include <signal.h>
 
 #include <algorithm>
@@ -8,6 +11,7 @@
 #include <iostream>
 #include <thread>
 
+#include "api.h"
 #include "commands.h"
 #include "config.h"
 #include "http/server.h"
@@ -97,19 +101,59 @@ int serve_command(const std::vector<std::string>& args) {
   server.start();
   // HTTP after NBD: boot scripts point at the NBD port just bound.
   std::unique_ptr<serve::BootHttp> boot_http;
+  std::unique_ptr<Api> api;
   std::unique_ptr<http::Server> http_server;
   uint16_t http_port = 0;
-  if (!config.http_listen.empty()) {
-    if (!nbd_port) throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
-    boot_http = std::make_unique<serve::BootHttp>(
-        exports, serve::BootOptions{nbd_port, config.default_image, config.kernel_cmdline});
+  if (!config.api_tokens.empty() && config.http_listen.empty() && config.https_listen.empty()) {
+    throw util::Error("api_tokens: the control API is served on http_listen or https_listen; set one");
+  }
+  if (!config.tls_cert.empty() && config.https_listen.empty()) {
+    throw util::Error("tls_cert and tls_key are used by https_listen; set it (e.g. https_listen: :8443)");
+  }
+  if (!config.http_listen.empty() || !config.https_listen.empty()) {
+    if (nbd_port) {
+      boot_http = std::make_unique<serve::BootHttp>(
+          exports, serve::BootOptions{nbd_port, config.default_image, config.kernel_cmdline});
+    } else if (!config.http_listen.empty()) {
+      throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
+    }
+    ApiOptions api_options;
+    api_options.tokens_file = config.api_tokens;
+    api_options.plain_http = config.api_plain_http;
+    api_options.version = BOOTFLEET_VERSION;
+    api_options.uploads = {config.upload_dir.empty() ? config.cache_dir + "/uploads" : config.upload_dir, config.store,
+                           config.upload_ttl, config.max_uploads};
+    api = std::make_unique<Api>(exports, api_options);
+    http::ServerOptions http_options;
+    http_options.methods = {"GET", "HEAD", "POST", "PUT", "DELETE"};
+    http_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each route sets its own limit
     http_server = std::make_unique<http::Server>(
-        [&](const http::Request& r, const http::Connection& c) { return boot_http->handle(r, c); });
-    http_port = http_server->listen(config.http_listen);
+        [&](const http::Request& r, const http::Connection& c, http::Body& body) -> http::Response {
+          if (Api::owns(r.target)) return api->handle(r, c, body);
+          if (r.method != "GET" && r.method != "HEAD") {
+            http::Response no = http::Response::text(405, "only GET and HEAD are served here");
+            no.headers.emplace_back("Allow", "GET, HEAD");
+            return no;
+          }
+          if (body.length() > 0) return http::Response::text(413, "request bodies are not accepted");
+          if (!boot_http) return http::Response::text(404, "not found; this server has no NBD address to boot from");
+          return boot_http->handle(r, c);
+        },
+        http_options);
+    if (!config.http_listen.empty()) {
+      http_port = http_server->listen(config.http_listen);
+      util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
+                     "): boot scripts, kernels" +
+                     (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image) +
+                     (config.api_tokens.empty() ? "" : "; the control API"));
+    }
+    if (!config.https_listen.empty()) {
+      auto tls = std::make_shared<http::TlsContext>(config.tls_cert, config.tls_key);
+      uint16_t port = http_server->listen_tls(config.https_listen, tls);
+      util::log_line("listening for HTTPS on " + config.https_listen + " (port " + std::to_string(port) + ")" +
+                     (config.api_tokens.empty() ? "" : ": the control API"));
+    }
     http_server->start();
-    util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
-                   "): boot scripts, kernels" +
-                   (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image));
   }
   // TFTP starts after NBD, so a bad TFTP address or root stops bootsrv
   // before any client could depend on it.
@@ -118,7 +162,7 @@ int serve_command(const std::vector<std::string>& args) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
     tftp_options.root = config.tftp_root;
-    if (http_server) {
+    if (http_server && http_port) {
       // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
       // is a specific one, else to the server the PC got its loader from.
       std::string host = http::host_without_port(config.http_listen);
@@ -144,6 +188,7 @@ int serve_command(const std::vector<std::string>& args) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       if (std::chrono::steady_clock::now() < next) continue;
       exports.housekeeping();
+      if (api) api->housekeeping();
       next = std::chrono::steady_clock::now() + std::min(config.heartbeat, std::chrono::seconds(10));
     }
   });
@@ -154,9 +199,10 @@ int serve_command(const std::vector<std::string>& args) {
       try {
         Config fresh = build_config();
         exports.sessions().set_idle_timeout(fresh.idle_timeout);
+        if (api) api->reload_tokens();
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
-        util::log_line("configuration reloaded (listen addresses, TFTP, HTTP, default image, kernel command line, store and cache directory change only on restart)");
+        util::log_line("configuration reloaded, API tokens re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache and upload settings change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }

@@ -48,6 +48,24 @@ std::chrono::steady_clock::time_point Session::last_detach() const {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_detach_ns_.load()));
 }
 
+std::optional<std::chrono::system_clock::time_point> Session::connected_since() const {
+  int64_t ms = connected_since_ms_.load();
+  if (ms == 0) return std::nullopt;
+  return std::chrono::system_clock::time_point(std::chrono::milliseconds(ms));
+}
+
+void Session::connected() {
+  if (connections_.fetch_add(1) == 0) {
+    connected_since_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  }
+}
+
+void Session::disconnected() {
+  if (connections_.fetch_sub(1) == 1) connected_since_ms_ = 0;
+}
+
 SessionManager::SessionManager(Options options, Hooks hooks) : options_(std::move(options)), hooks_(std::move(hooks)) {
   if (options_.cache_ram > 0) ram_ = std::make_shared<RamBudget>(options_.cache_ram);
 }
@@ -80,7 +98,7 @@ std::shared_ptr<Session> SessionManager::attach(const std::string& name, const s
       throw;
     }
   }
-  ++slot->connections_;
+  slot->connected();
   return slot;
 }
 
@@ -110,14 +128,14 @@ std::shared_ptr<Session> SessionManager::attach_anonymous(const Pin& pin) {
     name = pin.image + "#" + std::to_string(++anonymous_counter_);
   }
   auto s = make(name, pin, false);
-  ++s->connections_;
+  s->connected();
   std::lock_guard lock(mutex_);
   anonymous_[s.get()] = s;
   return s;
 }
 
 void SessionManager::detach(const std::shared_ptr<Session>& session) {
-  --session->connections_;
+  session->disconnected();
   session->last_detach_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::steady_clock::now().time_since_epoch())
                                  .count();

@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,8 @@ class Session : public CacheDevice {
   std::chrono::system_clock::time_point started() const { return started_; }
   int connections() const { return connections_.load(); }
   std::chrono::steady_clock::time_point last_detach() const;
+  // Since when it has had at least one connection; nullopt while it has none.
+  std::optional<std::chrono::system_clock::time_point> connected_since() const;
 
   // All connections of a named session share its cache; an anonymous
   // session is one connection's alone.
@@ -87,6 +90,9 @@ class Session : public CacheDevice {
   std::chrono::system_clock::time_point started_;
   std::atomic<int> connections_{0};
   std::atomic<int64_t> last_detach_ns_{0};
+  std::atomic<int64_t> connected_since_ms_{0};  // 0: no connection
+  void connected();
+  void disconnected();
 };
 
 class SessionManager {
@@ -123,6 +129,8 @@ class SessionManager {
   // Ends named sessions without connections idle for longer than the
   // timeout; returns their names.
   std::vector<std::string> expire_idle();
+  // Every session, named and anonymous; their counters (connections,
+  // cache bytes, connected_since) are atomics, safe to read meanwhile.
   std::vector<std::shared_ptr<Session>> sessions();
   void set_idle_timeout(std::chrono::seconds timeout);
   std::shared_ptr<const vhd::Chain> open_chain(const std::string& path) { return chains_.open(path); }

@@ -115,6 +115,62 @@ Request parse_request_head(std::string_view head) {
   return r;
 }
 
+uint64_t body_length(const Request& request, uint64_t max_body) {
+  if (request.header("transfer-encoding")) {
+    throw BadRequest(411, "a request body needs a Content-Length (chunked transfer encoding is not accepted)");
+  }
+  std::optional<uint64_t> length;
+  for (const auto& [name, value] : request.headers) {
+    if (name != "content-length") continue;
+    auto v = parse_u64(value);
+    if (!v) throw BadRequest(400, "Content-Length is not a decimal number of bytes");
+    if (length && *length != *v) throw BadRequest(400, "several Content-Length headers that differ");
+    length = v;
+  }
+  if (!length || *length == 0) return 0;
+  if (max_body == 0) throw BadRequest(413, "request bodies are not accepted here");
+  if (*length > max_body) {
+    throw BadRequest(413, "request body of " + std::to_string(*length) + " bytes is larger than the limit of " +
+                              std::to_string(max_body) + " bytes");
+  }
+  return *length;
+}
+
+bool expects_continue(const Request& request) {
+  const std::string* expect = request.header("expect");
+  return expect && lower(trim(*expect)) == "100-continue";
+}
+
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  query = query.substr(0, query.find('#'));
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    std::string value;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      char c = raw[i];
+      if (c == '+') c = ' ';
+      if (c == '%') {
+        if (i + 2 >= raw.size()) return std::nullopt;
+        int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
+        if (hi < 0 || lo < 0) return std::nullopt;
+        c = static_cast<char>(hi * 16 + lo);
+        i += 2;
+      }
+      value.push_back(c);
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
 std::optional<std::vector<std::string>> split_path(std::string_view target) {
   if (target.empty() || target.front() != '/') return std::nullopt;
   size_t query = target.find_first_of("?#");

@@ -1,5 +1,5 @@
-// HTTP/1.1 request parsing for bootsrv's small read-only web server: the
-// request head, the path of the target and the Range header. Everything here
+// HTTP/1.1 request parsing for bootsrv's small web server: the request head,
+// the path and query of the target, the body's framing and the Range header. Everything here
 // reads bytes from the network, so it is pure (no I/O), bounded, and fuzzed
 // (tests/fuzz/fuzz_http.cc).
 //
@@ -33,7 +33,7 @@ class BadRequest : public util::Error {
 };
 
 struct Request {
-  std::string method;  // "GET", "HEAD" (others are parsed and refused by the server)
+  std::string method;  // "GET", "HEAD", "POST", "PUT", "DELETE" (others are parsed; the server refuses them)
   std::string target;  // as sent, e.g. "/boot/52-54-00-12-34-56.ipxe"
   int minor_version = 1;  // HTTP/1.minor
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-case, values trimmed
@@ -53,6 +53,20 @@ constexpr size_t kMaxTargetBytes = 2048;
 // Parses a request head: the request line and header lines, ending with the
 // empty line (which `head` may include or not). Throws BadRequest.
 Request parse_request_head(std::string_view head);
+
+// The length of the body that follows a request head (RFC 9112 section 6):
+// its Content-Length, 0 without one. Bodies are read only when their length
+// is declared: Transfer-Encoding (chunked) gets 411; a Content-Length that
+// is not a decimal number, or several that differ, 400; one above
+// `max_body`, 413 (with max_body 0: any body at all). Throws BadRequest.
+uint64_t body_length(const Request& request, uint64_t max_body);
+
+// "Expect: 100-continue": the client waits for a 100 before sending the body.
+bool expects_continue(const Request& request);
+
+// The value of query parameter `name` in a target ("/x?offset=5&a=b" ->
+// "5"), percent-decoded; nullopt when absent or badly escaped.
+std::optional<std::string> query_param(std::string_view target, std::string_view name);
 
 // The decoded segments of an origin-form target's path ("/a/b%20c?x" ->
 // {"a", "b c"}), or nullopt when it is not a clean path: not starting with

@@ -6,11 +6,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <csignal>
 #include <cerrno>
 #include <cstring>
 
@@ -31,30 +32,83 @@ Response Response::text(int status, const std::string& body) {
 
 const char* reason_phrase(int status) {
   switch (status) {
+    case 100: return "Continue";
     case 200: return "OK";
+    case 201: return "Created";
+    case 204: return "No Content";
     case 206: return "Partial Content";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 416: return "Range Not Satisfiable";
+    case 422: return "Unprocessable Content";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
     default: return "Unknown";
   }
 }
 
 Server::Server(Handler handler, ServerOptions options) : handler_(std::move(handler)), options_(std::move(options)) {}
 
+Server::Server(SimpleHandler handler, ServerOptions options)
+    : Server(Handler([h = std::move(handler)](const Request& r, const Connection& c, Body&) { return h(r, c); }),
+             std::move(options)) {}
+
 Server::~Server() {
   stop();
   wait();
-  for (int fd : listen_fds_) ::close(fd);
+  for (const auto& l : listeners_) ::close(l.fd);
+}
+
+bool Connection::peer_is_loopback() const {
+  return peer_host == "[::1]" || peer_host.rfind("127.", 0) == 0;
+}
+
+size_t Body::read(void* buf, size_t n) {
+  if (remaining_ == 0 || n == 0) return 0;
+  size_t want = static_cast<size_t>(std::min<uint64_t>(n, remaining_));
+  if (!buffered_.empty()) {
+    size_t take = std::min(want, buffered_.size());
+    std::memcpy(buf, buffered_.data(), take);
+    buffered_.erase(0, take);
+    remaining_ -= take;
+    return take;
+  }
+  if (expect_continue_ && !continue_sent_) {
+    static const char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    continue_sent_ = true;
+    if (!stream_.write_all(kContinue, sizeof kContinue - 1)) throw BodyAborted("the client went away");
+  }
+  size_t got = stream_.read(buf, want);
+  if (got == 0) {
+    throw BodyAborted("the client left or stalled after " + std::to_string(length_ - remaining_) + " of " +
+                      std::to_string(length_) + " body bytes");
+  }
+  remaining_ -= got;
+  return got;
+}
+
+std::string Body::read_all(uint64_t limit) {
+  if (length_ > limit) {
+    throw BadRequest(413, "request body of " + std::to_string(length_) + " bytes is larger than the " +
+                              std::to_string(limit) + " bytes this request takes");
+  }
+  std::string out(static_cast<size_t>(remaining_), '\0');
+  size_t done = 0;
+  while (done < out.size()) done += read(out.data() + done, out.size() - done);
+  return out;
 }
 
 void Server::log(const std::string& line) {
@@ -64,12 +118,21 @@ void Server::log(const std::string& line) {
 
 uint16_t Server::listen(const std::string& address) {
   util::ListeningSocket l = util::listen_tcp(address, "HTTP");
-  listen_fds_.push_back(l.fd);
+  listeners_.push_back({l.fd, nullptr});
+  return l.port;
+}
+
+uint16_t Server::listen_tls(const std::string& address, std::shared_ptr<const TlsContext> tls) {
+  // OpenSSL writes with write(2), not send(MSG_NOSIGNAL): a peer that left
+  // must not kill the process with SIGPIPE.
+  ::signal(SIGPIPE, SIG_IGN);
+  util::ListeningSocket l = util::listen_tcp(address, "HTTPS");
+  listeners_.push_back({l.fd, std::move(tls)});
   return l.port;
 }
 
 void Server::start() {
-  for (int fd : listen_fds_) acceptors_.emplace_back([this, fd] { accept_loop(fd); });
+  for (const auto& l : listeners_) acceptors_.emplace_back([this, l] { accept_loop(l); });
 }
 
 namespace {
@@ -108,13 +171,14 @@ bool send_all(int fd, const char* data, size_t size) {
 
 }  // namespace
 
-void Server::accept_loop(int listen_fd) {
+void Server::accept_loop(const Listener& listener) {
+  const std::string scheme = listener.tls ? "https" : "http";
   while (!stopping_) {
-    pollfd p{listen_fd, POLLIN, 0};
+    pollfd p{listener.fd, POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;  // wakes to notice stop()
     sockaddr_storage sa{};
     socklen_t len = sizeof sa;
-    int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_CLOEXEC);
+    int fd = ::accept4(listener.fd, reinterpret_cast<sockaddr*>(&sa), &len, SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno != EINTR && errno != EAGAIN) log(std::string("http: accept failed: ") + std::strerror(errno));
       continue;
@@ -124,6 +188,8 @@ void Server::accept_loop(int listen_fd) {
     Connection connection;
     auto [peer_host, peer_port] = address_of(sa);
     connection.peer = peer_host + ":" + std::to_string(peer_port);
+    connection.peer_host = peer_host;
+    connection.secure = listener.tls != nullptr;
     sockaddr_storage local{};
     socklen_t local_len = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
@@ -131,9 +197,10 @@ void Server::accept_loop(int listen_fd) {
     {
       std::lock_guard lock(mutex_);
       if (clients_.size() >= options_.max_connections) {
+        // Plain text even on a TLS port: no handshake is spent on a refusal.
         static const char kBusy[] =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\nRetry-After: 5\r\n\r\nbusy\n";
-        send_all(fd, kBusy, sizeof kBusy - 1);
+        if (!listener.tls) send_all(fd, kBusy, sizeof kBusy - 1);
         ::close(fd);
         log("http " + connection.peer + " refused: " + std::to_string(clients_.size()) + " connections open (503)");
         continue;
@@ -141,11 +208,16 @@ void Server::accept_loop(int listen_fd) {
       clients_[fd] = connection.peer;
       if (stopping_) ::shutdown(fd, SHUT_RD);
     }
-    std::thread([this, fd, connection] {
+    std::thread([this, fd, connection, tls = listener.tls, scheme] {
+      // Bounds every blocking read and write, the TLS handshake's included.
+      set_socket_timeouts(fd, options_.idle_timeout);
       try {
-        serve(fd, connection);
+        std::unique_ptr<Stream> stream;
+        if (tls) stream = std::make_unique<TlsStream>(*tls, fd);
+        else stream = std::make_unique<PlainStream>(fd);
+        serve(*stream, connection);
       } catch (const std::exception& e) {
-        log("http " + connection.peer + ": connection ended: " + e.what());
+        log(scheme + " " + connection.peer + ": connection ended: " + e.what());
       }
       ::close(fd);
       std::lock_guard lock(mutex_);
@@ -155,9 +227,9 @@ void Server::accept_loop(int listen_fd) {
   }
 }
 
-void Server::serve(int fd, const Connection& connection) {
-  std::string buffer;  // bytes read and not yet parsed (pipelined requests)
-  char chunk[4096];
+void Server::serve(Stream& stream, const Connection& connection) {
+  std::string buffer;  // bytes read and not yet parsed (pipelined requests, the start of a body)
+  char chunk[16384];
   while (!stopping_) {
     size_t end = buffer.find("\r\n\r\n");
     size_t head_length = end == std::string::npos ? 0 : end + 4;
@@ -168,53 +240,61 @@ void Server::serve(int fd, const Connection& connection) {
     }
     if (head_length == 0) {
       if (buffer.size() > kMaxHeadBytes) {
-        respond(fd, connection, nullptr, Response::text(431, "request head larger than 16 KiB"), false);
+        respond(stream, connection, nullptr, Response::text(431, "request head larger than 16 KiB"), false);
         return;
       }
-      pollfd p{fd, POLLIN, 0};
-      int rc = ::poll(&p, 1, static_cast<int>(options_.idle_timeout.count() * 1000));
-      if (rc == 0) return;  // idle: close quietly
-      if (rc < 0 && errno == EINTR) continue;
-      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;  // closed, or reset
-      buffer.append(chunk, static_cast<size_t>(n));
+      if (!stream.wait_readable(std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_timeout))) {
+        return;  // idle: close quietly
+      }
+      size_t n = stream.read(chunk, sizeof chunk);
+      if (n == 0) return;  // closed, or reset
+      buffer.append(chunk, n);
       continue;
     }
     std::string head = buffer.substr(0, head_length);
     buffer.erase(0, head_length);
     Request request;
+    uint64_t body_bytes = 0;
     try {
       request = parse_request_head(head);
+      body_bytes = body_length(request, options_.max_body_bytes);
     } catch (const BadRequest& e) {
-      respond(fd, connection, nullptr, Response::text(e.status(), e.what()), false);
-      return;
-    }
-    // Request bodies have no meaning here; refusing them keeps framing simple.
-    const std::string* length = request.header("content-length");
-    if (request.header("transfer-encoding") || (length && *length != "0")) {
-      respond(fd, connection, &request, Response::text(413, "request bodies are not accepted"), false);
+      respond(stream, connection, request.method.empty() ? nullptr : &request, Response::text(e.status(), e.what()),
+              false);
       return;
     }
     bool keep_alive = request.keep_alive();
-    if (request.method != "GET" && request.method != "HEAD") {
-      Response r = Response::text(405, "only GET and HEAD are served");
-      r.headers.emplace_back("Allow", "GET, HEAD");
-      if (!respond(fd, connection, &request, std::move(r), keep_alive) || !keep_alive) return;
+    if (std::find(options_.methods.begin(), options_.methods.end(), request.method) == options_.methods.end()) {
+      std::string allow;
+      for (const auto& m : options_.methods) allow += (allow.empty() ? "" : ", ") + m;
+      Response r = Response::text(405, request.method + " is not served; methods: " + allow);
+      r.headers.emplace_back("Allow", allow);
+      // The body (if any) was not read: the connection cannot go on.
+      keep_alive = keep_alive && body_bytes == 0;
+      if (!respond(stream, connection, &request, std::move(r), keep_alive) || !keep_alive) return;
       continue;
     }
+    Body body(stream, buffer, body_bytes, expects_continue(request));
     Response response;
     try {
-      response = handler_(request, connection);
+      response = handler_(request, connection, body);
+    } catch (const BodyAborted& e) {
+      log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + request.method + " " + request.target + "\": " + e.what());
+      return;  // nobody to answer
+    } catch (const BadRequest& e) {
+      response = Response::text(e.status(), e.what());
     } catch (const std::exception& e) {
       log("http " + connection.peer + " " + request.target + ": " + e.what());
       response = Response::text(500, "internal error");
     }
-    if (!respond(fd, connection, &request, std::move(response), keep_alive) || !keep_alive) return;
+    // An unread body cannot be told apart from the next request: close after
+    // answering (RFC 9112 section 9.6).
+    if (body.remaining() > 0) keep_alive = false;
+    if (!respond(stream, connection, &request, std::move(response), keep_alive) || !keep_alive) return;
   }
 }
 
-bool Server::respond(int fd, const Connection& connection, const Request* request, Response response,
+bool Server::respond(Stream& stream, const Connection& connection, const Request* request, Response response,
                      bool keep_alive) {
   bool head_only = request && request->method == "HEAD";
   int file_fd = -1;
@@ -262,25 +342,15 @@ bool Server::respond(int fd, const Connection& connection, const Request* reques
   bool ok = true;
   if (!head_only && file_fd < 0) {
     out += response.body;
-    ok = send_all(fd, out.data(), out.size());
+    ok = stream.write_all(out.data(), out.size());
     if (ok) sent = length;
   } else {
-    ok = send_all(fd, out.data(), out.size());
-    if (ok && !head_only) {
-      off_t pos = static_cast<off_t>(offset);
-      while (sent < length) {
-        ssize_t n = ::sendfile(fd, file_fd, &pos, std::min<uint64_t>(length - sent, 1u << 20));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-          ok = false;  // the peer went away, or the file shrank: the length is a promise we cannot keep
-          break;
-        }
-        sent += static_cast<uint64_t>(n);
-      }
-    }
+    ok = stream.write_all(out.data(), out.size());
+    // A short file breaks the promise of Content-Length: the connection ends.
+    if (ok && !head_only) ok = stream.send_file(file_fd, offset, length, sent);
   }
   if (file_fd >= 0) ::close(file_fd);
-  log("http " + connection.peer + " \"" + (request ? request->method + " " + request->target : std::string("-")) +
+  log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + (request ? request->method + " " + request->target : std::string("-")) +
       "\" " + std::to_string(response.status) + " " + std::to_string(sent) + (ok ? "" : " (aborted)"));
   return ok;
 }

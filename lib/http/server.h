@@ -1,13 +1,18 @@
-// A small HTTP/1.1 server for what network boot needs: GET and HEAD of
-// short generated texts (iPXE scripts) and of files (kernels, initrds) with
-// single byte ranges, persistent connections and pipelining. No request
-// bodies, no chunked encoding, no TLS.
+// A small HTTP/1.1 server for what network boot and bootsrv's control API
+// need: GET and HEAD of short generated texts (iPXE scripts, JSON) and of
+// files (kernels, initrds) with single byte ranges; request bodies with a
+// Content-Length (POST, PUT), streamed; persistent connections and
+// pipelining; plain or TLS per listener. No chunked encoding.
 //
 // One thread per connection, bounded by max_connections (past it a client
 // gets 503 and a close). A connection idle for idle_timeout is closed; so is
 // one that sends a malformed request (after a 4xx). The handler never sees
-// a request the parser refused, and never writes to the socket: it returns
-// a Response and the server frames it, applying Range to file bodies.
+// a request the parser refused, and never writes to the socket: it reads the
+// body through a Body (in bounded pieces, so an upload of any size goes to
+// its destination in constant memory), returns a Response, and the server
+// frames it, applying Range to file bodies. A body the handler left unread
+// closes the connection after the response (it cannot be reframed), and a
+// peer that leaves mid-body ends only its own connection.
 //
 // stop() closes the listeners and shuts every connection's read side: each
 // finishes the response it is sending and ends; wait() returns when all have.
@@ -19,12 +24,14 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "http/request.h"
+#include "http/stream.h"
 
 namespace bootfleet::http {
 
@@ -43,15 +50,56 @@ struct Response {
 // Where a request came from and arrived.
 struct Connection {
   std::string peer;        // "10.0.2.15:4321", "[::1]:5000"
+  std::string peer_host;   // "10.0.2.15", "[::1]"
   std::string local_host;  // the address the client connected to: "10.0.2.2", "[::1]"
   uint16_t local_port = 0;
+  bool secure = false;     // arrived over TLS
+  // The peer is this machine (127.0.0.0/8 or ::1).
+  bool peer_is_loopback() const;
 };
 
-using Handler = std::function<Response(const Request&, const Connection&)>;
+// Thrown by Body when the peer leaves or stalls before the whole body came:
+// the connection is over, nothing is answered.
+class BodyAborted : public util::Error {
+ public:
+  using util::Error::Error;
+};
+
+// The body of one request, read from the connection on demand. The first
+// read answers "Expect: 100-continue" with a 100, so a client that waits for
+// it sends nothing the handler did not ask for.
+class Body {
+ public:
+  Body(Stream& stream, std::string& buffered, uint64_t length, bool expect_continue)
+      : stream_(stream), buffered_(buffered), length_(length), remaining_(length), expect_continue_(expect_continue) {}
+  uint64_t length() const { return length_; }
+  uint64_t remaining() const { return remaining_; }
+  // Up to `n` bytes of the body; 0 only once it is all read. Throws
+  // BodyAborted when the peer closes or times out first.
+  size_t read(void* buf, size_t n);
+  // The whole body; throws BadRequest(413) when it is longer than `limit`
+  // (nothing is read then).
+  std::string read_all(uint64_t limit);
+  bool continue_sent() const { return continue_sent_; }
+
+ private:
+  Stream& stream_;
+  std::string& buffered_;  // bytes the connection read past the head
+  uint64_t length_, remaining_;
+  bool expect_continue_, continue_sent_ = false;
+};
+
+using Handler = std::function<Response(const Request&, const Connection&, Body&)>;
+// For servers that take no bodies (max_body_bytes 0).
+using SimpleHandler = std::function<Response(const Request&, const Connection&)>;
 
 struct ServerOptions {
   size_t max_connections = 256;
   std::chrono::seconds idle_timeout{30};
+  // Methods passed to the handler; others get 405 with Allow.
+  std::vector<std::string> methods = {"GET", "HEAD"};
+  // Largest request body accepted (413 above it); 0: no bodies at all.
+  uint64_t max_body_bytes = 0;
   // One line per request: peer, method, target, status, body bytes sent.
   // util::log_line when empty.
   std::function<void(const std::string&)> log;
@@ -60,6 +108,7 @@ struct ServerOptions {
 class Server {
  public:
   Server(Handler handler, ServerOptions options = {});
+  Server(SimpleHandler handler, ServerOptions options = {});
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
@@ -67,21 +116,28 @@ class Server {
   // "127.0.0.1:8080", "[::1]:8080", ":8080" (every address). Throws
   // util::Error naming the address. Returns the port bound (useful with 0).
   uint16_t listen(const std::string& address);
+  // The same over TLS with `tls` (shared by its connections).
+  uint16_t listen_tls(const std::string& address, std::shared_ptr<const TlsContext> tls);
   void start();
   void stop();
   void wait();
   size_t connection_count();
 
  private:
-  void accept_loop(int listen_fd);
-  void serve(int fd, const Connection& connection);
+  struct Listener {
+    int fd;
+    std::shared_ptr<const TlsContext> tls;  // null: plain HTTP
+  };
+  void accept_loop(const Listener& listener);
+  void serve(Stream& stream, const Connection& connection);
   // Sends the response; false when the connection must close.
-  bool respond(int fd, const Connection& connection, const Request* request, Response response, bool keep_alive);
+  bool respond(Stream& stream, const Connection& connection, const Request* request, Response response,
+               bool keep_alive);
   void log(const std::string& line);
 
   Handler handler_;
   ServerOptions options_;
-  std::vector<int> listen_fds_;
+  std::vector<Listener> listeners_;
   std::vector<std::thread> acceptors_;
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;

@@ -468,6 +468,14 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
     }
   }
   int64_t number = latest ? latest->number + 1 : 1;
+  if (options.expect_number && *options.expect_number != number) {
+    throw VersionNumberTaken(
+        image + "@" + std::to_string(*options.expect_number) + " cannot be added: " +
+            (latest ? "the image's latest version is @" + std::to_string(latest->number) + ", so the next is @" +
+                          std::to_string(number)
+                    : std::string("the image has no version yet, so the next is @1")),
+        latest ? std::optional<int64_t>(latest->number) : std::nullopt);
+  }
   std::optional<VersionInfo> parent;
   bool new_base = true;
   if (latest && !squash_of) {
@@ -607,6 +615,37 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
 
   ImportResult result{v, new_base, changed};
   if (options.publish) publish({image, number, false}, v.created_by);
+  return result;
+}
+
+PatchResult Store::write_patch(const VersionRef& ref, int64_t base, const std::string& out_path, bool replace) {
+  VersionInfo v = version(ref);
+  if (base >= v.number) {
+    throw Error(v.image + "@" + std::to_string(v.number) + ": a patch is written over an earlier version, not @" +
+                std::to_string(base));
+  }
+  VersionInfo b = version({v.image, base, false});
+  if (b.size != v.size) {
+    throw Error(v.image + "@" + std::to_string(v.number) + " is " + std::to_string(v.size) + " bytes, @" +
+                std::to_string(base) + " " + std::to_string(b.size) + "; a patch needs equal sizes");
+  }
+  BlockDigests from = digests(b), to = digests(v);
+  std::vector<bool> changed(to.block_count());
+  PatchResult result;
+  for (uint32_t block : BlockDigests::changed_blocks(from, to)) {
+    if (block < changed.size()) changed[block] = true;
+    ++result.changed_blocks;
+  }
+  auto disk = open_version(v);
+  vhd::ConvertOptions co;
+  co.to = vhd::OutputFormat::kVhdDiff;
+  co.block_size = kDigestBlockSize;
+  co.parent = path_of(b);
+  co.replace = replace;
+  // Digests equal: the block is the base's; nothing of it is read.
+  co.same_as_parent = [&changed](uint32_t block) { return block >= changed.size() || !changed[block]; };
+  vhd::convert(*disk, out_path, co);
+  result.file_size = std::filesystem::file_size(out_path);
   return result;
 }
 

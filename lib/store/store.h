@@ -28,6 +28,7 @@
 #include "store/digests.h"
 #include "store/sqlite.h"
 #include "store/version_ref.h"
+#include "util/error.h"
 #include "vhd/disk.h"
 
 namespace bootfleet::store {
@@ -126,6 +127,27 @@ struct ImportOptions {
   // (kernel, initrd …): copied into the store and committed with it.
   std::string artifacts_dir;
   std::function<void(uint64_t done, uint64_t total)> progress;
+  // The number the new version must get, checked under the image's writer
+  // lock: two writers racing to add version N cannot end up with N and N+1
+  // (the second gets VersionNumberTaken). Unset: the next number.
+  std::optional<int64_t> expect_number;
+};
+
+// Thrown by import_disk when `expect_number` is not the next number: the
+// image's latest version (if any) is `latest`.
+class VersionNumberTaken : public util::Error {
+ public:
+  VersionNumberTaken(const std::string& message, std::optional<int64_t> latest)
+      : util::Error(message), latest_(latest) {}
+  std::optional<int64_t> latest() const { return latest_; }
+
+ private:
+  std::optional<int64_t> latest_;
+};
+
+struct PatchResult {
+  uint64_t file_size = 0;     // bytes of the written file
+  uint64_t changed_blocks = 0;  // blocks (2 MiB) whose digests differ
 };
 
 struct ImportResult {
@@ -210,6 +232,12 @@ class Store {
   // it is active, the rollback target, leased, or a parent of another.
   void remove_version(const VersionRef& ref);
   ImportResult squash(const VersionRef& ref, const ImportOptions& options);
+  // Writes version `ref` as a differencing VHD over version `base` of the
+  // same image (base < ref's number), holding only the blocks whose digests
+  // differ (their differing sectors), read from the chain without reading
+  // any other block: what `imgtool push` uploads. The file's parent locators
+  // name `base`'s file in this store; a receiver attaches its own copy.
+  PatchResult write_patch(const VersionRef& ref, int64_t base, const std::string& out_path, bool replace);
   GcResult gc(bool apply);
 
   VerifyReport verify(const std::optional<VersionRef>& ref,

@@ -71,6 +71,20 @@ std::unique_ptr<Chain> Chain::from_file(std::shared_ptr<VhdFile> top, ChainOptio
   return chain;
 }
 
+std::unique_ptr<Chain> Chain::over_parent(std::shared_ptr<VhdFile> top, const Chain& parent) {
+  if (top->type() != DiskType::kDifferencing) throw Error(top->path() + ": not a differencing VHD");
+  if (top->size() != parent.size()) {
+    throw Error(top->path() + ": disk size " + std::to_string(top->size()) + " differs from its parent " +
+                parent.layers().front()->path() + " (" + std::to_string(parent.size()) + ")");
+  }
+  std::unique_ptr<Chain> chain(new Chain());
+  chain->layers_.push_back(std::move(top));
+  for (const auto& layer : parent.layers()) chain->layers_.push_back(layer);
+  chain->size_ = chain->layers_.front()->size();
+  chain->build_map();
+  return chain;
+}
+
 namespace {
 
 using Run = Chain::Run;

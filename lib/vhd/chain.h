@@ -33,6 +33,11 @@ class Chain : public Disk {
   // A chain whose top is an already opened file (parents are still found
   // through its locators).
   static std::unique_ptr<Chain> from_file(std::shared_ptr<VhdFile> top, ChainOptions options = {});
+  // A differencing file read over a parent chosen by the caller, not by its
+  // locators and parent unique id: a file made elsewhere (an upload) whose
+  // parent is known to hold the same content here. Throws when `top` is not
+  // differencing or the sizes differ.
+  static std::unique_ptr<Chain> over_parent(std::shared_ptr<VhdFile> top, const Chain& parent);
 
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, void* buf, size_t length) const override;

@@ -40,6 +40,13 @@ void check_bitmaps(const VhdFile& f, std::vector<std::string>& problems) {
 
 }  // namespace
 
+CheckedFile check_file(const std::string& path) {
+  auto inspection = VhdFile::inspect(path);
+  CheckedFile checked{path, inspection.type, std::move(inspection.problems)};
+  if (inspection.file) check_bitmaps(*inspection.file, checked.problems);
+  return checked;
+}
+
 CheckReport check(const std::string& path) {
   CheckReport report;
   std::set<std::pair<dev_t, ino_t>> seen;

@@ -20,5 +20,8 @@ struct CheckReport {
 };
 
 CheckReport check(const std::string& path);
+// The same checks for one file alone, without looking for its parent (an
+// uploaded differencing file whose parent the caller supplies).
+CheckedFile check_file(const std::string& path);
 
 }  // namespace bootfleet::vhd

@@ -1,6 +1,7 @@
 // libFuzzer target for what bootsrv parses from HTTP peers: the request
-// head, the path of its target, the Range header against a file size, the
-// Host header and the MAC in /boot/MAC.ipxe. Nothing may crash; the
+// head, the path and query of its target, the body's framing
+// (Content-Length, Transfer-Encoding, Expect), the Range header against a
+// file size, the Host header and the MAC in /boot/MAC.ipxe. Nothing may crash; the
 // invariants that keep clients inside the store are checked: a split path
 // never yields a segment that could leave a directory, a partial range lies
 // inside the file, a parsed MAC is in the one normalized form.
@@ -19,6 +20,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     http::Request r = http::parse_request_head(input);
     if (r.target.empty() || r.headers.size() > http::kMaxHeaders) __builtin_trap();
+    // A body length is never above the limit it was read against, and is
+    // refused (never guessed) when the head frames it any other way.
+    for (uint64_t limit : {uint64_t{0}, uint64_t{1} << 20, uint64_t{4} << 40}) {
+      try {
+        uint64_t length = http::body_length(r, limit);
+        if (length > limit || (length > 0 && r.header("transfer-encoding"))) __builtin_trap();
+      } catch (const http::BadRequest& e) {
+        if (e.status() != 400 && e.status() != 411 && e.status() != 413) __builtin_trap();
+      }
+    }
+    (void)http::expects_continue(r);
+    if (auto offset = http::query_param(r.target, "offset")) {
+      if (offset->size() > r.target.size()) __builtin_trap();
+    }
     if (auto segments = http::split_path(r.target)) {
       for (const auto& s : *segments) {
         if (s.empty() || s == "." || s == ".." || s.find('/') != std::string::npos ||

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
@@ -178,4 +179,122 @@ TEST_CASE("the server: pipelined keep-alive requests, files with Range, HEAD, re
   for (const auto& line : log) logged |= line.find("\"GET /kernel\" 206 3") != std::string::npos;
   CHECK(logged);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("request bodies: Content-Length framing, 411 for chunked, 413 above the limit", "[http]") {
+  auto head = [](const std::string& headers) { return parse_request_head("POST /x HTTP/1.1\r\n" + headers + "\r\n"); };
+  CHECK(body_length(head(""), 100) == 0);
+  CHECK(body_length(head("Content-Length: 0\r\n"), 0) == 0);
+  CHECK(body_length(head("Content-Length: 42\r\n"), 100) == 42);
+  CHECK(body_length(head("Content-Length: 42\r\nContent-Length: 42\r\n"), 100) == 42);
+  auto status_of = [&](const std::string& headers, uint64_t max) {
+    try {
+      body_length(head(headers), max);
+      return 0;
+    } catch (const BadRequest& e) {
+      return e.status();
+    }
+  };
+  CHECK(status_of("Transfer-Encoding: chunked\r\n", 100) == 411);
+  CHECK(status_of("Content-Length: 101\r\n", 100) == 413);
+  CHECK(status_of("Content-Length: 1\r\n", 0) == 413);
+  CHECK(status_of("Content-Length: -1\r\n", 100) == 400);
+  CHECK(status_of("Content-Length: 1e3\r\n", 100) == 400);
+  CHECK(status_of("Content-Length: 99999999999999999999\r\n", 100) == 400);
+  CHECK(status_of("Content-Length: 4\r\nContent-Length: 5\r\n", 100) == 400);
+  CHECK(expects_continue(head("Expect: 100-Continue\r\n")));
+  CHECK_FALSE(expects_continue(head("")));
+}
+
+TEST_CASE("query parameters", "[http]") {
+  CHECK(query_param("/u/disk?offset=4096", "offset") == "4096");
+  CHECK(query_param("/u/disk?a=1&offset=7&b", "offset") == "7");
+  CHECK(query_param("/u/disk?x=%41%42", "x") == "AB");
+  CHECK(query_param("/u/disk?offset", "offset") == "");
+  CHECK_FALSE(query_param("/u/disk", "offset"));
+  CHECK_FALSE(query_param("/u/disk?offsets=1", "offset"));
+  CHECK_FALSE(query_param("/u/disk?x=%4", "x"));
+  CHECK_FALSE(query_param("/u/disk?x=%zz", "x"));
+}
+
+TEST_CASE("the server streams bodies; a client that leaves mid-body hurts nobody", "[http]") {
+  ServerOptions options;
+  options.methods = {"GET", "HEAD", "POST", "PUT", "DELETE"};
+  options.max_body_bytes = 1 << 20;
+  options.log = [](const std::string&) {};
+  std::atomic<int> aborted{0};
+  Server server(
+      [&](const Request& r, const Connection&, Body& body) {
+        if (r.target == "/echo") {
+          // Read in small pieces, as an upload does.
+          std::string got;
+          char piece[7];
+          try {
+            while (size_t n = body.read(piece, sizeof piece)) got.append(piece, n);
+          } catch (const BodyAborted&) {
+            ++aborted;
+            throw;
+          }
+          return Response::text(200, std::to_string(got.size()) + ":" + got);
+        }
+        if (r.target == "/small") return Response::text(200, body.read_all(4));
+        return Response::text(200, "ignored " + std::to_string(body.length()));
+      },
+      options);
+  uint16_t port = server.listen("127.0.0.1:0");
+  server.start();
+  std::string out = roundtrip(port,
+                             "POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world"
+                             "PUT /echo HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+  CHECK(out.find("\r\n\r\n11:hello world\n") != std::string::npos);
+  CHECK(out.find("\r\n\r\n3:abc\n") != std::string::npos);
+  // A body the handler did not read ends the connection after the answer.
+  out = roundtrip(port, "POST /other HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /echo HTTP/1.1\r\n\r\n");
+  CHECK(out.find("ignored 5") != std::string::npos);
+  CHECK(out.find("Connection: close") != std::string::npos);
+  CHECK(count(out, "HTTP/1.1 ") == 1);
+  CHECK(roundtrip(port, "POST /small HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello").find("HTTP/1.1 413") == 0);
+  CHECK(roundtrip(port, "POST /echo HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n").find("HTTP/1.1 413") == 0);
+  CHECK(roundtrip(port, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").find("HTTP/1.1 411") == 0);
+  CHECK(roundtrip(port, "PATCH /echo HTTP/1.1\r\n\r\n").find("HTTP/1.1 405") == 0);
+  // Expect: 100-continue gets its 100 when the handler reads, and only then
+  // does the client send the body.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    std::string head = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n";
+    ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
+    char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    CHECK(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0) == "HTTP/1.1 100 Continue\r\n\r\n");
+    ::send(fd, "hi", 2, MSG_NOSIGNAL);
+    std::string rest;
+    while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) rest.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    CHECK(rest.find("HTTP/1.1 200 OK") == 0);
+    CHECK(rest.find("2:hi") != std::string::npos);
+  }
+  // Half a body, then the client leaves: only its connection ends.
+  {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    std::string partial = "POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\nonly this";
+    ::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
+    ::usleep(100000);
+    ::close(fd);
+  }
+  for (int i = 0; i < 50 && aborted == 0; ++i) ::usleep(20000);
+  CHECK(aborted == 1);
+  CHECK(roundtrip(port, "POST /echo HTTP/1.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").find("2:ok") !=
+        std::string::npos);
+  server.stop();
+  server.wait();
 }

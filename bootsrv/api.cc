@@ -1,0 +1,449 @@
+#include "api.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "api_error.h"
+#include "store/version_ref.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/log.h"
+#include "util/sha256.h"
+
+namespace bootfleet::bootsrv {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kMaxJsonBody = 1 << 20;  // publish, rollback, upload declarations
+
+http::Response json_response(int status, const json& body) {
+  http::Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = body.dump() + "\n";
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
+http::Response error_response(int status, const std::string& message, const json& extra = json::object()) {
+  json body = {{"error", {{"status", status}, {"message", message}}}};
+  for (const auto& [k, v] : extra.items()) body["error"][k] = v;
+  http::Response r = json_response(status, body);
+  if (extra.contains("allow")) r.headers.emplace_back("Allow", extra["allow"].get<std::string>());
+  if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"bootsrv\"");
+  if (status == 503) r.headers.emplace_back("Retry-After", "30");
+  return r;
+}
+
+json opt(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
+json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
+
+int64_t unix_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+// A version number from a path segment or a JSON field.
+int64_t version_number(const std::string& text, const std::string& what) {
+  if (text.empty() || text.size() > 18 || !std::all_of(text.begin(), text.end(), ::isdigit) || text[0] == '0') {
+    throw ApiError(400, what + " '" + text + "' is not a version number (a positive integer)");
+  }
+  return std::stoll(text);
+}
+
+json parse_json_body(http::Body& body) {
+  std::string text = body.read_all(kMaxJsonBody);
+  if (text.empty()) return json::object();
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, std::string("the request body is not JSON: ") + e.what());
+  }
+}
+
+std::optional<int64_t> json_version(const json& body, const char* name, bool required) {
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  if (!body.contains(name) || body[name].is_null()) {
+    if (required) throw ApiError(400, std::string("the field '") + name + "' (a version number) is missing");
+    return std::nullopt;
+  }
+  if (!body[name].is_number_integer() || body[name].get<int64_t>() < 1) {
+    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + body[name].dump());
+  }
+  return body[name].get<int64_t>();
+}
+
+void check_image_name(const std::string& image) {
+  try {
+    store::validate_image_name(image);
+  } catch (const util::Error& e) {
+    throw ApiError(400, e.what());
+  }
+}
+
+}  // namespace
+
+Api::Api(serve::StoreExports& exports, ApiOptions options) : exports_(exports), options_(std::move(options)) {
+  if (!options_.tokens_file.empty()) {
+    tokens_ = std::make_shared<TokenSet>(TokenSet::load(options_.tokens_file));
+    uploads_ = std::make_unique<Uploads>(exports_, options_.uploads);
+  }
+}
+
+bool Api::owns(const std::string& target) {
+  std::string path = target.substr(0, target.find_first_of("?#"));
+  return path == "/healthz" || path == "/api" || path.rfind("/api/", 0) == 0;
+}
+
+void Api::reload_tokens() {
+  if (options_.tokens_file.empty()) return;
+  auto fresh = std::make_shared<TokenSet>(TokenSet::load(options_.tokens_file));
+  std::lock_guard lock(tokens_mutex_);
+  tokens_ = fresh;
+}
+
+void Api::housekeeping() {
+  if (!uploads_) return;
+  for (const auto& id : uploads_->expire()) util::log_line("upload " + id + " expired: untouched for upload_ttl");
+}
+
+std::string Api::artifact_sha256(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw util::errno_error("stat " + path);
+  int64_t mtime = int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec;
+  {
+    std::lock_guard lock(sha_mutex_);
+    auto it = sha_cache_.find(path);
+    if (it != sha_cache_.end() && it->second.size == static_cast<uint64_t>(st.st_size) && it->second.mtime_ns == mtime) {
+      return it->second.hex;
+    }
+  }
+  // Artifacts never change once committed: hashed once, then remembered.
+  util::UniqueFd fd = util::open_file(path, O_RDONLY);
+  util::Sha256 hash;
+  std::vector<uint8_t> buf(1 << 20);
+  uint64_t at = 0;
+  while (true) {
+    size_t n = util::pread_some(fd.get(), buf.data(), buf.size(), at, path);
+    if (n == 0) break;
+    hash.update({buf.data(), n});
+    at += n;
+  }
+  std::string hex = util::digest_hex(hash.finish());
+  std::lock_guard lock(sha_mutex_);
+  sha_cache_[path] = {static_cast<uint64_t>(st.st_size), mtime, hex};
+  return hex;
+}
+
+json Api::version_json(const store::VersionInfo& v, std::optional<int64_t> active) {
+  std::vector<std::pair<std::string, std::string>> artifacts = exports_.with_store([&](store::Store& s) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& name : s.artifacts(v)) out.emplace_back(name, s.artifact_path(v, name));
+    return out;
+  });
+  json arts = json::array();
+  for (const auto& [name, path] : artifacts) {
+    arts.push_back({{"name", name}, {"size", util::file_size(util::open_file(path, O_RDONLY).get(), path)},
+                    {"sha256", artifact_sha256(path)}});
+  }
+  // The field names of `imgtool versions --json` where they overlap, plus
+  // "size" (= virtual_size) and "created_at" (Unix seconds).
+  return {{"image", v.image},
+          {"number", v.number},
+          {"parent", opt(v.parent)},
+          {"size", v.size},
+          {"virtual_size", v.size},
+          {"file_size", v.file_size},
+          {"stored_bytes", v.stored_bytes},
+          {"unique_id", v.unique_id},
+          {"disk_digest", v.disk_digest},
+          {"created_at", v.created_at},
+          {"created_by", v.created_by},
+          {"message", v.message},
+          {"source", opt(v.source)},
+          {"recipe", opt(v.recipe)},
+          {"recipe_hash", opt(v.recipe_hash)},
+          {"depth", v.depth},
+          {"active", active == v.number},
+          {"artifacts", arts}};
+}
+
+http::Response Api::handle(const http::Request& request, const http::Connection& connection, http::Body& body) {
+  const std::string line = "\"" + request.method + " " + request.target + "\"";
+  try {
+    auto path = http::split_path(request.target);
+    if (!path) throw ApiError(400, "the path is not a clean /-separated path");
+    if (path->size() == 1 && (*path)[0] == "healthz") {
+      if (request.method != "GET" && request.method != "HEAD") throw ApiError(405, "/healthz takes GET", {{"allow", "GET, HEAD"}});
+      return json_response(200, {{"status", "ok"}});
+    }
+    std::shared_ptr<const TokenSet> tokens;
+    {
+      std::lock_guard lock(tokens_mutex_);
+      tokens = tokens_;
+    }
+    if (!tokens) {
+      throw ApiError(404, "the control API is off: set 'api_tokens: FILE' in bootsrv's configuration file "
+                          "(lines 'NAME TOKEN'; see docs/api.md) and restart bootsrv");
+    }
+    if (!connection.secure && !connection.peer_is_loopback() && !options_.plain_http) {
+      util::log_line("api " + connection.peer + " " + line + ": 403 plain HTTP from a remote peer");
+      throw ApiError(403, "the control API is served over HTTPS only (https_listen); or set 'api_plain_http: true' "
+                          "to allow plain HTTP");
+    }
+    const std::string* auth = request.header("authorization");
+    std::string presented;
+    if (auth && auth->size() > 7 && (auth->compare(0, 7, "Bearer ") == 0 || auth->compare(0, 7, "bearer ") == 0)) {
+      presented = auth->substr(7);
+      while (!presented.empty() && presented.front() == ' ') presented.erase(0, 1);
+    }
+    if (presented.empty()) {
+      util::log_line("api " + connection.peer + " " + line + ": 401 no bearer token");
+      throw ApiError(401, "this needs 'Authorization: Bearer TOKEN' with a token from bootsrv's api_tokens file");
+    }
+    std::optional<std::string> who = tokens->match(presented);
+    if (!who) {
+      util::log_line("api " + connection.peer + " " + line + ": 403 unknown token");
+      throw ApiError(403, "the bearer token is not in bootsrv's api_tokens file");
+    }
+    if (path->size() < 2 || (*path)[0] != "api" || (*path)[1] != "v1") {
+      throw ApiError(404, "no such API; this server speaks /api/v1/");
+    }
+    return route(request, *path, *who, connection, body);
+  } catch (const ApiError& e) {
+    return error_response(e.status(), e.what(), e.extra());
+  } catch (const http::BadRequest& e) {
+    return error_response(e.status(), e.what());
+  }
+}
+
+http::Response Api::route(const http::Request& request, const std::vector<std::string>& path, const std::string& who,
+                          const http::Connection& connection, http::Body& body) {
+  const std::string& method = request.method;
+  const std::string get = method == "HEAD" ? "GET" : method;
+  // Throws 405 with Allow unless the request's method is `allowed`.
+  auto allow = [&](const std::string& allowed) {
+    if (allowed.find(get) == std::string::npos || get.empty()) {
+      std::string header = allowed;
+      if (allowed.find("GET") != std::string::npos) header += ", HEAD";
+      throw ApiError(405, method + " is not allowed on " + request.target.substr(0, request.target.find('?')) +
+                              "; use " + allowed, {{"allow", header}});
+    }
+  };
+  std::vector<std::string> p(path.begin() + 2, path.end());
+  const std::string who_log = "api " + who + " (" + connection.peer + ")";
+  auto store_error = [](int status, const util::Error& e) { return ApiError(status, e.what()); };
+
+  if (p.size() == 1 && p[0] == "healthz") {
+    allow("GET");
+    auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+    return json_response(200, {{"status", "ok"}, {"version", options_.version}, {"uptime_seconds", up}});
+  }
+  if (p.size() == 1 && p[0] == "images") {
+    allow("GET");
+    json images = json::array();
+    for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
+      images.push_back({{"name", i.name},
+                        {"active", opt(i.active)},
+                        {"previous", opt(i.previous)},
+                        {"versions", i.version_count},
+                        {"latest", opt(i.latest)},
+                        {"size", i.latest ? json(i.size) : json(nullptr)},
+                        {"bytes_on_disk", i.bytes_on_disk}});
+    }
+    return json_response(200, {{"images", images}});
+  }
+  if (p.size() >= 3 && p[0] == "images") {
+    const std::string& image = p[1];
+    check_image_name(image);
+    // The image, or 404 listing the ones there are.
+    auto image_info = [&]() {
+      try {
+        return exports_.with_store([&](store::Store& s) { return s.image(image); });
+      } catch (const util::Error& e) {
+        throw store_error(404, e);
+      }
+    };
+    if (p.size() == 3 && p[2] == "versions") {
+      allow("GET");
+      store::ImageInfo info = image_info();
+      json versions = json::array();
+      for (const auto& v : exports_.with_store([&](store::Store& s) { return s.versions(image); })) {
+        versions.push_back(version_json(v, info.active));
+      }
+      return json_response(200, {{"image", image}, {"versions", versions}});
+    }
+    if (p.size() == 4 && p[2] == "versions") {
+      allow("GET");
+      int64_t n = version_number(p[3], "version");
+      store::ImageInfo info = image_info();
+      store::VersionInfo v;
+      try {
+        v = exports_.with_store([&](store::Store& s) { return s.version({image, n, false}); });
+      } catch (const util::Error& e) {
+        throw store_error(404, e);
+      }
+      return json_response(200, version_json(v, info.active));
+    }
+    if (p.size() == 3 && p[2] == "history") {
+      allow("GET");
+      image_info();
+      json history = json::array();
+      for (const auto& a : exports_.with_store([&](store::Store& s) { return s.history(image); })) {
+        history.push_back({{"id", a.id},
+                           {"version", a.version},
+                           {"previous", opt(a.previous)},
+                           {"action", a.action},
+                           {"at_ms", a.at_ms},
+                           {"by", a.by}});
+      }
+      return json_response(200, {{"image", image}, {"history", history}});
+    }
+    if (p.size() == 3 && (p[2] == "publish" || p[2] == "rollback")) {
+      allow("POST");
+      json j = parse_json_body(body);
+      bool publish = p[2] == "publish";
+      std::optional<int64_t> n = json_version(j, publish ? "version" : "to", publish);
+      image_info();
+      if (n) {
+        try {
+          exports_.with_store([&](store::Store& s) { return s.version({image, n, false}); });
+        } catch (const util::Error& e) {
+          throw store_error(404, e);
+        }
+      }
+      store::ActivationResult r;
+      try {
+        r = exports_.with_store([&](store::Store& s) {
+          return publish ? s.publish({image, n, false}, "api:" + who) : s.rollback(image, n, "api:" + who);
+        });
+      } catch (const util::Error& e) {
+        throw store_error(409, e);
+      }
+      std::string ref = image + "@" + std::to_string(r.now);
+      std::string message =
+          !r.changed ? ref + " was already active; nothing changed"
+                     : ref + " is active" + (r.before ? " (was @" + std::to_string(*r.before) + ")" : std::string()) +
+                           "; new boots get it, running clients keep their version";
+      if (r.changed) util::log_line(who_log + ": " + p[2] + " " + ref + (r.before ? " (was @" + std::to_string(*r.before) + ")" : ""));
+      return json_response(200, {{"image", image},
+                                 {"active", r.now},
+                                 {"previous", opt(r.before)},
+                                 {"changed", r.changed},
+                                 {"message", message}});
+    }
+    if (p.size() == 3 && p[2] == "uploads") {
+      allow("POST");
+      if (!uploads_) throw ApiError(404, "uploads are off");
+      json j = parse_json_body(body);
+      UploadDeclaration d = UploadDeclaration::from_json(image, j);
+      Uploads::Created c = uploads_->create(d, who);
+      if (c.exists) {
+        store::ImageInfo info = image_info();
+        return json_response(200, {{"exists", true}, {"version", version_json(*c.exists, info.active)}});
+      }
+      return json_response(c.status, c.body);
+    }
+    if (p.size() == 4 && p[2] == "sessions") {
+      allow("DELETE");
+      const std::string& client = p[3];
+      try {
+        store::validate_client_name(client);
+      } catch (const util::Error& e) {
+        throw ApiError(400, e.what());
+      }
+      std::string name = image + "/" + client;
+      if (!exports_.sessions().reset(name)) {
+        std::string list;
+        for (const auto& s : exports_.sessions().sessions())
+          if (s->named()) list += (list.empty() ? "" : ", ") + s->name();
+        throw ApiError(404, "no session " + name + " (sessions: " + (list.empty() ? std::string("none") : list) + ")");
+      }
+      util::log_line(who_log + ": reset session " + name + " (its write cache is dropped; the next boot starts fresh)");
+      return json_response(200, {{"image", image}, {"client", client}, {"reset", true}});
+    }
+  }
+  if (p.size() == 1 && p[0] == "clients") {
+    allow("GET");
+    json clients = json::array();
+    for (const auto& c : exports_.with_store([](store::Store& s) { return s.clients(); })) {
+      clients.push_back({{"mac", c.mac},
+                         {"name", c.name},
+                         {"image", c.image},
+                         {"cmdline", opt(c.cmdline)},
+                         {"created_at", c.created_at}});
+    }
+    return json_response(200, {{"clients", clients}});
+  }
+  if (p.size() == 1 && p[0] == "sessions") {
+    allow("GET");
+    json sessions = json::array();
+    auto all = exports_.sessions().sessions();
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
+    for (const auto& s : all) {
+      auto slash = s->name().find('/');
+      auto since = s->connected_since();
+      sessions.push_back({{"export", s->named() ? s->name() : s->pin().image},
+                          {"session", s->name()},
+                          {"image", s->pin().image},
+                          {"client", s->named() && slash != std::string::npos ? json(s->name().substr(slash + 1))
+                                                                              : json(nullptr)},
+                          {"version", s->pin().version},
+                          {"cache_bytes", s->cache().data_bytes()},
+                          {"connections", s->connections()},
+                          {"started_at", unix_seconds(s->started())},
+                          {"connected_since", since ? json(unix_seconds(*since)) : json(nullptr)}});
+    }
+    return json_response(200, {{"sessions", sessions}});
+  }
+  if (p.size() == 1 && p[0] == "status") {
+    allow("GET");
+    json images = json::array();
+    for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
+      images.push_back({{"name", i.name}, {"active", opt(i.active)}, {"previous", opt(i.previous)}, {"latest", opt(i.latest)}});
+    }
+    uint64_t cache = 0;
+    auto sessions = exports_.sessions().sessions();
+    for (const auto& s : sessions) cache += s->cache().data_bytes();
+    return json_response(200, {{"images", images},
+                               {"sessions", sessions.size()},
+                               {"cache_bytes", cache},
+                               {"uploads", uploads_ ? uploads_->open_count() : 0}});
+  }
+  if (p.size() >= 2 && p[0] == "uploads" && uploads_) {
+    const std::string& id = p[1];
+    if (p.size() == 2) {
+      allow("GET, DELETE");
+      if (get == "GET") return json_response(200, uploads_->state(id));
+      uploads_->abort(id);
+      util::log_line(who_log + ": upload " + id + " aborted");
+      return json_response(200, {{"upload", id}, {"aborted", true}});
+    }
+    if (p.size() == 3 && p[2] == "disk") {
+      allow("PUT");
+      auto offset = http::query_param(request.target, "offset");
+      if (!offset || offset->empty() || offset->size() > 19 ||
+          !std::all_of(offset->begin(), offset->end(), ::isdigit)) {
+        throw ApiError(400, "PUT /api/v1/uploads/" + id + "/disk needs ?offset=K, K the bytes received so far");
+      }
+      return json_response(200, uploads_->append(id, std::stoull(*offset), body));
+    }
+    if (p.size() == 4 && p[2] == "artifacts") {
+      allow("PUT");
+      return json_response(200, uploads_->put_artifact(id, p[3], body));
+    }
+    if (p.size() == 3 && p[2] == "commit") {
+      allow("POST");
+      Uploads::Committed c = uploads_->commit(id, who);
+      store::ImageInfo info = exports_.with_store([&](store::Store& s) { return s.image(c.version.image); });
+      return json_response(c.status, {{"version", version_json(c.version, info.active)}});
+    }
+  }
+  throw ApiError(404, "no route " + request.target.substr(0, request.target.find('?')) +
+                          "; see docs/api.md for the routes under /api/v1/");
+}
+
+}  // namespace bootfleet::bootsrv

@@ -1,0 +1,650 @@
+#include "uploads.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "api_error.h"
+#include "store/digests.h"
+#include "util/error.h"
+#include "util/file.h"
+#include "util/log.h"
+#include "util/sha256.h"
+#include "util/size.h"
+#include "util/uuid.h"
+#include "vhd/chain.h"
+#include "vhd/check.h"
+#include "vhd/format.h"
+#include "vhd/vhd_file.h"
+
+namespace bootfleet::bootsrv {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kPiece = 1 << 20;  // bodies move to disk in pieces of this size
+
+bool is_digest_hex(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// "abcdef012345…" for messages: enough to tell digests apart.
+std::string short_digest(const std::string& hex) { return hex.size() > 12 ? hex.substr(0, 12) + "…" : hex; }
+std::string short_digest(const std::optional<util::Digest>& d) {
+  return d ? short_digest(util::digest_hex(*d)) : std::string("zeros");
+}
+
+void validate_artifact_name(const std::string& name) {
+  bool ok = !name.empty() && name.size() <= 128 && name[0] != '.';
+  for (char c : name) {
+    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                c == '-');
+  }
+  if (!ok) {
+    throw ApiError(400, "artifact name '" + name +
+                            "' is not allowed: 1-128 letters, digits, '.', '_', '-', not starting with '.'");
+  }
+}
+
+// Field readers for the declaration: each names the field when it is wrong.
+const json& field(const json& j, const char* name) {
+  if (!j.contains(name)) throw ApiError(400, std::string("the field '") + name + "' is missing");
+  return j.at(name);
+}
+int64_t positive(const json& j, const char* name) {
+  const json& v = field(j, name);
+  if (!v.is_number_integer() || v.get<int64_t>() < 1) {
+    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + v.dump());
+  }
+  return v.get<int64_t>();
+}
+uint64_t count(const json& j, const char* name) {
+  const json& v = field(j, name);
+  if (!v.is_number_integer() || v.get<int64_t>() < 0) {
+    throw ApiError(400, std::string("the field '") + name + "' must be a number of bytes, not " + v.dump());
+  }
+  return v.get<uint64_t>();
+}
+std::optional<std::string> optional_text(const json& j, const char* name) {
+  if (!j.contains(name) || j.at(name).is_null()) return std::nullopt;
+  if (!j.at(name).is_string()) throw ApiError(400, std::string("the field '") + name + "' must be a string or null");
+  return j.at(name).get<std::string>();
+}
+std::string digest_field(const json& v, const std::string& what) {
+  if (!v.is_string() || !is_digest_hex(v.get<std::string>())) {
+    throw ApiError(400, what + " must be 64 lower-case hex digits (a SHA-256), not " + v.dump());
+  }
+  return v.get<std::string>();
+}
+
+uint64_t free_bytes(const std::string& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) throw util::errno_error("statvfs " + dir);
+  return static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+}
+
+dev_t device_of(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) throw util::errno_error("stat " + dir);
+  return st.st_dev;
+}
+
+std::string unknown(const std::string& id) { return "upload " + id + " expired or unknown; start again"; }
+
+}  // namespace
+
+UploadDeclaration UploadDeclaration::from_json(const std::string& image, const json& j) {
+  if (!j.is_object()) throw ApiError(400, "the upload declaration must be a JSON object");
+  UploadDeclaration d;
+  d.image = image;
+  d.version = positive(j, "version");
+  std::string ref = image + "@" + std::to_string(d.version);
+  if (j.contains("parent") && !j.at("parent").is_null()) d.parent = positive(j, "parent");
+  if (d.version == 1 && d.parent) throw ApiError(400, ref + " has no parent: send \"parent\": null");
+  if (d.version > 1 && d.parent != d.version - 1) {
+    throw ApiError(400, ref + " is pushed over @" + std::to_string(d.version - 1) + ": send \"parent\": " +
+                            std::to_string(d.version - 1));
+  }
+  if (j.contains("parent_digest") && !j.at("parent_digest").is_null()) {
+    d.parent_digest = digest_field(j.at("parent_digest"), "the field 'parent_digest'");
+  }
+  if (d.version > 1 && !d.parent_digest) {
+    throw ApiError(400, ref + ": the field 'parent_digest' (the disk digest of @" + std::to_string(d.version - 1) +
+                            ") is missing");
+  }
+  d.size = count(j, "size");
+  d.file_size = count(j, "file_size");
+  if (d.size == 0 || d.file_size < 512) throw ApiError(400, ref + ": 'size' and 'file_size' must not be empty");
+  if (d.size > vhd::kMaxDiskSize) {
+    throw ApiError(400, ref + ": 'size' " + std::to_string(d.size) + " is larger than a VHD can be");
+  }
+  d.disk_digest = digest_field(field(j, "disk_digest"), "the field 'disk_digest'");
+  const json& blocks = field(j, "block_digests");
+  if (!blocks.is_array()) throw ApiError(400, "the field 'block_digests' must be a list of [block, digest] pairs");
+  uint64_t block_count = (d.size + store::kDigestBlockSize - 1) / store::kDigestBlockSize;
+  for (const auto& pair : blocks) {
+    if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_integer()) {
+      throw ApiError(400, "block_digests: " + pair.dump() + " is not a [block, digest] pair");
+    }
+    int64_t block = pair[0].get<int64_t>();
+    if (block < 0 || static_cast<uint64_t>(block) >= block_count) {
+      throw ApiError(400, "block_digests: block " + std::to_string(block) + " is outside the disk (blocks 0 to " +
+                              std::to_string(block_count - 1) + ")");
+    }
+    if (!d.block_digests.empty() && static_cast<uint32_t>(block) <= d.block_digests.back().first) {
+      throw ApiError(400, "block_digests: block " + std::to_string(block) + " is out of order or repeated");
+    }
+    d.block_digests.emplace_back(static_cast<uint32_t>(block),
+                                 digest_field(pair[1], "block_digests: the digest of block " + std::to_string(block)));
+  }
+  if (j.contains("artifacts") && !j.at("artifacts").is_null()) {
+    if (!j.at("artifacts").is_array()) throw ApiError(400, "the field 'artifacts' must be a list");
+    for (const auto& a : j.at("artifacts")) {
+      if (!a.is_object()) throw ApiError(400, "artifacts: " + a.dump() + " is not an object");
+      Artifact art;
+      const json& name = field(a, "name");
+      if (!name.is_string()) throw ApiError(400, "artifacts: a name must be a string, not " + name.dump());
+      art.name = name.get<std::string>();
+      validate_artifact_name(art.name);
+      art.size = count(a, "size");
+      art.sha256 = digest_field(field(a, "sha256"), "artifact '" + art.name + "': sha256");
+      for (const auto& other : d.artifacts) {
+        if (other.name == art.name) throw ApiError(400, "artifacts: '" + art.name + "' is declared twice");
+      }
+      d.artifacts.push_back(art);
+    }
+  }
+  d.message = optional_text(j, "message").value_or("");
+  d.created_by = optional_text(j, "created_by").value_or("");
+  d.source = optional_text(j, "source");
+  d.recipe = optional_text(j, "recipe");
+  d.recipe_hash = optional_text(j, "recipe_hash");
+  return d;
+}
+
+json UploadDeclaration::to_json() const {
+  json blocks = json::array();
+  for (const auto& [b, d] : block_digests) blocks.push_back({b, d});
+  json arts = json::array();
+  for (const auto& a : artifacts) arts.push_back({{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}});
+  auto opt = [](const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); };
+  return {{"image", image},
+          {"version", version},
+          {"parent", parent ? json(*parent) : json(nullptr)},
+          {"parent_digest", opt(parent_digest)},
+          {"size", size},
+          {"file_size", file_size},
+          {"disk_digest", disk_digest},
+          {"block_digests", blocks},
+          {"artifacts", arts},
+          {"message", message},
+          {"created_by", created_by},
+          {"source", opt(source)},
+          {"recipe", opt(recipe)},
+          {"recipe_hash", opt(recipe_hash)}};
+}
+
+void check_append(const std::string& upload, uint64_t received, uint64_t file_size, uint64_t offset,
+                  uint64_t length) {
+  if (offset != received) {
+    throw ApiError(409,
+                   "upload " + upload + " has " + std::to_string(received) + " bytes; send offset=" +
+                       std::to_string(received) + ", not " + std::to_string(offset),
+                   {{"received", received}});
+  }
+  if (length > file_size - received) {
+    throw ApiError(400, "upload " + upload + ": " + std::to_string(length) + " bytes at offset " +
+                            std::to_string(offset) + " go past the declared file_size " + std::to_string(file_size));
+  }
+}
+
+Uploads::Uploads(serve::StoreExports& exports, UploadOptions options)
+    : exports_(exports), options_(std::move(options)) {
+  fs::create_directories(options_.dir);
+  // Unfinished uploads of an earlier run are dropped: clients start again.
+  for (const auto& entry : fs::directory_iterator(options_.dir)) {
+    std::error_code ec;
+    fs::remove_all(entry.path(), ec);
+    util::log_line("upload " + entry.path().filename().string() + " dropped: left by an earlier run of bootsrv");
+  }
+}
+
+size_t Uploads::open_count() {
+  std::lock_guard lock(mutex_);
+  return uploads_.size();
+}
+
+void Uploads::touch(Upload& u) {
+  std::lock_guard lock(mutex_);
+  u.touched = std::chrono::steady_clock::now();
+  u.touched_wall = std::chrono::system_clock::now();
+}
+
+json Uploads::state_of(const Upload& u) {
+  json received = json::array();
+  for (const auto& name : u.artifacts_received) received.push_back(name);
+  auto expires = std::chrono::system_clock::to_time_t(u.touched_wall + options_.ttl);
+  return {{"upload", u.id},
+          {"image", u.declaration.image},
+          {"version", u.declaration.version},
+          {"received", u.received},
+          {"file_size", u.declaration.file_size},
+          {"artifacts_received", received},
+          {"expires_at", static_cast<int64_t>(expires)}};
+}
+
+std::shared_ptr<Uploads::Upload> Uploads::find(const std::string& id) {
+  std::shared_ptr<Upload> u;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = uploads_.find(id);
+    if (it == uploads_.end()) throw ApiError(404, unknown(id));
+    u = it->second;
+  }
+  // Expired but not yet swept: gone now, as the housekeeping would have it.
+  if (std::chrono::steady_clock::now() - u->touched > options_.ttl) {
+    std::unique_lock writer(u->writer, std::try_to_lock);
+    if (writer.owns_lock()) {
+      remove(u);
+      util::log_line("upload " + id + " (" + u->declaration.image + "@" + std::to_string(u->declaration.version) +
+                     ") expired");
+      throw ApiError(404, unknown(id));
+    }
+  }
+  return u;
+}
+
+void Uploads::remove(const std::shared_ptr<Upload>& u) {
+  {
+    std::lock_guard lock(mutex_);
+    u->gone = true;
+    uploads_.erase(u->id);
+  }
+  std::error_code ec;
+  fs::remove_all(u->dir, ec);
+}
+
+std::vector<std::string> Uploads::expire() {
+  std::vector<std::shared_ptr<Upload>> old;
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [id, u] : uploads_)
+      if (now - u->touched > options_.ttl) old.push_back(u);
+  }
+  std::vector<std::string> ids;
+  for (auto& u : old) {
+    std::unique_lock writer(u->writer, std::try_to_lock);
+    if (!writer.owns_lock()) continue;  // a request is working on it: not idle
+    remove(u);
+    ids.push_back(u->id);
+  }
+  return ids;
+}
+
+Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& by) {
+  const std::string ref = d.image + "@" + std::to_string(d.version);
+  std::lock_guard lock(mutex_);  // one creation at a time: resume and the limit are decided together
+  for (auto& [id, u] : uploads_) {
+    if (u->declaration.same_push(d) && std::chrono::steady_clock::now() - u->touched <= options_.ttl) {
+      u->touched = std::chrono::steady_clock::now();
+      u->touched_wall = std::chrono::system_clock::now();
+      return {200, state_of(*u), std::nullopt};
+    }
+  }
+  // What the server has decides whether this push makes sense.
+  struct Known {
+    std::vector<store::VersionInfo> versions;
+    std::string store_dir;
+  };
+  Known known = exports_.with_store([&](store::Store& s) {
+    Known k;
+    k.store_dir = s.dir();
+    for (const auto& i : s.images())
+      if (i.name == d.image) k.versions = s.versions(d.image);
+    return k;
+  });
+  int64_t latest = known.versions.empty() ? 0 : known.versions.back().number;
+  auto have = [&]() {
+    if (known.versions.empty()) return std::string("the server has no version of ") + d.image;
+    return "the server has " + d.image + "@" + std::to_string(known.versions.front().number) + " to @" +
+           std::to_string(latest);
+  };
+  const store::VersionInfo* parent = nullptr;
+  for (const auto& v : known.versions) {
+    if (v.number == d.version) {
+      if (v.disk_digest == d.disk_digest) return {200, {{"exists", true}}, v};
+      throw ApiError(409, ref + " is already on the server with disk digest " + v.disk_digest +
+                              "; this push declares " + d.disk_digest + " (a different disk under the same number)");
+    }
+    if (d.parent && v.number == *d.parent) parent = &v;
+  }
+  if (d.parent && !parent) {
+    throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + "; push it first (" + have() +
+                            ")");
+  }
+  if (d.version != latest + 1) {
+    throw ApiError(409, ref + " cannot be added: " + have() + ", so the next version is @" +
+                            std::to_string(latest + 1));
+  }
+  if (parent) {
+    if (parent->disk_digest != *d.parent_digest) {
+      throw ApiError(409, d.image + "@" + std::to_string(parent->number) + " differs: the server's has disk digest " +
+                              parent->disk_digest + ", the client's " + *d.parent_digest +
+                              " (the two stores hold different versions under that number)");
+    }
+    if (parent->size != d.size) {
+      throw ApiError(409, ref + " declares " + std::to_string(d.size) + " bytes; " + d.image + "@" +
+                              std::to_string(parent->number) + " on the server is " + std::to_string(parent->size) +
+                              " (versions of an image keep its size)");
+    }
+  } else if (vhd::round_up_to_geometry(d.size) != d.size) {
+    throw ApiError(400, ref + ": size " + std::to_string(d.size) + " is not a whole number of VHD cylinders (" +
+                            std::to_string(vhd::round_up_to_geometry(d.size)) + " would be)");
+  }
+  if (uploads_.size() >= options_.max_uploads) {
+    throw ApiError(503, std::to_string(uploads_.size()) + " uploads are open, the most this server takes (max_uploads); "
+                                                          "try again when one has finished");
+  }
+  // Room for the file and artifacts here, and for the version the import
+  // writes (about the file again) in the store: refused before any byte.
+  uint64_t artifacts = 0;
+  for (const auto& a : d.artifacts) artifacts += a.size;
+  uint64_t upload_need = d.file_size + artifacts, store_need = d.file_size + artifacts;
+  uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(known.store_dir);
+  bool same_fs = device_of(options_.dir) == device_of(known.store_dir);
+  if (same_fs ? upload_need + store_need > upload_free : (upload_need > upload_free || store_need > store_free)) {
+    throw ApiError(507, ref + " needs about " + util::format_size(same_fs ? upload_need + store_need : upload_need) +
+                            " (the file, its artifacts" + (same_fs ? " and the imported version" : "") + ") but " +
+                            options_.dir + " has " + util::format_size(upload_free) + " free" +
+                            (same_fs ? "" : "; the store needs " + util::format_size(store_need) + " and has " +
+                                                util::format_size(store_free)));
+  }
+
+  auto u = std::make_shared<Upload>();
+  util::Uuid raw = util::random_uuid();
+  for (uint8_t b : raw) {
+    static const char kHex[] = "0123456789abcdef";
+    u->id += kHex[b >> 4];
+    u->id += kHex[b & 15];
+  }
+  u->declaration = d;
+  u->dir = options_.dir + "/" + u->id;
+  u->touched = std::chrono::steady_clock::now();
+  u->touched_wall = std::chrono::system_clock::now();
+  fs::create_directories(u->dir + "/artifacts");
+  {
+    json meta = {{"declaration", d.to_json()}, {"by", by}};
+    std::ofstream(u->dir + "/upload.json") << meta.dump(2) << "\n";
+    util::open_file(u->dir + "/disk.vhd", O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  }
+  uploads_[u->id] = u;
+  util::log_line("api " + by + ": upload " + u->id + " of " + ref + " started (" + util::format_size(d.file_size) +
+                 ", " + std::to_string(d.artifacts.size()) + " artifacts)");
+  return {201, state_of(*u), std::nullopt};
+}
+
+json Uploads::state(const std::string& id) {
+  auto u = find(id);
+  std::lock_guard lock(mutex_);
+  return state_of(*u);
+}
+
+json Uploads::append(const std::string& id, uint64_t offset, http::Body& body) {
+  auto u = find(id);
+  std::unique_lock writer(u->writer, std::try_to_lock);
+  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
+  if (u->gone) throw ApiError(404, unknown(id));
+  check_append(id, u->received, u->declaration.file_size, offset, body.length());
+  std::string path = u->dir + "/disk.vhd";
+  util::UniqueFd fd = util::open_file(path, O_WRONLY);
+  std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
+  struct Touch {
+    Uploads& self;
+    Upload& u;
+    ~Touch() { self.touch(u); }
+  } touch_at_end{*this, *u};
+  while (body.remaining() > 0) {
+    // Whole pieces go to disk. A client that leaves keeps the pieces
+    // written before: `received` says where to go on.
+    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
+    while (got < want) got += body.read(piece.data() + got, want - got);
+    util::pwrite_full(fd.get(), piece.data(), got, u->received, path);
+    std::lock_guard lock(mutex_);
+    u->received += got;
+  }
+  std::lock_guard lock(mutex_);
+  return {{"upload", id}, {"received", u->received}, {"file_size", u->declaration.file_size}};
+}
+
+json Uploads::put_artifact(const std::string& id, const std::string& name, http::Body& body) {
+  auto u = find(id);
+  std::unique_lock writer(u->writer, std::try_to_lock);
+  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
+  if (u->gone) throw ApiError(404, unknown(id));
+  const UploadDeclaration::Artifact* declared = nullptr;
+  std::string names;
+  for (const auto& a : u->declaration.artifacts) {
+    if (a.name == name) declared = &a;
+    names += (names.empty() ? "" : ", ") + a.name;
+  }
+  if (!declared) {
+    throw ApiError(404, "upload " + id + " declares no artifact '" + name + "'; it declares " +
+                            (names.empty() ? std::string("none") : names));
+  }
+  if (body.length() != declared->size) {
+    throw ApiError(400, "artifact '" + name + "' is declared with " + std::to_string(declared->size) +
+                            " bytes; the request has " + std::to_string(body.length()));
+  }
+  std::string part = u->dir + "/artifacts/." + name + ".part", final = u->dir + "/artifacts/" + name;
+  struct RemovePart {
+    std::string path;
+    ~RemovePart() { ::unlink(path.c_str()); }
+  } remove_part{part};
+  util::UniqueFd fd = util::open_file(part, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  util::Sha256 hash;
+  std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
+  uint64_t at = 0;
+  while (body.remaining() > 0) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
+    while (got < want) got += body.read(piece.data() + got, want - got);
+    hash.update({piece.data(), got});
+    util::pwrite_full(fd.get(), piece.data(), got, at, part);
+    at += got;
+  }
+  touch(*u);
+  std::string sha = util::digest_hex(hash.finish());
+  if (sha != declared->sha256) {
+    throw ApiError(422, "artifact '" + name + "' has sha256 " + sha + "; " + declared->sha256 +
+                            " was declared (send it again)");
+  }
+  if (::rename(part.c_str(), final.c_str()) != 0) throw util::errno_error("rename " + part);
+  std::lock_guard lock(mutex_);
+  u->artifacts_received.insert(name);
+  return {{"upload", id}, {"artifact", name}, {"size", at}, {"sha256", sha}};
+}
+
+void Uploads::abort(const std::string& id) {
+  auto u = find(id);
+  std::unique_lock writer(u->writer, std::try_to_lock);
+  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; try again");
+  remove(u);
+}
+
+std::vector<uint32_t> Uploads::verify(Upload& u, const store::VersionInfo* parent) {
+  const UploadDeclaration& d = u.declaration;
+  const std::string ref = d.image + "@" + std::to_string(d.version);
+  std::string path = u.dir + "/disk.vhd";
+  vhd::CheckedFile checked = vhd::check_file(path);
+  if (!checked.problems.empty()) {
+    std::string list;
+    for (size_t i = 0; i < checked.problems.size() && i < 3; ++i) list += (i ? "; " : "") + checked.problems[i];
+    throw ApiError(422, "the uploaded file of " + ref + " is not a sound VHD: " + list);
+  }
+  const char* want = parent ? "differencing" : "dynamic";
+  if (checked.type != want) {
+    throw ApiError(422, "the uploaded file of " + ref + " is a " + checked.type + " VHD; " +
+                            (parent ? "a version over @" + std::to_string(parent->number) +
+                                          " is a differencing VHD (imgtool export --diff-from)"
+                                    : std::string("version 1 is a dynamic VHD")));
+  }
+  auto file = vhd::VhdFile::open(path);
+  if (file->size() != d.size) {
+    throw ApiError(422, "the uploaded file of " + ref + " has a virtual size of " + std::to_string(file->size()) +
+                            " bytes; " + std::to_string(d.size) + " were declared");
+  }
+  std::unique_ptr<vhd::Chain> chain;
+  std::unique_ptr<vhd::Chain> parent_chain;
+  store::BlockDigests parent_digests(d.size);
+  if (parent) {
+    std::string parent_path = exports_.with_store([&](store::Store& s) { return s.path_of(*parent); });
+    parent_digests = exports_.with_store([&](store::Store& s) { return s.digests(*parent); });
+    parent_chain = vhd::Chain::open(parent_path);
+    chain = vhd::Chain::over_parent(file, *parent_chain);
+  } else {
+    chain = vhd::Chain::from_file(file);
+  }
+  store::BlockDigests declared(d.size);
+  for (const auto& [b, hex] : d.block_digests) declared.set(b, util::parse_digest_hex(hex, "block digest"));
+
+  // The 2 MiB blocks the file holds data for: only these are read.
+  std::vector<bool> held(declared.block_count());
+  std::vector<uint32_t> held_list;
+  for (uint32_t b = 0; b < file->block_count(); ++b) {
+    if (!file->block_data_offset(b) || file->present_runs(b).empty()) continue;
+    uint64_t start = uint64_t{b} * file->block_size();
+    uint64_t end = std::min<uint64_t>(start + file->block_size(), d.size);
+    for (uint64_t db = start / store::kDigestBlockSize; db * store::kDigestBlockSize < end && db < held.size(); ++db) {
+      held[db] = true;
+    }
+  }
+  store::BlockDigests computed(d.size);
+  std::vector<uint8_t> data(store::kDigestBlockSize);
+  for (uint32_t b = 0; b < held.size(); ++b) {
+    if (!held[b]) {
+      if (declared.get(b) != parent_digests.get(b)) {
+        throw ApiError(422, "block " + std::to_string(b) + ": " + short_digest(declared.get(b)) +
+                                " declared, but the upload does not hold the block and " +
+                                (parent ? d.image + "@" + std::to_string(parent->number) + " has "
+                                        : std::string("so it reads as ")) +
+                                short_digest(parent_digests.get(b)));
+      }
+      continue;
+    }
+    held_list.push_back(b);
+    uint32_t length = declared.block_length(b);
+    chain->read(uint64_t{b} * store::kDigestBlockSize, data.data(), length);
+    computed.set_from_data(b, {data.data(), length});
+    if (computed.get(b) != declared.get(b)) {
+      throw ApiError(422, "block " + std::to_string(b) + ": digest " + short_digest(computed.get(b)) +
+                              " in the upload, " + short_digest(declared.get(b)) + " declared");
+    }
+  }
+  std::string disk = util::digest_hex(declared.disk_digest());
+  if (disk != d.disk_digest) {
+    throw ApiError(422, "the declared block digests of " + ref + " give the disk digest " + disk + ", not the declared " +
+                            d.disk_digest);
+  }
+  return held_list;
+}
+
+Uploads::Committed Uploads::commit(const std::string& id, const std::string& by) {
+  auto u = find(id);
+  std::unique_lock writer(u->writer, std::try_to_lock);
+  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
+  if (u->gone) throw ApiError(404, unknown(id));
+  const UploadDeclaration& d = u->declaration;
+  const std::string ref = d.image + "@" + std::to_string(d.version);
+  // Incomplete: the client can still finish it, so it is kept.
+  if (u->received != d.file_size) {
+    throw ApiError(409,
+                   "upload " + id + " of " + ref + " has " + std::to_string(u->received) + " of " +
+                       std::to_string(d.file_size) + " bytes; send the rest from offset=" + std::to_string(u->received),
+                   {{"received", u->received}});
+  }
+  for (const auto& a : d.artifacts) {
+    if (!u->artifacts_received.count(a.name)) {
+      throw ApiError(409, "upload " + id + " of " + ref + " lacks the artifact '" + a.name + "'; PUT it first");
+    }
+  }
+  touch(*u);
+  std::optional<store::VersionInfo> parent;
+  if (d.parent) {
+    try {
+      parent = exports_.with_store([&](store::Store& s) { return s.version({d.image, d.parent, false}); });
+    } catch (const util::Error& e) {
+      remove(u);
+      throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + " now (" + e.what() +
+                              "); push it first");
+    }
+  }
+  std::vector<uint32_t> held;
+  try {
+    held = verify(*u, parent ? &*parent : nullptr);
+  } catch (const ApiError& e) {
+    remove(u);
+    util::log_line("api " + by + ": upload " + id + " of " + ref + " refused: " + e.what());
+    throw;
+  } catch (const util::Error& e) {
+    remove(u);
+    util::log_line("api " + by + ": upload " + id + " of " + ref + " refused: " + e.what());
+    throw ApiError(422, std::string("the uploaded file of ") + ref + " cannot be read: " + e.what());
+  }
+
+  // The same steps as `imgtool import`, on a connection of our own: the
+  // import may take a while and must not hold up boots on the shared one.
+  auto file = vhd::VhdFile::open(u->dir + "/disk.vhd");
+  std::unique_ptr<vhd::Chain> parent_chain, chain;
+  if (parent) {
+    parent_chain = vhd::Chain::open(exports_.with_store([&](store::Store& s) { return s.path_of(*parent); }));
+    chain = vhd::Chain::over_parent(file, *parent_chain);
+  } else {
+    chain = vhd::Chain::from_file(file);
+  }
+  store::ImportOptions io;
+  io.message = d.message;
+  io.created_by = d.created_by.empty() ? "api:" + by : d.created_by;
+  io.source = d.source;
+  io.recipe = d.recipe;
+  io.recipe_hash = d.recipe_hash;
+  io.expect_number = d.version;
+  if (parent) io.changed_since = std::make_pair(parent->number, held);
+  if (!d.artifacts.empty()) io.artifacts_dir = u->dir + "/artifacts";
+  store::ImportResult result;
+  try {
+    auto writer_store = store::Store::open(options_.store_dir);
+    result = writer_store->import_disk(d.image, *chain, io);
+  } catch (const store::VersionNumberTaken&) {
+    // Another push of N committed first. The same disk: nothing is lost.
+    remove(u);
+    auto v = exports_.with_store([&](store::Store& s) -> std::optional<store::VersionInfo> {
+      for (const auto& x : s.versions(d.image))
+        if (x.number == d.version) return x;
+      return std::nullopt;
+    });
+    if (v && v->disk_digest == d.disk_digest) return {200, *v};
+    throw ApiError(409, ref + " was added by another push meanwhile" +
+                            (v ? " with disk digest " + v->disk_digest : std::string()) + "; this upload (" +
+                            d.disk_digest + ") was discarded");
+  }
+  remove(u);
+  if (result.version.disk_digest != d.disk_digest) {
+    // Cannot happen after verify(); if it does, say so loudly.
+    util::log_line("api " + by + ": " + ref + " was imported with disk digest " + result.version.disk_digest +
+                   " but " + d.disk_digest + " was declared: check it with imgtool verify");
+    throw ApiError(500, ref + " was stored with disk digest " + result.version.disk_digest + ", not the declared " +
+                            d.disk_digest + "; run imgtool verify on the server");
+  }
+  util::log_line("api " + by + ": upload " + id + " committed as " + ref + " (" + std::to_string(held.size()) +
+                 " blocks held, " + util::format_size(result.version.file_size) + " stored)");
+  return {201, result.version};
+}
+
+}  // namespace bootfleet::bootsrv

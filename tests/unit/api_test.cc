@@ -1,0 +1,140 @@
+// bootsrv's control API pieces that need no server: the token file, the
+// constant-time comparison, the offset rules of uploads, the upload
+// declaration's checks, and the configuration keys of the API.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "api_error.h"
+#include "config.h"
+#include "tokens.h"
+#include "uploads.h"
+
+using namespace bootfleet::bootsrv;
+
+namespace {
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+int status_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const ApiError& e) {
+    return e.status();
+  }
+  return 0;
+}
+}  // namespace
+
+TEST_CASE("token files: NAME TOKEN lines, comments, errors with file:line", "[api]") {
+  TokenSet set = TokenSet::parse("# the CI\n\nci 0123456789abcdef0123\n  admin\tsecret-secret-secret  # a comment\n", "t");
+  CHECK(set.size() == 2);
+  CHECK(set.match("0123456789abcdef0123") == "ci");
+  CHECK(set.match("secret-secret-secret") == "admin");
+  CHECK_FALSE(set.match("0123456789abcdef012"));
+  CHECK_FALSE(set.match(""));
+  CHECK(TokenSet::parse("", "t").size() == 0);
+  CHECK(error_of([] { TokenSet::parse("ci\n", "t"); }) == "t:1: 'ci' has no token; lines are 'NAME TOKEN'");
+  CHECK(error_of([] { TokenSet::parse("# x\nci short\n", "t") ; }).rfind("t:2: the token of 'ci' is 5 characters", 0) == 0);
+  CHECK(error_of([] { TokenSet::parse("c/i 0123456789abcdef\n", "t"); }).rfind("t:1: the name 'c/i' holds '/'", 0) == 0);
+  CHECK(error_of([] { TokenSet::parse("ci 0123456789abcdef x\n", "t"); }).rfind("t:1: more than two fields", 0) == 0);
+  CHECK(error_of([] { TokenSet::parse("a 0123456789abcdef\na 0123456789abcdeX\n", "t"); })
+            .rfind("t:2: the name 'a' appears twice", 0) == 0);
+  CHECK(error_of([] { TokenSet::parse("a 0123456789abcdef\nb 0123456789abcdef\n", "t"); })
+            .rfind("t:2: 'b' has the same token as 'a'", 0) == 0);
+  CHECK(error_of([] { TokenSet::load("/nonexistent/tokens"); }).rfind("/nonexistent/tokens: cannot read", 0) == 0);
+}
+
+TEST_CASE("constant-time comparison", "[api]") {
+  CHECK(constant_time_equal("abc", "abc"));
+  CHECK(constant_time_equal("", ""));
+  CHECK_FALSE(constant_time_equal("abc", "abd"));
+  CHECK_FALSE(constant_time_equal("abc", "abcd"));
+  CHECK_FALSE(constant_time_equal("", "a"));
+  std::string a(1000, 'x'), b = a;
+  b[999] = 'y';
+  CHECK_FALSE(constant_time_equal(a, b));
+}
+
+TEST_CASE("upload offsets: exactly what was received, never past file_size", "[api]") {
+  CHECK(status_of([] { check_append("u", 0, 100, 0, 100); }) == 0);
+  CHECK(status_of([] { check_append("u", 40, 100, 40, 60); }) == 0);
+  CHECK(status_of([] { check_append("u", 40, 100, 40, 0); }) == 0);
+  CHECK(status_of([] { check_append("u", 40, 100, 0, 10); }) == 409);
+  CHECK(status_of([] { check_append("u", 40, 100, 50, 10); }) == 409);
+  CHECK(status_of([] { check_append("u", 40, 100, 40, 61); }) == 400);
+  CHECK(status_of([] { check_append("u", 100, 100, 100, 1); }) == 400);
+  try {
+    check_append("u", 40, 100, 7, 1);
+  } catch (const ApiError& e) {
+    CHECK(e.extra()["received"] == 40);
+    CHECK(std::string(e.what()).find("offset=40") != std::string::npos);
+  }
+}
+
+TEST_CASE("upload declarations: every field checked, each error names it", "[api]") {
+  std::string digest(64, 'a');
+  nlohmann::json good = {{"version", 2},          {"parent", 1},           {"parent_digest", digest},
+                         {"size", 16 << 20},      {"file_size", 4 << 20},  {"disk_digest", digest},
+                         {"block_digests", {{0, digest}, {7, digest}}},    {"artifacts", {{{"name", "vmlinuz"}, {"size", 3}, {"sha256", digest}}}},
+                         {"message", "m"}};
+  UploadDeclaration d = UploadDeclaration::from_json("lab", good);
+  CHECK(d.version == 2);
+  CHECK(d.block_digests.size() == 2);
+  CHECK(d.artifacts.at(0).name == "vmlinuz");
+  CHECK(UploadDeclaration::from_json("lab", d.to_json()).to_json() == d.to_json());
+  auto with = [&](const char* key, nlohmann::json value) {
+    nlohmann::json j = good;
+    if (value.is_discarded()) j.erase(key);
+    else j[key] = value;
+    return error_of([&] { UploadDeclaration::from_json("lab", j); });
+  };
+  CHECK(with("version", 0).find("'version'") != std::string::npos);
+  CHECK(with("version", nlohmann::json::value_t::discarded).find("'version' is missing") != std::string::npos);
+  CHECK(with("parent", 5).find("\"parent\": 1") != std::string::npos);
+  CHECK(with("parent_digest", "ABC").find("parent_digest") != std::string::npos);
+  CHECK(with("disk_digest", std::string(64, 'A')).find("disk_digest") != std::string::npos);
+  CHECK(with("block_digests", {{8, digest}}).find("block 8 is outside the disk") != std::string::npos);
+  CHECK(with("block_digests", {{3, digest}, {3, digest}}).find("out of order or repeated") != std::string::npos);
+  CHECK(with("artifacts", {{{"name", "../x"}, {"size", 1}, {"sha256", digest}}}).find("'../x' is not allowed") !=
+        std::string::npos);
+  nlohmann::json v1 = good;
+  v1["version"] = 1;
+  CHECK(error_of([&] { UploadDeclaration::from_json("lab", v1); }).find("has no parent") != std::string::npos);
+}
+
+TEST_CASE("configuration: the API's keys, TLS both or neither", "[api]") {
+  auto dir = std::filesystem::temp_directory_path() / ("bootfleet-api-config-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto load = [&](const std::string& text) {
+    std::string path = (dir / "c.yaml").string();
+    std::ofstream(path) << text;
+    Config c;
+    load_config_file(path, c);
+    return c;
+  };
+  Config c = load("api_tokens: /etc/t\ntls_cert: c.pem\ntls_key: k.pem\nhttps_listen: :8443\napi_plain_http: true\n"
+                  "upload_dir: /u\nupload_ttl: 2m\nmax_uploads: 2\n");
+  CHECK(c.api_tokens == "/etc/t");
+  CHECK(c.https_listen == ":8443");
+  CHECK(c.api_plain_http);
+  CHECK(c.upload_dir == "/u");
+  CHECK(c.upload_ttl == std::chrono::seconds(120));
+  CHECK(c.max_uploads == 2);
+  CHECK(error_of([&] { load("store: /s\ntls_key: k.pem\n"); }).find("c.yaml:2:1: key 'tls_key': needs 'tls_cert' too") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("https_listen: :8443\n"); }).find("c.yaml:1:1: key 'https_listen': needs 'tls_cert'") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("api_plain_http: maybe\n"); }).find("c.yaml:1:17: key 'api_plain_http': expected true or false") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("max_uploads: 0\n"); }).find("key 'max_uploads'") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
