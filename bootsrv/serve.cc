@@ -6,14 +6,12 @@
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include "commands.h"
 #include "config.h"
 #include "http/server.h"
-#include "nbd/server.h"
 #include "serve/boot_http.h"
-#include "serve/exports.h"
+#include "serve/boot_server.h"
 #include "store/store.h"
 #include "tftp/server.h"
 #include "util/error.h"
@@ -86,27 +84,22 @@ int serve_command(const std::vector<std::string>& args) {
   auto s = store::Store::open(config.store);
   for (const auto& line : s->cleanup_report()) util::log_line("store: " + line);
   std::filesystem::create_directories(config.cache_dir);
-  serve::StoreExports exports(*s, {config.cache_dir, config.idle_timeout, config.cache_ram});
-  nbd::Server server(exports);
-  uint16_t nbd_port = 0;  // the port boot scripts send clients to
-  for (const auto& address : config.listen) {
-    uint16_t port = server.listen(address);
-    if (!nbd_port) nbd_port = port;
-    util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
-  }
+  serve::BootServerOptions server_options;
+  server_options.nbd_listen = config.listen;
+  server_options.http_listen = config.http_listen;
+  server_options.sessions = {config.cache_dir, config.idle_timeout, config.cache_ram};
+  server_options.boot.default_image = config.default_image;
+  server_options.boot.kernel_cmdline = config.kernel_cmdline;
+  server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));
+  serve::BootServer server(*s, server_options);
   server.start();
-  // HTTP after NBD: boot scripts point at the NBD port just bound.
-  std::unique_ptr<serve::BootHttp> boot_http;
-  std::unique_ptr<http::Server> http_server;
-  uint16_t http_port = 0;
-  if (!config.http_listen.empty()) {
-    if (!nbd_port) throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
-    boot_http = std::make_unique<serve::BootHttp>(
-        exports, serve::BootOptions{nbd_port, config.default_image, config.kernel_cmdline});
-    http_server = std::make_unique<http::Server>(
-        [&](const http::Request& r, const http::Connection& c) { return boot_http->handle(r, c); });
-    http_port = http_server->listen(config.http_listen);
-    http_server->start();
+  for (size_t i = 0; i < config.listen.size(); ++i) {
+    uint16_t port = server.nbd_ports()[i];
+    util::log_line("listening for NBD on " + config.listen[i] + (port ? " (port " + std::to_string(port) + ")" : ""));
+  }
+  const bool http = !config.http_listen.empty();
+  const uint16_t http_port = server.http_port();
+  if (http) {
     util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
                    "): boot scripts, kernels" +
                    (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image));
@@ -118,7 +111,7 @@ int serve_command(const std::vector<std::string>& args) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
     tftp_options.root = config.tftp_root;
-    if (http_server) {
+    if (http) {
       // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
       // is a specific one, else to the server the PC got its loader from.
       std::string host = http::host_without_port(config.http_listen);
@@ -137,25 +130,16 @@ int serve_command(const std::vector<std::string>& args) {
   util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
                  (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
 
-  std::atomic<bool> done{false};
-  std::thread housekeeping([&] {
-    auto next = std::chrono::steady_clock::now();
-    while (!done) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      if (std::chrono::steady_clock::now() < next) continue;
-      exports.housekeeping();
-      next = std::chrono::steady_clock::now() + std::min(config.heartbeat, std::chrono::seconds(10));
-    }
-  });
   while (true) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
       try {
         Config fresh = build_config();
-        exports.sessions().set_idle_timeout(fresh.idle_timeout);
+        server.exports().sessions().set_idle_timeout(fresh.idle_timeout);
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
+        server.set_housekeeping_interval(std::min(config.heartbeat, std::chrono::seconds(10)));
         util::log_line("configuration reloaded (listen addresses, TFTP, HTTP, default image, kernel command line, store and cache directory change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
@@ -167,14 +151,7 @@ int serve_command(const std::vector<std::string>& args) {
     break;
   }
   if (tftp_server) tftp_server->stop();
-  if (http_server) {
-    http_server->stop();
-    http_server->wait();
-  }
   server.stop();
-  server.wait();
-  done = true;
-  housekeeping.join();
   util::log_line("stopped");
   return 0;
 }
