@@ -87,6 +87,7 @@ const std::vector<Command>& all_commands() {
       {"build", "build the next version of an image from a recipe", cmd_build},
       {"inspect", "show the operating system, filesystems and applications of a version", cmd_inspect},
       {"client", "register, list, change and remove the PCs bootsrv boots", cmd_client},
+      {"boot-test", "network-boot a version in QEMU and check its console", cmd_boot_test},
   };
   return commands;
 }

@@ -81,5 +81,6 @@ int cmd_lint(const std::vector<std::string>& args);
 int cmd_build(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_client(const std::vector<std::string>& args);
+int cmd_boot_test(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool
