@@ -221,6 +221,7 @@ int cmd_boot_test(const std::vector<std::string>& args) {
       failure = "QEMU " + end->describe() + " (the guest powered off, rebooted or panicked) after " +
                 std::to_string(static_cast<long>(elapsed())) + " s without a console line matching /" +
                 expect_text + "/";
+      if (!watch.panic_line().empty()) failure += "; the kernel said: " + watch.panic_line();
       break;
     }
     if (std::chrono::steady_clock::now() >= deadline) {

@@ -194,10 +194,15 @@ void ConsoleWatch::restart() {
   line_.clear();
   escape_ = 0;
   tail_.clear();
+  panic_.clear();
 }
 
 void ConsoleWatch::line_done() {
   if (!matched_ && std::regex_search(line_, expect_)) matched_ = line_;
+  if (panic_.empty()) {
+    auto at = line_.find("Kernel panic - not syncing");
+    if (at != std::string::npos) panic_ = line_.substr(at);
+  }
   tail_.push_back(std::move(line_));
   if (tail_.size() > tail_lines_) tail_.pop_front();
   line_.clear();

@@ -90,6 +90,9 @@ class ConsoleWatch {
   const std::string& matched_line() const { return *matched_; }
   // The last lines (the unfinished one too).
   std::vector<std::string> tail() const;
+  // The kernel's "Kernel panic - not syncing: …" line, if any: its call
+  // trace pushes the reason out of the tail, so it is kept apart.
+  const std::string& panic_line() const { return panic_; }
 
  private:
   void line_done();
@@ -100,6 +103,7 @@ class ConsoleWatch {
   int escape_ = 0;  // 0: text, 1: after ESC, 2: in a CSI sequence
   std::deque<std::string> tail_;
   std::optional<std::string> matched_;
+  std::string panic_;
 };
 
 }  // namespace bootfleet::guest

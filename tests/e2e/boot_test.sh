@@ -135,11 +135,14 @@ BROKEN=$("$IMGTOOL" versions tiny-linux --json | json 'max(v["number"] for v in 
 [ "$BROKEN" -gt 1 ] || fail "the broken build made no new version"
 pass "built tiny-linux@$BROKEN with a broken init ($(( SECONDS - t )) s)"
 t=$SECONDS
-expect_exit 1 timeout 600 "$IMGTOOL" boot-test "tiny-linux@$BROKEN"
+expect_exit 1 timeout 600 "$IMGTOOL" boot-test "tiny-linux@$BROKEN" --console "$WORK/broken-console.log"
 expect_contains "FAILED: tiny-linux@$BROKEN: QEMU exited"
 expect_contains "without a console line matching /bootfleet-marker/"
-expect_contains "--- console"
-expect_contains "tiny-broken: this init exits at once"
+expect_contains "the kernel said: Kernel panic - not syncing: Attempted to kill init!"
+expect_contains "--- console, last lines (all of it in $WORK/broken-console.log)"
+expect_contains "Kernel Offset"  # the end of the panic, in the tail
+expect_contains "--- boot server log"
+grep -qa "tiny-broken: this init exits at once" "$WORK/broken-console.log" || fail "the broken init's line is not in --console"
 pass "tiny-linux@$BROKEN fails (exit 1) with the console's tail ($(( SECONDS - t )) s)"
 sha256sum -c --quiet v1.sum || fail "the version 1 file changed"
 pass "boot-test end to end in $(( SECONDS - started )) s"

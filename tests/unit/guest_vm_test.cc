@@ -121,3 +121,11 @@ TEST_CASE("ConsoleWatch: a console that never ends a line is cut, not hoarded", 
   w.feed(std::string(100000, 'y'));
   for (const auto& line : w.tail()) CHECK(line.size() <= 4096);
 }
+
+TEST_CASE("ConsoleWatch keeps the kernel's panic line apart from the tail", "[guest]") {
+  ConsoleWatch w(parse_expect("bootfleet-marker"), 2);
+  w.feed("[   35.0] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000\n");
+  for (int i = 0; i < 5; ++i) w.feed("[   35.1] trace line\n");
+  CHECK(w.panic_line() == "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000");
+  CHECK_FALSE(w.matched());
+}
