@@ -9,15 +9,13 @@
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <iostream>
-#include <thread>
 
 #include "api.h"
 #include "commands.h"
 #include "config.h"
 #include "http/server.h"
-#include "nbd/server.h"
 #include "serve/boot_http.h"
-#include "serve/exports.h"
+#include "serve/boot_server.h"
 #include "store/store.h"
 #include "tftp/server.h"
 #include "util/error.h"
@@ -90,70 +88,57 @@ int serve_command(const std::vector<std::string>& args) {
   auto s = store::Store::open(config.store);
   for (const auto& line : s->cleanup_report()) util::log_line("store: " + line);
   std::filesystem::create_directories(config.cache_dir);
-  serve::StoreExports exports(*s, {config.cache_dir, config.idle_timeout, config.cache_ram});
-  nbd::Server server(exports);
-  uint16_t nbd_port = 0;  // the port boot scripts send clients to
-  for (const auto& address : config.listen) {
-    uint16_t port = server.listen(address);
-    if (!nbd_port) nbd_port = port;
-    util::log_line("listening for NBD on " + address + (port ? " (port " + std::to_string(port) + ")" : ""));
-  }
-  server.start();
-  // HTTP after NBD: boot scripts point at the NBD port just bound.
-  std::unique_ptr<serve::BootHttp> boot_http;
-  std::unique_ptr<Api> api;
-  std::unique_ptr<http::Server> http_server;
-  uint16_t http_port = 0;
   if (!config.api_tokens.empty() && config.http_listen.empty() && config.https_listen.empty()) {
     throw util::Error("api_tokens: the control API is served on http_listen or https_listen; set one");
   }
   if (!config.tls_cert.empty() && config.https_listen.empty()) {
     throw util::Error("tls_cert and tls_key are used by https_listen; set it (e.g. https_listen: :8443)");
   }
-  if (!config.http_listen.empty() || !config.https_listen.empty()) {
-    if (nbd_port) {
-      boot_http = std::make_unique<serve::BootHttp>(
-          exports, serve::BootOptions{nbd_port, config.default_image, config.kernel_cmdline});
-    } else if (!config.http_listen.empty()) {
-      throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
-    }
-    ApiOptions api_options;
-    api_options.tokens_file = config.api_tokens;
-    api_options.plain_http = config.api_plain_http;
-    api_options.version = BOOTFLEET_VERSION;
-    api_options.uploads = {config.upload_dir.empty() ? config.cache_dir + "/uploads" : config.upload_dir, config.store,
-                           config.upload_ttl, config.max_uploads};
-    api = std::make_unique<Api>(exports, api_options);
-    http::ServerOptions http_options;
-    http_options.methods = {"GET", "HEAD", "POST", "PUT", "DELETE"};
-    http_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each route sets its own limit
-    http_server = std::make_unique<http::Server>(
-        [&](const http::Request& r, const http::Connection& c, http::Body& body) -> http::Response {
-          if (Api::owns(r.target)) return api->handle(r, c, body);
-          if (r.method != "GET" && r.method != "HEAD") {
-            http::Response no = http::Response::text(405, "only GET and HEAD are served here");
-            no.headers.emplace_back("Allow", "GET, HEAD");
-            return no;
-          }
-          if (body.length() > 0) return http::Response::text(413, "request bodies are not accepted");
-          if (!boot_http) return http::Response::text(404, "not found; this server has no NBD address to boot from");
-          return boot_http->handle(r, c);
-        },
-        http_options);
-    if (!config.http_listen.empty()) {
-      http_port = http_server->listen(config.http_listen);
-      util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
-                     "): boot scripts, kernels" +
-                     (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image) +
-                     (config.api_tokens.empty() ? "" : "; the control API"));
-    }
-    if (!config.https_listen.empty()) {
-      auto tls = std::make_shared<http::TlsContext>(config.tls_cert, config.tls_key);
-      uint16_t port = http_server->listen_tls(config.https_listen, tls);
-      util::log_line("listening for HTTPS on " + config.https_listen + " (port " + std::to_string(port) + ")" +
-                     (config.api_tokens.empty() ? "" : ": the control API"));
-    }
-    http_server->start();
+  std::unique_ptr<Api> api;  // made once the server's exports exist, before it starts
+  serve::BootServerOptions server_options;
+  server_options.nbd_listen = config.listen;
+  server_options.http_listen = config.http_listen;
+  server_options.https_listen = config.https_listen;
+  if (!config.https_listen.empty()) {
+    server_options.tls = std::make_shared<http::TlsContext>(config.tls_cert, config.tls_key);
+  }
+  server_options.sessions = {config.cache_dir, config.idle_timeout, config.cache_ram};
+  server_options.boot.default_image = config.default_image;
+  server_options.boot.kernel_cmdline = config.kernel_cmdline;
+  server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));
+  server_options.extra_routes = [&api](const http::Request& r, const http::Connection& c,
+                                       http::Body& body) -> std::optional<http::Response> {
+    if (api && Api::owns(r.target)) return api->handle(r, c, body);
+    return std::nullopt;
+  };
+  server_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each API route sets its own limit
+  server_options.on_housekeeping = [&api] {
+    if (api) api->housekeeping();
+  };
+  serve::BootServer server(*s, server_options);
+  ApiOptions api_options;
+  api_options.tokens_file = config.api_tokens;
+  api_options.plain_http = config.api_plain_http;
+  api_options.version = BOOTFLEET_VERSION;
+  api_options.uploads = {config.upload_dir.empty() ? config.cache_dir + "/uploads" : config.upload_dir, config.store,
+                         config.upload_ttl, config.max_uploads};
+  api = std::make_unique<Api>(server.exports(), api_options);
+  server.start();
+  for (size_t i = 0; i < config.listen.size(); ++i) {
+    uint16_t port = server.nbd_ports()[i];
+    util::log_line("listening for NBD on " + config.listen[i] + (port ? " (port " + std::to_string(port) + ")" : ""));
+  }
+  const bool http = !config.http_listen.empty();
+  const uint16_t http_port = server.http_port();
+  if (http) {
+    util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
+                   "): boot scripts, kernels" +
+                   (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image) +
+                   (config.api_tokens.empty() ? "" : "; the control API"));
+  }
+  if (!config.https_listen.empty()) {
+    util::log_line("listening for HTTPS on " + config.https_listen + " (port " + std::to_string(server.https_port()) +
+                   ")" + (config.api_tokens.empty() ? "" : ": the control API"));
   }
   // TFTP starts after NBD, so a bad TFTP address or root stops bootsrv
   // before any client could depend on it.
@@ -162,7 +147,7 @@ int serve_command(const std::vector<std::string>& args) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
     tftp_options.root = config.tftp_root;
-    if (http_server && http_port) {
+    if (http) {
       // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
       // is a specific one, else to the server the PC got its loader from.
       std::string host = http::host_without_port(config.http_listen);
@@ -181,27 +166,17 @@ int serve_command(const std::vector<std::string>& args) {
   util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
                  (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
 
-  std::atomic<bool> done{false};
-  std::thread housekeeping([&] {
-    auto next = std::chrono::steady_clock::now();
-    while (!done) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      if (std::chrono::steady_clock::now() < next) continue;
-      exports.housekeeping();
-      if (api) api->housekeeping();
-      next = std::chrono::steady_clock::now() + std::min(config.heartbeat, std::chrono::seconds(10));
-    }
-  });
   while (true) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
       try {
         Config fresh = build_config();
-        exports.sessions().set_idle_timeout(fresh.idle_timeout);
+        server.exports().sessions().set_idle_timeout(fresh.idle_timeout);
         if (api) api->reload_tokens();
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
+        server.set_housekeeping_interval(std::min(config.heartbeat, std::chrono::seconds(10)));
         util::log_line("configuration reloaded, API tokens re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache and upload settings change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
@@ -213,14 +188,7 @@ int serve_command(const std::vector<std::string>& args) {
     break;
   }
   if (tftp_server) tftp_server->stop();
-  if (http_server) {
-    http_server->stop();
-    http_server->wait();
-  }
   server.stop();
-  server.wait();
-  done = true;
-  housekeeping.join();
   util::log_line("stopped");
   return 0;
 }

@@ -119,6 +119,7 @@ const std::vector<Command>& all_commands() {
       {"client", "register, list, change and remove the PCs bootsrv boots", cmd_client},
       {"push", "upload the versions of an image a boot server lacks", cmd_push},
       {"status", "show a boot server's active versions, sessions and cache use", cmd_status},
+      {"boot-test", "network-boot a version in QEMU and check its console", cmd_boot_test},
   };
   return commands;
 }

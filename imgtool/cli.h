@@ -97,5 +97,6 @@ int cmd_inspect(const std::vector<std::string>& args);
 int cmd_client(const std::vector<std::string>& args);
 int cmd_push(const std::vector<std::string>& args);
 int cmd_status(const std::vector<std::string>& args);
+int cmd_boot_test(const std::vector<std::string>& args);
 
 }  // namespace bootfleet::imgtool

@@ -3,11 +3,8 @@
 #include <guestfs.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
-#include <cstring>
-#include <mutex>
 
 #include "util/error.h"
 
@@ -16,10 +13,6 @@ namespace bootfleet::guest {
 namespace {
 
 using util::Error;
-
-// Once KVM failed in this process, later launches go straight to TCG.
-std::atomic<bool> kvm_failed{false};
-std::once_flag fallback_noted;
 
 std::string first_line(const std::string& s) {
   auto nl = s.find('\n');
@@ -68,16 +61,9 @@ guestfs_h* make_handle(const LaunchOptions& o, bool tcg) {
 
 }  // namespace
 
-Accel accel_from_environment() {
-  const char* v = std::getenv("BOOTFLEET_GUEST_ACCEL");
-  if (!v || !*v || std::strcmp(v, "auto") == 0) return Accel::kAuto;
-  if (std::strcmp(v, "kvm") == 0) return Accel::kKvm;
-  if (std::strcmp(v, "tcg") == 0) return Accel::kTcg;
-  throw Error(std::string("BOOTFLEET_GUEST_ACCEL='") + v + "': expected auto, kvm or tcg");
-}
-
 std::unique_ptr<Guest> Guest::launch(const LaunchOptions& options) {
-  bool tcg = options.accel == Accel::kTcg || (options.accel == Accel::kAuto && kvm_failed.load());
+  // libguestfs finds out by itself whether KVM is there at all.
+  bool tcg = first_accel(options.accel, /*kvm_available=*/true) == Accel::kTcg;
   auto started = std::chrono::steady_clock::now();
   guestfs_h* g = make_handle(options, tcg);
   if (guestfs_launch(g) == -1) {
@@ -86,13 +72,7 @@ std::unique_ptr<Guest> Guest::launch(const LaunchOptions& options) {
     if (tcg || options.accel == Accel::kKvm) {
       throw Error("libguestfs: the appliance did not start" + std::string(tcg ? " (TCG)" : " (KVM)") + ": " + e);
     }
-    kvm_failed = true;
-    std::call_once(fallback_noted, [&] {
-      if (options.note) {
-        options.note("the appliance did not start with KVM (" + first_line(e) +
-                     "); retrying with TCG, which is slower (set BOOTFLEET_GUEST_ACCEL=tcg to skip KVM)");
-      }
-    });
+    note_kvm_failed("the appliance did not start: " + first_line(e), options.note);
     tcg = true;
     started = std::chrono::steady_clock::now();
     g = make_handle(options, true);

@@ -5,12 +5,10 @@
 // the appliance's qemu connects to it (protocol nbd), so every byte the
 // guest writes lands in the cache and the parent stays untouched.
 //
-// KVM cannot be counted on: /dev/kvm may be missing, or present while
-// qemu aborts under it. Launch tries the default (KVM when available); if
-// that fails it retries once with TCG and says so once per process, and
-// every later launch in the process goes straight to TCG. The environment
-// variable BOOTFLEET_GUEST_ACCEL=kvm|tcg|auto overrides the choice (kvm:
-// no fallback, so a KVM problem shows as the error it is).
+// KVM cannot be counted on (guest/accel.h): launch tries the default (KVM
+// when available); if that fails it retries once with TCG and says so once
+// per process, and every later launch in the process goes straight to TCG.
+// BOOTFLEET_GUEST_ACCEL=kvm|tcg|auto overrides the choice.
 #pragma once
 
 #include <functional>
@@ -18,14 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "guest/accel.h"
+
 struct guestfs_h;
 
 namespace bootfleet::guest {
-
-enum class Accel { kAuto, kKvm, kTcg };
-
-// BOOTFLEET_GUEST_ACCEL, default kAuto. Throws util::Error on a bad value.
-Accel accel_from_environment();
 
 struct LaunchOptions {
   std::string nbd_socket;   // the unix socket serving the disk

@@ -38,6 +38,16 @@ std::string wait_script(const std::string& message, const std::string& base) {
 
 }  // namespace
 
+void check_boot_artifacts(store::Store& store, const store::VersionInfo& v) {
+  auto names = store.artifacts(v);
+  for (const char* needed : {"vmlinuz", "initrd.img"}) {
+    if (std::find(names.begin(), names.end(), needed) == names.end()) {
+      throw Error(v.image + "@" + std::to_string(v.number) + " has no artifact '" + needed +
+                  "' (a recipe keeps it with 'copy-out: {from: /boot/..., artifact: " + needed + "}')");
+    }
+  }
+}
+
 std::string BootHttp::chain_script(const std::string& base) {
   return "#!ipxe\n"
          "# bootfleet: ask the boot server what this PC boots, by its MAC address\n"
@@ -78,10 +88,17 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   auto mac = util::parse_mac(std::string_view(file_name).substr(0, file_name.size() - suffix.size()));
   if (!mac) return http::Response::text(400, "not a MAC address: /boot/MAC.ipxe takes aa-bb-cc-dd-ee-ff");
 
-  auto client = exports_.with_store([&](store::Store& s) { return s.find_client(*mac); });
   std::string image, name;
   std::optional<std::string> extra;
-  if (client) {
+  std::optional<int64_t> pinned_version;  // else the active version
+  std::optional<store::ClientInfo> client;
+  if (!options_.pinned) client = exports_.with_store([&](store::Store& s) { return s.find_client(*mac); });
+  if (options_.pinned) {
+    // Any MAC: a throwaway client of a test, never looked up or registered.
+    image = options_.pinned->image;
+    name = options_.pinned->client;
+    pinned_version = options_.pinned->version;
+  } else if (client) {
     image = client->image;
     name = client->name;
     extra = client->cmdline;
@@ -98,14 +115,8 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   int64_t version = 0;
   try {
     version = exports_.with_store([&](store::Store& s) {
-      store::VersionInfo v = s.version({image, std::nullopt, false});
-      auto names = s.artifacts(v);
-      for (const char* needed : {"vmlinuz", "initrd.img"}) {
-        if (std::find(names.begin(), names.end(), needed) == names.end()) {
-          throw Error(v.image + "@" + std::to_string(v.number) + " has no artifact '" + needed +
-                      "' (a recipe keeps it with 'copy-out: {from: /boot/..., artifact: " + needed + "}')");
-        }
-      }
+      store::VersionInfo v = s.version({image, pinned_version, false});
+      check_boot_artifacts(s, v);
       return v.number;
     });
     if (start) exports_.start_session(image, name, version);

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "serve/exports.h"
@@ -24,13 +25,26 @@
 
 namespace bootfleet::serve {
 
+// A throwaway boot (imgtool boot-test): every MAC boots this version as
+// this client, whatever the client table says, and nothing is registered.
+struct PinnedBoot {
+  std::string image;
+  int64_t version = 0;
+  std::string client;  // the session is IMAGE/CLIENT, e.g. boot-test-4242
+};
+
 struct BootOptions {
   uint16_t nbd_port = 10809;  // where clients attach their root (same host as HTTP)
   std::string default_image;  // unknown MACs boot this; empty: they are told to register
   // Appended after what bootsrv always passes (ip=dhcp root=/dev/nbd0p1
   // nbdroot=… rw init=/sbin/init bootfleet.*=…) and before the client's own.
   std::string kernel_cmdline = "console=tty0 console=ttyS0 panic=-1";
+  std::optional<PinnedBoot> pinned;
 };
+
+// Throws util::Error unless version `v` has the artifacts a network boot
+// needs (vmlinuz, initrd.img), naming the missing one and how a recipe keeps it.
+void check_boot_artifacts(store::Store& store, const store::VersionInfo& v);
 
 class BootHttp {
  public:

@@ -14,6 +14,7 @@ namespace {
 std::mutex log_mutex;
 std::string program = "bootfleet";
 bool enabled = true;
+std::function<void(const std::string&)> sink;
 }  // namespace
 
 void set_log_program(const std::string& name) {
@@ -26,11 +27,20 @@ void set_log_enabled(bool on) {
   enabled = on;
 }
 
+void set_log_sink(std::function<void(const std::string&)> s) {
+  std::lock_guard lock(log_mutex);
+  sink = std::move(s);
+}
+
 void log_line(const std::string& message) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
   std::lock_guard lock(log_mutex);
   if (!enabled) return;
+  if (sink) {
+    sink(message);
+    return;
+  }
   std::fprintf(stderr, "%s %s[%d]: %s\n", format_utc_ms(ms).c_str(), program.c_str(), static_cast<int>(::getpid()),
                message.c_str());
   std::fflush(stderr);

@@ -2,6 +2,7 @@
 // Servers log one line per connection event and per error.
 #pragma once
 
+#include <functional>
 #include <string>
 
 namespace bootfleet::util {
@@ -9,6 +10,10 @@ namespace bootfleet::util {
 void set_log_program(const std::string& name);
 // Fuzzers and benchmarks turn logging off; servers never do.
 void set_log_enabled(bool enabled);
+// Sends every line (the message only, no time or program) to `sink` instead
+// of stderr; an empty function restores stderr. A command that runs a server
+// in-process (imgtool boot-test) keeps its log for when something fails.
+void set_log_sink(std::function<void(const std::string&)> sink);
 void log_line(const std::string& message);
 
 }  // namespace bootfleet::util
