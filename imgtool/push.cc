@@ -19,13 +19,13 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 
 #include "cli.h"
 #include "util/error.h"
 #include "util/progress.h"
 #include "util/sha256.h"
 #include "util/size.h"
-#include "vhd/convert.h"
 
 namespace bootfleet::imgtool {
 
@@ -35,6 +35,8 @@ using util::Error;
 namespace {
 
 constexpr int kUploadAttempts = 3;
+constexpr int kBusyWaits = 120;
+constexpr auto kBusyWait = std::chrono::milliseconds(500);
 
 // A file removed when the push of one version ends, however it ends.
 struct TempFile {
@@ -60,25 +62,10 @@ void choose_payload(store::Store& s, const store::VersionInfo& v, Payload& paylo
     return;
   }
   if (v.number == 1) throw Error(v.image + "@1 has a parent; cannot push it");
-  store::VersionInfo previous;
-  try {
-    previous = s.version({v.image, v.number - 1, false});
-  } catch (const Error&) {
-    throw Error(v.image + "@" + std::to_string(v.number) + " is stored as a new base and " + v.image + "@" +
-                std::to_string(v.number - 1) + " is no longer in this store, so the patch between them cannot be made");
-  }
-  auto changed = store::BlockDigests::changed_blocks(s.digests(previous), s.digests(v));
-  std::set<uint32_t> may_differ(changed.begin(), changed.end());
   payload.temporary.path = (std::filesystem::temp_directory_path() /
                             ("imgtool-push-" + std::to_string(::getpid()) + "-" + std::to_string(v.number) + ".vhd"))
                                .string();
-  vhd::ConvertOptions co;
-  co.to = vhd::OutputFormat::kVhdDiff;
-  co.parent = s.path_of(previous);
-  co.replace = true;
-  co.same_as_parent = [&](uint32_t block) { return !may_differ.count(block); };
-  auto disk = s.open_version(v);
-  vhd::convert(*disk, payload.temporary.path, co);
+  s.write_patch({v.image, v.number, false}, v.number - 1, payload.temporary.path, /*replace=*/true);
   payload.file = payload.temporary.path;
   payload.size = std::filesystem::file_size(payload.file);
 }
@@ -111,22 +98,46 @@ json describe(store::Store& s, const store::VersionInfo& v, const Payload& paylo
           {"recipe_hash", opt(v.recipe_hash)}};
 }
 
-// Sends the disk from what the server has, resuming after a cut connection.
+// Sends the disk from what the server has, resuming after a cut connection
+// (three times) or while another push of the same version is writing to the
+// same upload (the server answers 409 busy; we wait for it, a minute at most).
 void send_disk(remote::Client& server, const std::string& id, const Payload& payload, uint64_t received,
                util::Progress& progress) {
-  for (int attempt = 1;; ++attempt) {
-    if (received >= payload.size) return;
+  int cuts = 0, waits = 0;
+  while (received < payload.size) {
     try {
       server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(received), payload.file, received,
                       payload.size - received, [&](uint64_t sent) { progress.update(received + sent); });
       return;
     } catch (const remote::RemoteError& e) {
-      // No answer (the connection broke) or a disagreement about the offset:
-      // ask the server what it has and go on from there.
-      bool resumable = e.status() == 0 || e.status() == 409;
-      if (!resumable || attempt == kUploadAttempts) throw;
-      std::cerr << "push: " << e.what() << "; resuming (attempt " << attempt + 1 << " of " << kUploadAttempts << ")\n";
-      received = server.get("/api/v1/uploads/" + id).at("received").get<uint64_t>();
+      if (e.status() == 0 && ++cuts < kUploadAttempts) {
+        std::cerr << "push: " << e.what() << "; resuming (attempt " << cuts + 1 << " of " << kUploadAttempts << ")\n";
+      } else if (e.status() == 409 && ++waits < kBusyWaits) {
+        std::this_thread::sleep_for(kBusyWait);  // the offset moved or another push is writing
+      } else {
+        throw;
+      }
+      auto state = server.get_if_exists("/api/v1/uploads/" + id);
+      if (!state) return;  // committed by the push that shared it; the caller checks the version
+      received = state->at("received").get<uint64_t>();
+    }
+  }
+}
+
+// Commits the upload; true when this push stored it, false when the push
+// sharing the upload did (the version is then there with our digest).
+bool commit(remote::Client& server, const std::string& id, const store::VersionInfo& v) {
+  std::string version_path = "/api/v1/images/" + v.image + "/versions/" + std::to_string(v.number);
+  for (int waits = 0;; ++waits) {
+    try {
+      server.post("/api/v1/uploads/" + id + "/commit", json::object());
+      return true;
+    } catch (const remote::RemoteError& e) {
+      if ((e.status() != 404 && e.status() != 409) || waits >= kBusyWaits) throw;
+      auto there = server.get_if_exists(version_path);
+      if (there && there->value("disk_digest", std::string()) == v.disk_digest) return false;
+      if (e.status() == 404) throw;  // gone, and not stored: expired or aborted
+      std::this_thread::sleep_for(kBusyWait);
     }
   }
 }
@@ -164,7 +175,10 @@ uint64_t upload(remote::Client& server, store::Store& s, const store::VersionInf
     done += size;
   }
   progress.finish();
-  server.post("/api/v1/uploads/" + id + "/commit", json::object());
+  if (!commit(server, id, v)) {
+    raced = true;
+    return 0;
+  }
   return payload.size - sent_before + artifact_bytes;
 }
 
@@ -203,11 +217,15 @@ int cmd_push(const std::vector<std::string>& args) {
 
   std::map<int64_t, std::string> remote_digests;
   bool image_known = false;
-  for (const auto& image : server->get("/api/v1/images").at("images")) {
+  // Named, not iterated in place: a range-for over a member of a temporary
+  // reads freed memory before C++23.
+  const json images = server->get("/api/v1/images");
+  for (const auto& image : images.at("images")) {
     if (image.at("name") == ref.image) image_known = true;
   }
   if (image_known) {
-    for (const auto& v : server->get("/api/v1/images/" + ref.image + "/versions").at("versions")) {
+    const json versions = server->get("/api/v1/images/" + ref.image + "/versions");
+    for (const auto& v : versions.at("versions")) {
       remote_digests[v.at("number").get<int64_t>()] = v.at("disk_digest").get<std::string>();
     }
   }
@@ -238,7 +256,17 @@ int cmd_push(const std::vector<std::string>& args) {
     }
     auto started = std::chrono::steady_clock::now();
     bool raced = false;
-    uint64_t sent = upload(*server, *s, v, parent_digest, raced);
+    uint64_t sent = 0;
+    try {
+      sent = upload(*server, *s, v, parent_digest, raced);
+    } catch (const remote::RemoteError& e) {
+      // Another push of the same version may have shared our upload and
+      // committed it first: then the server holds exactly what we meant to send.
+      if (e.status() != 404 && e.status() != 409) throw;
+      auto there_now = server->get_if_exists("/api/v1/images/" + v.image + "/versions/" + std::to_string(v.number));
+      if (!there_now || there_now->value("disk_digest", std::string()) != v.disk_digest) throw;
+      raced = true;
+    }
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     total_sent += sent;
     remote_digests[v.number] = v.disk_digest;
