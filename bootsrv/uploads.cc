@@ -193,13 +193,16 @@ json UploadDeclaration::to_json() const {
 
 void check_append(const std::string& upload, uint64_t received, uint64_t file_size, uint64_t offset,
                   uint64_t length) {
-  if (offset != received) {
+  // Forward offsets are a sparse upload: the bytes skipped are zeros. Going
+  // back is refused: what was received is never rewritten.
+  if (offset < received) {
     throw ApiError(409,
                    "upload " + upload + " has " + std::to_string(received) + " bytes; send offset=" +
-                       std::to_string(received) + ", not " + std::to_string(offset),
+                       std::to_string(received) + " (or beyond it, the bytes skipped being zeros), not " +
+                       std::to_string(offset),
                    {{"received", received}});
   }
-  if (length > file_size - received) {
+  if (offset > file_size || length > file_size - offset) {
     throw ApiError(400, "upload " + upload + ": " + std::to_string(length) + " bytes at offset " +
                             std::to_string(offset) + " go past the declared file_size " + std::to_string(file_size));
   }
@@ -405,6 +408,16 @@ json Uploads::append(const std::string& id, uint64_t offset, http::Body& body) {
   check_append(id, u->received, u->declaration.file_size, offset, body.length());
   std::string path = u->dir + "/disk.vhd";
   util::UniqueFd fd = util::open_file(path, O_WRONLY);
+  if (offset > u->received) {
+    // The skipped bytes must read as zeros: cut anything past what was
+    // received (nothing should be there) and let the gap be a hole.
+    if (::ftruncate(fd.get(), static_cast<off_t>(u->received)) != 0 ||
+        ::ftruncate(fd.get(), static_cast<off_t>(offset)) != 0) {
+      throw util::errno_error("upload " + id + ": extend " + path);
+    }
+    std::lock_guard lock(mutex_);
+    u->received = offset;
+  }
   std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
   struct Touch {
     Uploads& self;

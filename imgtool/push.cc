@@ -10,7 +10,10 @@
 // version stored as a new base) a patch holding only the blocks whose
 // digests changed is written to a temporary file first. A cut connection is
 // resumed from what the server says it received, three times at most.
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include <chrono>
 #include <filesystem>
@@ -23,6 +26,7 @@
 
 #include "cli.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/progress.h"
 #include "util/sha256.h"
 #include "util/size.h"
@@ -98,17 +102,58 @@ json describe(store::Store& s, const store::VersionInfo& v, const Payload& paylo
           {"recipe_hash", opt(v.recipe_hash)}};
 }
 
-// Sends the disk from what the server has, resuming after a cut connection
-// (three times) or while another push of the same version is writing to the
-// same upload (the server answers 409 busy; we wait for it, a minute at most).
-void send_disk(remote::Client& server, const std::string& id, const Payload& payload, uint64_t received,
-               util::Progress& progress) {
+// The byte ranges of `file` worth sending: everything but runs of zeros of
+// kZeroRun bytes or more, which a sparse upload skips (the server reads a
+// gap as zeros). A VHD allocates whole 2 MiB blocks, so a patch that
+// changed part of a block holds zeros for the rest: not sending them halves
+// a scattered patch.
+constexpr size_t kZeroRun = 64 * 1024;
+
+std::vector<std::pair<uint64_t, uint64_t>> data_runs(const std::string& file, uint64_t size) {
+  std::vector<std::pair<uint64_t, uint64_t>> runs;  // [begin, end)
+  util::UniqueFd fd = util::open_file(file, O_RDONLY);
+  std::vector<uint8_t> buffer(4 << 20);
+  for (uint64_t at = 0; at < size;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(buffer.size(), size - at));
+    util::pread_full(fd.get(), buffer.data(), n, at, file);
+    for (size_t chunk = 0; chunk < n; chunk += kZeroRun) {
+      size_t length = std::min(kZeroRun, n - chunk);
+      bool zero = std::all_of(buffer.begin() + chunk, buffer.begin() + chunk + length, [](uint8_t b) { return !b; });
+      if (zero) continue;
+      uint64_t begin = at + chunk, end = begin + length;
+      if (!runs.empty() && runs.back().second == begin) runs.back().second = end;
+      else runs.emplace_back(begin, end);
+    }
+    at += n;
+  }
+  return runs;
+}
+
+// Sends the disk's data runs from what the server has, resuming after a cut
+// connection (three times) or while another push of the same version is
+// writing to the same upload (409 busy; we wait for it, a minute at most).
+// Returns the bytes sent.
+uint64_t send_disk(remote::Client& server, const std::string& id, const Payload& payload, uint64_t received,
+                   util::Progress& progress) {
+  auto runs = data_runs(payload.file, payload.size);
+  uint64_t sent_total = 0;
   int cuts = 0, waits = 0;
   while (received < payload.size) {
     try {
-      server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(received), payload.file, received,
-                      payload.size - received, [&](uint64_t sent) { progress.update(received + sent); });
-      return;
+      for (const auto& [begin, end] : runs) {
+        if (end <= received) continue;
+        uint64_t from = std::max(begin, received);
+        server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(from), payload.file, from,
+                        end - from, [&](uint64_t sent) { progress.update(from + sent); });
+        sent_total += end - from;
+        received = end;
+      }
+      if (received < payload.size) {  // trailing zeros: say where the file ends
+        server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(payload.size), payload.file,
+                        payload.size, 0);
+        received = payload.size;
+      }
+      return sent_total;
     } catch (const remote::RemoteError& e) {
       if (e.status() == 0 && ++cuts < kUploadAttempts) {
         std::cerr << "push: " << e.what() << "; resuming (attempt " << cuts + 1 << " of " << kUploadAttempts << ")\n";
@@ -118,10 +163,11 @@ void send_disk(remote::Client& server, const std::string& id, const Payload& pay
         throw;
       }
       auto state = server.get_if_exists("/api/v1/uploads/" + id);
-      if (!state) return;  // committed by the push that shared it; the caller checks the version
+      if (!state) return sent_total;  // committed by the push that shared it; the caller checks the version
       received = state->at("received").get<uint64_t>();
     }
   }
+  return sent_total;
 }
 
 // Commits the upload; true when this push stored it, false when the push
@@ -162,15 +208,15 @@ uint64_t upload(remote::Client& server, store::Store& s, const store::VersionInf
   for (const auto& a : meta["artifacts"]) artifact_bytes += a["size"].get<uint64_t>();
 
   auto progress = util::Progress::for_terminal("push " + ref, payload.size + artifact_bytes);
-  uint64_t sent_before = received;
-  send_disk(server, id, payload, received, progress);
-  uint64_t done = payload.size;
+  uint64_t disk_bytes = send_disk(server, id, payload, received, progress);
+  uint64_t done = payload.size, artifact_sent = 0;
   for (const auto& a : meta["artifacts"]) {
     std::string name = a["name"].get<std::string>();
     uint64_t size = a["size"].get<uint64_t>();
     if (!have.count(name)) {
       server.put_file("/api/v1/uploads/" + id + "/artifacts/" + name, s.artifact_path(v, name), 0, size,
                       [&](uint64_t sent) { progress.update(done + sent); });
+      artifact_sent += size;
     }
     done += size;
   }
@@ -179,7 +225,7 @@ uint64_t upload(remote::Client& server, store::Store& s, const store::VersionInf
     raced = true;
     return 0;
   }
-  return payload.size - sent_before + artifact_bytes;
+  return disk_bytes + artifact_sent;
 }
 
 }  // namespace

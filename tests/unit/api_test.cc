@@ -64,12 +64,15 @@ TEST_CASE("constant-time comparison", "[api]") {
   CHECK_FALSE(constant_time_equal(a, b));
 }
 
-TEST_CASE("upload offsets: exactly what was received, never past file_size", "[api]") {
+TEST_CASE("upload offsets: from what was received on (a gap is zeros), never back, never past file_size", "[api]") {
   CHECK(status_of([] { check_append("u", 0, 100, 0, 100); }) == 0);
   CHECK(status_of([] { check_append("u", 40, 100, 40, 60); }) == 0);
   CHECK(status_of([] { check_append("u", 40, 100, 40, 0); }) == 0);
   CHECK(status_of([] { check_append("u", 40, 100, 0, 10); }) == 409);
-  CHECK(status_of([] { check_append("u", 40, 100, 50, 10); }) == 409);
+  CHECK(status_of([] { check_append("u", 40, 100, 50, 10); }) == 0);
+  CHECK(status_of([] { check_append("u", 40, 100, 100, 0); }) == 0);
+  CHECK(status_of([] { check_append("u", 40, 100, 101, 0); }) == 400);
+  CHECK(status_of([] { check_append("u", 40, 100, 95, 6); }) == 400);
   CHECK(status_of([] { check_append("u", 40, 100, 40, 61); }) == 400);
   CHECK(status_of([] { check_append("u", 100, 100, 100, 1); }) == 400);
   try {
