@@ -173,7 +173,7 @@ bool send_all(int fd, const char* data, size_t size) {
 
 void Server::accept_loop(const Listener& listener) {
   const std::string scheme = listener.tls ? "https" : "http";
-  while (!stopping_) {
+  while (!connections_.stopping()) {
     pollfd p{listener.fd, POLLIN, 0};
     if (::poll(&p, 1, 200) <= 0) continue;  // wakes to notice stop()
     sockaddr_storage sa{};
@@ -194,19 +194,15 @@ void Server::accept_loop(const Listener& listener) {
     socklen_t local_len = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
     std::tie(connection.local_host, connection.local_port) = address_of(local);
-    {
-      std::lock_guard lock(mutex_);
-      if (clients_.size() >= options_.max_connections) {
-        // Plain text even on a TLS port: no handshake is spent on a refusal.
-        static const char kBusy[] =
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\nRetry-After: 5\r\n\r\nbusy\n";
-        if (!listener.tls) send_all(fd, kBusy, sizeof kBusy - 1);
-        ::close(fd);
-        log("http " + connection.peer + " refused: " + std::to_string(clients_.size()) + " connections open (503)");
-        continue;
-      }
-      clients_[fd] = connection.peer;
-      if (stopping_) ::shutdown(fd, SHUT_RD);
+    if (!connections_.add(fd, connection.peer, options_.max_connections)) {
+      // Plain text even on a TLS port: no handshake is spent on a refusal.
+      static const char kBusy[] =
+          "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\nRetry-After: 5\r\n\r\nbusy\n";
+      if (!listener.tls) send_all(fd, kBusy, sizeof kBusy - 1);
+      ::close(fd);
+      log("http " + connection.peer + " refused: " + std::to_string(options_.max_connections) +
+          " connections open (503)");
+      continue;
     }
     std::thread([this, fd, connection, tls = listener.tls, scheme] {
       // Bounds every blocking read and write, the TLS handshake's included.
@@ -220,9 +216,7 @@ void Server::accept_loop(const Listener& listener) {
         log(scheme + " " + connection.peer + ": connection ended: " + e.what());
       }
       ::close(fd);
-      std::lock_guard lock(mutex_);
-      clients_.erase(fd);
-      idle_.notify_all();
+      connections_.remove(fd);
     }).detach();
   }
 }
@@ -230,7 +224,7 @@ void Server::accept_loop(const Listener& listener) {
 void Server::serve(Stream& stream, const Connection& connection) {
   std::string buffer;  // bytes read and not yet parsed (pipelined requests, the start of a body)
   char chunk[16384];
-  while (!stopping_) {
+  while (!connections_.stopping()) {
     size_t end = buffer.find("\r\n\r\n");
     size_t head_length = end == std::string::npos ? 0 : end + 4;
     if (end == std::string::npos) {
@@ -355,23 +349,15 @@ bool Server::respond(Stream& stream, const Connection& connection, const Request
   return ok;
 }
 
-void Server::stop() {
-  if (stopping_.exchange(true)) return;
-  std::lock_guard lock(mutex_);
-  for (auto& [fd, peer] : clients_) ::shutdown(fd, SHUT_RD);
-}
+void Server::stop() { connections_.stop(); }
 
 void Server::wait() {
   for (auto& t : acceptors_)
     if (t.joinable()) t.join();
   acceptors_.clear();
-  std::unique_lock lock(mutex_);
-  idle_.wait(lock, [this] { return clients_.empty(); });
+  connections_.wait_empty();
 }
 
-size_t Server::connection_count() {
-  std::lock_guard lock(mutex_);
-  return clients_.size();
-}
+size_t Server::connection_count() { return connections_.size(); }
 
 }  // namespace bootfleet::http

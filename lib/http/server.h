@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "http/request.h"
+#include "util/connection_set.h"
 #include "http/stream.h"
 
 namespace bootfleet::http {
@@ -139,10 +140,7 @@ class Server {
   ServerOptions options_;
   std::vector<Listener> listeners_;
   std::vector<std::thread> acceptors_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mutex_;
-  std::condition_variable idle_;
-  std::map<int, std::string> clients_;  // fd -> peer
+  util::ConnectionSet connections_;
 };
 
 // "HTTP/1.1 200 OK"-style reason phrases for the statuses we send.

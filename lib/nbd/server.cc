@@ -77,7 +77,7 @@ std::string peer_name(const sockaddr_storage& sa) {
 }  // namespace
 
 void Server::accept_loop(int listen_fd) {
-  while (!stopping_) {
+  while (!connections_.stopping()) {
     pollfd p{listen_fd, POLLIN, 0};
     int rc = ::poll(&p, 1, 200);  // wakes to notice stop()
     if (rc <= 0) continue;
@@ -93,42 +93,26 @@ void Server::accept_loop(int listen_fd) {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     std::string peer = peer_name(sa);
-    {
-      std::lock_guard lock(mutex_);
-      clients_[fd] = peer;
-      // stop() sets stopping_ before it takes the lock to shut clients down:
-      // a connection registered after that must shut itself down.
-      if (stopping_) ::shutdown(fd, SHUT_RD);
-    }
+    connections_.add(fd, peer);
     std::thread([this, fd, peer] {
       ConnectionOptions options;
-      options.stopping = &stopping_;
+      options.stopping = connections_.stopping_flag();
       serve_connection(fd, resolver_, peer, options);
       ::close(fd);
-      std::lock_guard lock(mutex_);
-      clients_.erase(fd);
-      idle_.notify_all();
+      connections_.remove(fd);
     }).detach();
   }
 }
 
-void Server::stop() {
-  if (stopping_.exchange(true)) return;
-  std::lock_guard lock(mutex_);
-  for (auto& [fd, peer] : clients_) ::shutdown(fd, SHUT_RD);
-}
+void Server::stop() { connections_.stop(); }
 
 void Server::wait() {
   for (auto& t : acceptors_)
     if (t.joinable()) t.join();
   acceptors_.clear();
-  std::unique_lock lock(mutex_);
-  idle_.wait(lock, [this] { return clients_.empty(); });
+  connections_.wait_empty();
 }
 
-size_t Server::connection_count() {
-  std::lock_guard lock(mutex_);
-  return clients_.size();
-}
+size_t Server::connection_count() { return connections_.size(); }
 
 }  // namespace bootfleet::nbd

@@ -5,15 +5,12 @@
 // device and ends; wait() returns when all have.
 #pragma once
 
-#include <atomic>
-#include <condition_variable>
-#include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "nbd/connection.h"
+#include "util/connection_set.h"
 
 namespace bootfleet::nbd {
 
@@ -40,10 +37,7 @@ class Server {
   std::vector<int> listen_fds_;
   std::vector<std::string> unix_paths_;
   std::vector<std::thread> acceptors_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mutex_;
-  std::condition_variable idle_;
-  std::map<int, std::string> clients_;  // fd -> peer
+  util::ConnectionSet connections_;
 };
 
 }  // namespace bootfleet::nbd
