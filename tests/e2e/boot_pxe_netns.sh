@@ -69,13 +69,14 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-# Background processes are started as plain commands (not through a shell
-# function), so that $! is the process itself.
 
 for tool in ip dnsmasq qemu-system-x86_64; do
   command -v "$tool" >/dev/null || fail "$tool is missing (ci/install-deps installs it)"
 done
 [ -f /usr/lib/ipxe/undionly.kpxe ] || fail "/usr/lib/ipxe/undionly.kpxe is missing (Debian's ipxe package)"
+
+# Background processes below are started as plain commands (not through a
+# shell function, which would fork a subshell), so that $! is the process.
 
 # --- the network ------------------------------------------------------------
 ip netns add "$NS" 2> netns.err || skip "cannot create a network namespace: $(cat netns.err)"
