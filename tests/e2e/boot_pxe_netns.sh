@@ -113,7 +113,7 @@ ip netns exec "$NS" "$BOOTSRV" serve --listen $SERVER_IP:10809 --http-listen $SE
   > server.log 2>&1 &
 PIDS+=($!); SERVER=$!
 for _ in $(seq 1 100); do
-  grep -q "listening for TFTP" server.log && grep -q "listening for HTTP" server.log && break
+  grep -qs "listening for TFTP" server.log && grep -qs "listening for HTTP" server.log && break
   kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(cat server.log)"
   sleep 0.05
 done
@@ -141,7 +141,7 @@ run_dnsmasq() { # NAME: NAME.conf, logging to NAME.log
   PIDS+=($!)
   local pid=$!
   for _ in $(seq 1 100); do
-    grep -q "DHCP, \(IP range\|proxy\)" "$1.log" && return 0
+    grep -qs "DHCP, \(IP range\|proxy\)" "$1.log" && return 0
     kill -0 $pid 2>/dev/null || fail "dnsmasq ($1) died: $(cat "$1.log")"
     sleep 0.05
   done
