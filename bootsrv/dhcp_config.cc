@@ -25,8 +25,9 @@ std::string dnsmasq_config(const std::string& ip, const std::string& interface, 
       "# dnsmasq proxy-DHCP for bootfleet, made by 'bootsrv dhcp-config'.\n"
       "# Install as /etc/dnsmasq.d/bootfleet.conf and restart dnsmasq. The site's DHCP\n"
       "# server keeps giving out addresses; this only adds where to boot from.\n"
-      "# bootsrv serves TFTP (--tftp-listen :69 --tftp-root DIR with undionly.kpxe and\n"
-      "# ipxe.efi) and HTTP (--http-listen :" + std::to_string(http_port) + "); see docs/network-boot.md.\n"
+      "# bootsrv serves TFTP (--tftp-listen :69; its default root /usr/lib/ipxe holds\n"
+      "# Debian's undionly.kpxe and ipxe.efi) and HTTP (--http-listen :" + std::to_string(http_port) + ");\n"
+      "# see docs/network-boot.md.\n"
       "port=0\n"
       "log-dhcp\n";
   if (!interface.empty()) out += "interface=" + interface + "\nbind-interfaces\n";

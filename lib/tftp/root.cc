@@ -36,13 +36,28 @@ std::variant<Refusal, util::UniqueFd> refusal_for_errno(int err, const std::stri
   }
 }
 
-int open_beneath(int dir_fd, const std::string& relative) {
+// O_NONBLOCK: a FIFO planted in the root must not hang the transfer; it is
+// refused below as not a regular file.
+constexpr int kOpenFlags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+
+int openat2_with(int dir_fd, const std::string& path, uint64_t resolve) {
   open_how how{};
-  // O_NONBLOCK: a FIFO planted in the root must not hang the transfer; it
-  // is refused below as not a regular file.
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(::syscall(SYS_openat2, dir_fd, relative.c_str(), &how, sizeof how));
+  how.flags = kOpenFlags;
+  how.resolve = resolve;
+  return static_cast<int>(::syscall(SYS_openat2, dir_fd, path.c_str(), &how, sizeof how));
+}
+
+int open_beneath(int dir_fd, const std::string& relative) {
+  return openat2_with(dir_fd, relative, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
+}
+
+// Owned by root and writable by nobody else: only root can have put
+// anything here.
+bool root_only(const struct stat& st) { return st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0; }
+
+Refusal untrusted_link(const std::string& name, const std::string& why) {
+  return Refusal{ErrorCode::access_violation, "access violation: " + name +
+                                                  " leads outside the served directory (" + why + ")"};
 }
 
 }  // namespace
@@ -52,6 +67,8 @@ Root::Root(const std::string& directory) {
   if (!::realpath(directory.c_str(), resolved)) throw util::errno_error("TFTP root " + directory);
   real_path_ = resolved;
   dir_fd_ = util::open_file(real_path_, O_RDONLY | O_DIRECTORY);
+  struct stat st {};
+  root_only_ = ::fstat(dir_fd_.get(), &st) == 0 && root_only(st);
 }
 
 std::variant<Refusal, std::string> Root::normalize(const std::string& name, const std::string& root_path) {
@@ -84,9 +101,51 @@ std::variant<Refusal, std::string> Root::normalize(const std::string& name, cons
   return out;
 }
 
+std::variant<Refusal, util::UniqueFd> Root::open_trusted_link(const std::string& relative, bool have_openat2) const {
+  if (!root_only_) return untrusted_link(relative, "the root is not owned by root or is writable by group or others");
+  // Walk the directories beneath the root without following symlinks; each
+  // must be root's alone, like the root.
+  util::UniqueFd dir;
+  int at = dir_fd_.get();
+  size_t start = 0;
+  for (size_t slash; (slash = relative.find('/', start)) != std::string::npos; start = slash + 1) {
+    std::string part = relative.substr(start, slash - start);
+    int fd = ::openat(at, part.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return untrusted_link(relative, "a directory on the way is a symlink");
+    dir = util::UniqueFd(fd);
+    at = fd;
+    struct stat st {};
+    if (::fstat(at, &st) != 0 || !root_only(st)) {
+      return untrusted_link(relative, part + " is not owned by root or is writable by group or others");
+    }
+  }
+  std::string leaf = relative.substr(start);
+  struct stat link {};
+  if (::fstatat(at, leaf.c_str(), &link, AT_SYMLINK_NOFOLLOW) != 0) return refusal_for_errno(errno, relative);
+  if (!S_ISLNK(link.st_mode)) return untrusted_link(relative, "not a symlink of root's");
+  if (link.st_uid != 0) return untrusted_link(relative, "the symlink is not owned by root");
+  char target[PATH_MAX];
+  ssize_t n = ::readlinkat(at, leaf.c_str(), target, sizeof target - 1);
+  if (n <= 0) return refusal_for_errno(n < 0 ? errno : ENOENT, relative);
+  target[n] = '\0';
+  // The target is taken as it stands: no further symlink is followed on
+  // its way (without openat2, only its last component is checked).
+  int fd = have_openat2 ? openat2_with(at, target, RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+                        : ::openat(at, target, kOpenFlags | O_NOFOLLOW);
+  if (fd < 0) {
+    if (errno == ELOOP) return untrusted_link(relative, "its target passes through another symlink");
+    return refusal_for_errno(errno, relative);
+  }
+  return util::UniqueFd(fd);
+}
+
 std::variant<Refusal, util::UniqueFd> Root::open(const std::string& relative) const {
   int fd = open_beneath(dir_fd_.get(), relative);
-  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+  if (fd < 0 && errno == EXDEV) {
+    auto trusted = open_trusted_link(relative, true);
+    if (std::holds_alternative<Refusal>(trusted)) return trusted;
+    fd = std::get<util::UniqueFd>(trusted).release();
+  } else if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
     // No openat2: resolve every symlink ourselves and check where it lands.
     std::string full = real_path_ + (real_path_ == "/" ? "" : "/") + relative;
     char resolved[PATH_MAX];
@@ -94,8 +153,13 @@ std::variant<Refusal, util::UniqueFd> Root::open(const std::string& relative) co
     std::string target = resolved;
     bool inside = real_path_ == "/" || (target.compare(0, real_path_.size(), real_path_) == 0 &&
                                         target.size() > real_path_.size() && target[real_path_.size()] == '/');
-    if (!inside) return refusal_for_errno(EXDEV, relative);
-    fd = ::open(resolved, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+    if (inside) {
+      fd = ::open(resolved, kOpenFlags | O_NOFOLLOW);
+    } else {
+      auto trusted = open_trusted_link(relative, false);
+      if (std::holds_alternative<Refusal>(trusted)) return trusted;
+      fd = std::get<util::UniqueFd>(trusted).release();
+    }
   }
   if (fd < 0) return refusal_for_errno(errno, relative);
   util::UniqueFd file(fd);

@@ -9,6 +9,15 @@
 // sandboxes), the fallback resolves the name with realpath() and checks the
 // prefix, then opens the resolved path with O_NOFOLLOW. That leaves a race
 // only for someone who can already write inside the root.
+//
+// One exception lets the root serve what a package installed there, like
+// Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi: a symlink that leaves the
+// root is followed when nobody but root could have planted it, that is when
+// the symlink, the root and every directory between them are owned by root
+// and not writable by group or others. Its target is opened as written,
+// following no further symlink (openat2 RESOLVE_NO_SYMLINKS; without openat2,
+// O_NOFOLLOW on the last component), and must be a regular file. A directory
+// on the way that is itself a symlink out of the root is never followed.
 #pragma once
 
 #include <string>
@@ -40,8 +49,12 @@ class Root {
   std::variant<Refusal, util::UniqueFd> open(const std::string& relative) const;
 
  private:
+  // A symlink out of the root, allowed only if root alone could have made it.
+  std::variant<Refusal, util::UniqueFd> open_trusted_link(const std::string& relative, bool have_openat2) const;
+
   std::string real_path_;
   util::UniqueFd dir_fd_;
+  bool root_only_ = false;  // the root is owned by root and not group/other-writable
 };
 
 }  // namespace bootfleet::tftp

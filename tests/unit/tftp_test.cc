@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -261,6 +262,81 @@ ServerOptions loopback_options(const std::string& root, std::vector<std::string>
 }
 
 }  // namespace
+
+// Opens NAME beneath ROOT: the file's bytes, or "REFUSED <code>" (the
+// message in last_refusal).
+static std::string last_refusal;
+static std::string open_in(const Root& root, const std::string& name) {
+  auto r = root.open(name);
+  if (auto* refusal = std::get_if<Refusal>(&r)) {
+    last_refusal = refusal->message;
+    return "REFUSED " + std::to_string(static_cast<int>(refusal->code));
+  }
+  std::string out(4096, '\0');
+  ssize_t n = ::read(std::get<util::UniqueFd>(r).get(), out.data(), out.size());
+  out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  return out;
+}
+
+TEST_CASE("symlinks out of the root: followed only when root alone could have planted them", "[tftp]") {
+  // outer/target.bin outside the root; outer/root the served directory.
+  TempDir outer;
+  outer.write("target.bin", "loader");
+  auto root = outer.path / "root";
+  auto sub = root / "sub";
+  std::filesystem::create_directories(sub);
+  ::chmod(root.c_str(), 0755);
+  ::chmod(sub.c_str(), 0755);
+  std::filesystem::create_symlink("../target.bin", root / "relative-out");
+  std::filesystem::create_symlink(outer.path / "target.bin", root / "absolute-out");
+  std::filesystem::create_symlink(outer.path / "target.bin", sub / "deep-out");
+  std::filesystem::create_symlink("target.bin", outer.path / "hop");
+  std::filesystem::create_symlink(outer.path / "hop", root / "via-another-link");
+  std::filesystem::create_symlink(outer.path, root / "dir-out");
+  std::filesystem::create_symlink(outer.path, root / "to-a-directory");
+  std::filesystem::create_symlink(outer.path / "target.bin", root / "planted");
+  bool as_root = ::geteuid() == 0;
+  if (as_root) REQUIRE(::lchown((root / "planted").c_str(), 65534, 65534) == 0);
+
+  SECTION("root's own symlinks in root's own directories are followed") {
+    if (as_root) {
+      Root r(root.string());
+      CHECK(open_in(r, "relative-out") == "loader");
+      CHECK(open_in(r, "absolute-out") == "loader");
+      CHECK(open_in(r, "sub/deep-out") == "loader");
+    } else {
+      WARN("not root: only root-owned symlinks are followed, so the accepted case is not tried");
+    }
+  }
+  SECTION("and refused when someone else could have planted them") {
+    Root r(root.string());
+    CHECK(open_in(r, "planted") == "REFUSED 2");  // owned by nobody (or by this non-root user)
+    if (as_root) CHECK(last_refusal == "access violation: planted leads outside the served directory (the symlink is not owned by root)");
+    CHECK(open_in(r, "via-another-link") == "REFUSED 2");  // the target is itself a symlink
+    if (as_root) CHECK_THAT(last_refusal, Catch::Contains("its target passes through another symlink"));
+    CHECK(open_in(r, "dir-out/target.bin") == "REFUSED 2");  // a directory on the way leaves the root
+    if (as_root) CHECK_THAT(last_refusal, Catch::Contains("a directory on the way is a symlink"));
+    CHECK(open_in(r, "to-a-directory") == "REFUSED 2");      // not a regular file
+    CHECK(open_in(r, "nosuch") == "REFUSED 1");
+    ::chmod(root.c_str(), 0775);  // the root is group-writable
+    CHECK(open_in(Root(root.string()), "absolute-out") == "REFUSED 2");
+    CHECK_THAT(last_refusal, Catch::Contains("the root is not owned by root or is writable by group or others"));
+    ::chmod(root.c_str(), 0757);  // ... or writable by others
+    CHECK(open_in(Root(root.string()), "absolute-out") == "REFUSED 2");
+    ::chmod(root.c_str(), 0755);
+    ::chmod(sub.c_str(), 0775);  // a directory between the root and the link
+    CHECK(open_in(Root(root.string()), "sub/deep-out") == "REFUSED 2");
+    if (as_root) CHECK_THAT(last_refusal, Catch::Contains("sub is not owned by root"));
+    ::chmod(sub.c_str(), 0755);
+    if (as_root) {
+      REQUIRE(::chown(root.c_str(), 65534, 65534) == 0);  // the root is not root's
+      CHECK(open_in(Root(root.string()), "absolute-out") == "REFUSED 2");
+      REQUIRE(::chown(root.c_str(), 0, 0) == 0);
+      REQUIRE(::lchown((root / "absolute-out").c_str(), 65534, 65534) == 0);  // the link is not root's
+      CHECK(open_in(Root(root.string()), "absolute-out") == "REFUSED 2");
+    }
+  }
+}
 
 TEST_CASE("server: virtual files, errors, duplicate ACKs", "[tftp]") {
   TempDir dir;

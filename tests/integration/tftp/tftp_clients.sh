@@ -22,6 +22,16 @@ expect_output_contains "Error code 1: file not found" tftp_get 127.0.0.1 nosuch.
 expect_output_contains "Error code 2: access violation" tftp_get 127.0.0.1 ../outside.txt got-escape
 expect_output_contains "Error code 2: access violation" tftp_get 127.0.0.1 escape-link got-escape
 [ ! -s got-escape ] || fail "bytes of a file outside the root arrived"
+if [ "$AS_ROOT" = 1 ]; then
+  tftp_get 127.0.0.1 trusted-link got-trusted && cmp got-trusted outside-loader.bin || fail "root's own symlink out of the root was not followed"
+  chmod 775 root; stop_server; start_server 127.0.0.1
+  expect_output_contains "Error code 2: access violation" tftp_get 127.0.0.1 trusted-link got-untrusted
+  [ ! -s got-untrusted ] || fail "a symlink in a group-writable root was followed"
+  chmod 755 root
+  pass "root's own symlink out of a root-only root is followed; in a group-writable root it is refused"
+else
+  expect_output_contains "Error code 2: access violation" tftp_get 127.0.0.1 trusted-link got-untrusted
+fi
 expect_output_contains "Error code 2: read-only server" timeout 30 tftp -m binary 127.0.0.1 "$TPORT" -c put outside.txt up.txt
 [ ! -e root/up.txt ] || fail "a put created a file"
 pass "missing file, '..', symlink out of the root and put are refused"
@@ -57,9 +67,9 @@ grep -q "tftp \[::1\]:[0-9]* 'undionly.kpxe': sent 74213 bytes" server.log || fa
 pass "IPv6 on ::1 with tftp-hpa and curl"
 stop_server
 
-# Debian's ipxe package: the default root is /usr/lib/ipxe, whose ipxe.efi is
-# a symlink to /boot and therefore refused; undionly.kpxe and snponly.efi are
-# plain files.
+# Debian's ipxe package: the default root is /usr/lib/ipxe; undionly.kpxe and
+# snponly.efi are plain files, ipxe.efi a symlink to /boot made by the package
+# (root's, in a directory only root writes), so it is followed.
 TPORT=$(free_udp_port)
 launch --tftp-listen 127.0.0.1:$TPORT
 grep -q "serving $IPXE_DIR read-only" server.log || fail "default root: $(cat server.log)"
@@ -67,10 +77,13 @@ tftp_get 127.0.0.1 undionly.kpxe got-default && cmp got-default "$IPXE_DIR/undio
 if [ -f "$IPXE_DIR/snponly.efi" ]; then
   tftp_get 127.0.0.1 snponly.efi got-snp && cmp got-snp "$IPXE_DIR/snponly.efi" || fail "snponly.efi"
 fi
-if [ -L "$IPXE_DIR/ipxe.efi" ] && [[ $(readlink "$IPXE_DIR/ipxe.efi") == /* ]]; then
-  expect_output_contains "Error code 2: access violation" tftp_get 127.0.0.1 ipxe.efi got-efi
+served="undionly.kpxe and snponly.efi"
+if [ -e "$IPXE_DIR/ipxe.efi" ] && [ "$(stat -L -c %u "$IPXE_DIR")" = 0 ] && [ "$(stat -c %u "$IPXE_DIR/ipxe.efi")" = 0 ] &&
+   [ $(( 0$(stat -c %a "$IPXE_DIR") & 022 )) = 0 ]; then
+  tftp_get 127.0.0.1 ipxe.efi got-efi && cmp got-efi "$IPXE_DIR/ipxe.efi" || fail "ipxe.efi (a root-owned symlink) not served: $(tail -3 server.log)"
+  served+=" and ipxe.efi (root's symlink to $(readlink "$IPXE_DIR/ipxe.efi"))"
 fi
-pass "default root $IPXE_DIR serves undionly.kpxe and snponly.efi (ipxe.efi links out of it: refused)"
+pass "default root $IPXE_DIR serves $served"
 stop_server
 
 # Configuration file keys.

@@ -16,6 +16,16 @@ head -c 300000 /dev/urandom > root/sub/medium.bin
 echo secret > outside.txt
 ln -s ../outside.txt root/escape-link
 ln -s sub/medium.bin root/inside-link
+# A symlink out of the root is followed only when root alone could have made
+# it (the link, the root and the directories between owned by root, not
+# group/other-writable). escape-link stands for one planted by someone else:
+# as root, it is given to nobody. trusted-link is root's own (refused unless
+# the test runs as root).
+chmod 755 root root/sub
+head -c 5000 /dev/urandom > outside-loader.bin
+ln -s "$WORK/outside-loader.bin" root/trusted-link
+AS_ROOT=0
+if [ "$(id -u)" -eq 0 ]; then AS_ROOT=1; chown -h 65534:65534 root/escape-link; fi
 
 free_udp_port() { $PY -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 free_tcp_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
