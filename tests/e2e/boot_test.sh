@@ -76,17 +76,8 @@ sleep 0.5
 ! pgrep -f "file:$WORK/sigterm-console.log" >/dev/null || fail "QEMU outlived boot-test after SIGTERM"
 pass "SIGTERM stops boot-test (exit 2) and its QEMU"
 
-# 4. tiny-linux@1 passes.
-t=$SECONDS
-expect_exit 0 timeout 600 "$IMGTOOL" boot-test tiny-linux@1
-expect_contains "passed: tiny-linux@1 booted under TCG"
-expect_contains "boot script served"
-expect_contains "root attached over NBD (export tiny-linux/boot-test-"
-expect_contains "matched after"
-DEFAULT_SECONDS=$(( SECONDS - t ))
-echo "$OUT" | grep "^boot-test:" || true
-pass "tiny-linux@1 passes with the default --expect (${DEFAULT_SECONDS} s)"
-
+# 4. tiny-linux@1 passes (one boot: the default --expect is used by the
+# broken-init case below and by the pipeline test).
 t=$SECONDS
 set +e
 timeout 600 "$IMGTOOL" boot-test tiny-linux@1 --expect 'bootfleet-marker image=tiny-linux version=1' \
@@ -100,6 +91,12 @@ assert_eq "$(json 'j["console"]' < result.json)" "$WORK/console.log" "console in
 json 'j["matched_line"]' < result.json | grep -q "^bootfleet-marker image=tiny-linux version=1 client=boot-test-" ||
   fail "matched_line: $(cat result.json)"
 grep -qa "bootfleet-marker image=tiny-linux version=1" "$WORK/console.log" || fail "--console FILE does not hold the console"
+OUT=$(cat progress.log)
+expect_contains "passed: tiny-linux@1 booted under TCG"
+expect_contains "boot script served"
+expect_contains "root attached over NBD (export tiny-linux/boot-test-"
+expect_contains "matched after"
+grep "^boot-test:" progress.log || true
 pass "tiny-linux@1 passes with an exact --expect, --json and --console ($(( SECONDS - t )) s, $(json 'j["seconds"]' < result.json) s by boot-test)"
 
 sha256sum -c --quiet v1.sum || fail "the version file changed"
