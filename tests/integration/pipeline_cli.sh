@@ -80,3 +80,48 @@ for job in ("lint", "build-and-boot-test", "publish", "rollback"):
 assert any("GITHUB_STEP_SUMMARY" in s.get("run", "") for s in gh["jobs"]["build-and-boot-test"]["steps"])
 PYEOF
 pass "gitlab-ci.yml and github-actions.yml parse, with the lint/build/publish/rollback jobs"
+
+# A boot test that fails, with a stand-in imgtool whose `build` imports a
+# small disk (no appliance) and whose `boot-test` fails as a panicking guest
+# does: exit 1, the reason and the console's tail in the report, the version
+# removed from the runner's store, nothing pushed.
+cat > "$WORK/fake-imgtool" <<FAKE
+#!/usr/bin/env bash
+set -euo pipefail
+REAL="$IMGTOOL"
+case \$1 in
+  build)
+    image=\$(awk '/^image:/ {print \$2}' "\$2")
+    truncate -s 8M "\$BOOTFLEET_STORE/../disk.raw"
+    printf 'release' | dd of="\$BOOTFLEET_STORE/../disk.raw" conv=notrunc status=none
+    "\$REAL" import "\$image" "\$BOOTFLEET_STORE/../disk.raw" -m "fake build" >&2
+    v=\$("\$REAL" versions "\$image" --json | jq '.[-1]')
+    file=\$(jq -r .file <<<"\$v")
+    mkdir -p "\$BOOTFLEET_STORE/\${file%.vhd}.artifacts"
+    touch "\$BOOTFLEET_STORE/\${file%.vhd}.artifacts/vmlinuz" "\$BOOTFLEET_STORE/\${file%.vhd}.artifacts/initrd.img"
+    jq '{cached: false, version: {image, version: .number, parent, file, file_size, disk_digest, recipe_hash}, changed_blocks: 1, seconds: 0.5}' <<<"\$v"
+    ;;
+  boot-test)
+    console=\$(sed -n 's/.*--console \([^ ]*\).*/\1/p' <<<"\$*")
+    printf 'Linux version 6.1\r\nKernel panic - not syncing: Attempted to kill init!\n\033[0m---[ end Kernel panic ]---\n' > "\$console"
+    echo "imgtool boot-test: FAILED: \$2: QEMU exited" >&2
+    echo '{"passed": false, "reason": "QEMU exited with status 0 (the guest powered off, rebooted or panicked) after 41 s"}'
+    exit 1 ;;
+  *) exec "\$REAL" "\$@" ;;
+esac
+FAKE
+chmod +x "$WORK/fake-imgtool"
+printf 'image: panics\nbase:\n  create: {size: 8M}\nsteps:\n  - mkdir: /etc\n' > "$WORK/panics.yaml"
+expect_exit 1 env -u BOOTFLEET_SERVER "$PIPELINE" --imgtool "$WORK/fake-imgtool" --store "$WORK/fake-store" \
+  --report "$WORK/panics.md" "$WORK/panics.yaml"
+expect_contains "==> boot-test panics@1"
+expect_contains "--> FAILED"
+R=$(cat "$WORK/panics.md")
+for text in "FAILED (a recipe failed: exit 1)" "boot test: panics@1" "**FAILED**: QEMU exited with status 0" \
+            "Kernel panic - not syncing" "end Kernel panic" "removed from the runner's store" "Not pushed." \
+            "Not compared: panics@1 is the image's first version (no server was given)"; do
+  grep -qF -- "$text" "$WORK/panics.md" || fail "'$text' not in the report: $R"
+done
+grep -q $'\r\|\033' "$WORK/panics.md" && fail "control characters from the console in the report"
+assert_eq "$(BOOTFLEET_STORE=$WORK/fake-store "$IMGTOOL" versions panics --json | json 'len(j)')" 0 "versions of panics after its failed boot test"
+pass "a failed boot test: exit 1, reason and console tail in the report, the version pruned, nothing pushed"
