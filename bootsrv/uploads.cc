@@ -388,9 +388,28 @@ Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& 
     std::ofstream(u->dir + "/upload.json") << meta.dump(2) << "\n";
     util::open_file(u->dir + "/disk.vhd", O_WRONLY | O_CREAT | O_TRUNC, 0600);
   }
+  // Artifacts the parent already has, byte for byte (an update rarely
+  // changes the kernel and initrd), are taken from it: the client sees them
+  // as received and does not send them again.
+  if (parent) {
+    for (const auto& a : d.artifacts) {
+      auto source = exports_.with_store([&](store::Store& s) -> std::optional<std::string> {
+        auto names = s.artifacts(*parent);
+        if (std::find(names.begin(), names.end(), a.name) == names.end()) return std::nullopt;
+        return s.artifact_path(*parent, a.name);
+      });
+      if (!source || fs::file_size(*source) != a.size || util::file_sha256_hex(*source) != a.sha256) continue;
+      std::string target = u->dir + "/artifacts/" + a.name;
+      std::error_code linked;
+      fs::create_hard_link(*source, target, linked);  // store files are immutable: a link is a copy
+      if (linked) fs::copy_file(*source, target, fs::copy_options::overwrite_existing);
+      u->artifacts_received.insert(a.name);
+    }
+  }
   uploads_[u->id] = u;
   util::log_line("api " + by + ": upload " + u->id + " of " + ref + " started (" + util::format_size(d.file_size) +
-                 ", " + std::to_string(d.artifacts.size()) + " artifacts)");
+                 ", " + std::to_string(d.artifacts.size()) + " artifacts, " +
+                 std::to_string(u->artifacts_received.size()) + " of them the parent's)");
   return {201, state_of(*u), std::nullopt};
 }
 
