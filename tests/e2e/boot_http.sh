@@ -40,16 +40,9 @@ pass "tiny-linux@1 built and published ($(( SECONDS - started )) s)"
 V1_FILE=$BOOTFLEET_STORE/$("$IMGTOOL" versions tiny-linux --json | json 'j[0]["file"]')
 sha256sum "$V1_FILE" > v1.sum
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NBD_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-"$BOOTSRV" serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT > server.log 2>&1 &
-SERVER=$!
-for _ in $(seq 1 100); do
-  grep -q "listening for HTTP" server.log && break
-  kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(cat server.log)"
-  sleep 0.05
-done
+start_bootsrv "listening for HTTP" serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT
 
 # start_boot MAC CONSOLE: powers on a diskless client in the background
 # (QEMU_PID); it powers itself off at the end of tiny-linux's init.

@@ -68,3 +68,22 @@ qsize() {
 }
 # vhd_patch ARGS...: tests/integration/vhd_patch.py (see its header).
 vhd_patch() { $PY "$HERE_LIB/vhd_patch.py" "$@"; }
+
+# free_port: a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_bootsrv READY ARGS...: runs "$BOOTSRV" ARGS in the background (its pid
+# in SERVER, its output in server.log, which is emptied first) and waits until
+# the log shows READY; fails with the log when bootsrv dies or is not ready
+# within 5 s.
+start_bootsrv() {
+  local ready=$1; shift
+  "$BOOTSRV" "$@" > server.log 2>&1 &
+  SERVER=$!
+  for _ in $(seq 1 100); do
+    grep -q "$ready" server.log && return 0
+    kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(cat server.log)"
+    sleep 0.05
+  done
+  fail "bootsrv did not start: $(cat server.log)"
+}

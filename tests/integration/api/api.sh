@@ -38,7 +38,6 @@ ci $TOKEN
 
 admin admin-token-0123456789abcdef
 EOF
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NBD_PORT=$(free_port); HTTP_PORT=$(free_port); HTTPS_PORT=$(free_port)
 UPLOADS=$WORK/uploads
 write_config() { # upload_ttl
@@ -57,15 +56,7 @@ max_uploads: 4
 EOF
 }
 start_server() {
-  : > server.log
-  "$BOOTSRV" serve --config bootsrv.yaml >> server.log 2>&1 &
-  SERVER=$!
-  for _ in $(seq 1 100); do
-    grep -q "listening for HTTPS" server.log && return 0
-    kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(cat server.log)"
-    sleep 0.05
-  done
-  fail "bootsrv did not start: $(cat server.log)"
+  start_bootsrv "listening for HTTPS" serve --config bootsrv.yaml
 }
 write_config 1h
 start_server

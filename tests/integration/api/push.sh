@@ -31,7 +31,6 @@ TOKEN=push-token-0123456789abcdef
 printf '# CI\nci %s\n' "$TOKEN" > tokens
 echo "$TOKEN" > token
 echo "wrong-token-0123456789abcdef" > bad-token
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NBD_PORT=$(free_port); HTTP_PORT=$(free_port)
 cat > bootsrv.yaml <<EOF
 store: $WORK/dst
@@ -40,13 +39,7 @@ http:
   listen: 127.0.0.1:$HTTP_PORT
 api_tokens: $WORK/tokens
 EOF
-"$BOOTSRV" serve --config bootsrv.yaml > server.log 2>&1 &
-SERVER=$!
-for _ in $(seq 1 100); do
-  grep -q "listening for HTTP" server.log && break
-  kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(cat server.log)"
-  sleep 0.05
-done
+start_bootsrv "listening for HTTP" serve --config bootsrv.yaml
 URL=http://127.0.0.1:$HTTP_PORT
 export BOOTFLEET_STORE=$WORK/src
 

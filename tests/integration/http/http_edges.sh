@@ -20,7 +20,6 @@ pass "tiny-linux@1 built and published"
 "$IMGTOOL" client add 52:54:00:00:00:01 --name pc01 --image tiny-linux --cmdline "quiet loglevel=3" >/dev/null
 "$IMGTOOL" client add 52-54-00-00-00-02 --image tiny-linux >/dev/null
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NBD_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 TFTP_PORT=$(free_port)

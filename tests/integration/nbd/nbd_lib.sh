@@ -13,18 +13,10 @@ make_image() { # image file
   "$IMGTOOL" import "$1" "$2" --publish >/dev/null
 }
 
-free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 start_server() { # extra bootsrv args...
   PORT=$(free_port)
-  "$BOOTSRV" serve --listen 127.0.0.1:$PORT "$@" > server.log 2>&1 &
-  SERVER=$!
-  for _ in $(seq 1 100); do
-    grep -q "listening for NBD" server.log && return 0
-    kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(cat server.log)"
-    sleep 0.05
-  done
-  fail "bootsrv did not start: $(cat server.log)"
+  start_bootsrv "listening for NBD" serve --listen 127.0.0.1:$PORT "$@"
 }
 stop_server() {
   kill -TERM $SERVER 2>/dev/null || return 0
