@@ -31,8 +31,12 @@ const char* const kUsage =
     "Export names: IMAGE (a fresh session on the active version for one connection),\n"
     "IMAGE/CLIENT (CLIENT's session: one write cache shared by its connections, kept\n"
     "across reconnects), IMAGE@N or IMAGE@active (read-only).\n\n"
+    "Control API (docs/api.md): JSON under /api/v1/ on the HTTP listener, on when\n"
+    "the configuration file names api_tokens; https_listen, tls_cert and tls_key add\n"
+    "an HTTPS listener. imgtool push, publish --server and status use it.\n\n"
     "Signals: SIGTERM or SIGINT stops accepting, finishes the requests in flight,\n"
-    "flushes every cache and exits 0; SIGHUP reloads the configuration file.\n"
+    "flushes every cache and exits 0; SIGHUP reloads the configuration file and\n"
+    "re-reads the API tokens.\n"
     "See docs/bootsrv.md.\n";
 
 }  // namespace bootfleet::bootsrv
