@@ -35,20 +35,7 @@ srv() { BOOTFLEET_STORE=$WORK/server-store "$IMGTOOL" "$@"; }
 
 # The boot server: empty store, token file, API on loopback.
 srv init >/dev/null
-TOKEN=pipeline-token-0123456789abcdef
-printf 'ci %s\n' "$TOKEN" > tokens
-echo "$TOKEN" > token
-echo "wrong-token-0123456789abcdef" > bad-token
-NBD_PORT=$(free_port); HTTP_PORT=$(free_port)
-cat > bootsrv.yaml <<EOF
-store: $WORK/server-store
-listen: 127.0.0.1:$NBD_PORT
-http:
-  listen: 127.0.0.1:$HTTP_PORT
-api_tokens: $WORK/tokens
-EOF
-start_bootsrv "listening for HTTP" serve --config bootsrv.yaml
-URL=http://127.0.0.1:$HTTP_PORT
+start_api_bootsrv "$WORK/server-store"
 
 # The CI checkout: a repository whose last commit adds the update recipe.
 mkdir repo

@@ -87,3 +87,19 @@ start_bootsrv() {
   done
   fail "bootsrv did not start: $(cat server.log)"
 }
+
+# start_api_bootsrv STORE: a bootsrv over STORE with NBD and HTTP on free
+# loopback ports and the control API on, its token file "tokens" naming the
+# token "ci"; "token" holds that token and "bad-token" one the server refuses.
+# Sets SERVER, NBD_PORT, HTTP_PORT and URL.
+start_api_bootsrv() {
+  local token=ci-token-0123456789abcdef
+  printf '# CI\nci %s\n' "$token" > tokens
+  echo "$token" > token
+  echo "wrong-token-0123456789abcdef" > bad-token
+  NBD_PORT=$(free_port); HTTP_PORT=$(free_port)
+  printf 'store: %s\nlisten: 127.0.0.1:%s\nhttp:\n  listen: 127.0.0.1:%s\napi_tokens: %s\n' \
+    "$1" "$NBD_PORT" "$HTTP_PORT" "$PWD/tokens" > bootsrv.yaml
+  start_bootsrv "listening for HTTP" serve --config bootsrv.yaml
+  URL=http://127.0.0.1:$HTTP_PORT
+}

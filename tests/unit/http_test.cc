@@ -103,15 +103,20 @@ TEST_CASE("Host headers: names, IPv4, bracketed IPv6, each with an optional port
 }
 
 namespace {
-// One exchange on a fresh loopback connection: sends `text`, reads until the
-// server closes.
-std::string roundtrip(uint16_t port, const std::string& text) {
+// A TCP connection to 127.0.0.1:port (the caller closes it).
+int connect_loopback(uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;
   sa.sin_port = htons(port);
   sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+  return fd;
+}
+// One exchange on a fresh loopback connection: sends `text`, reads until the
+// server closes.
+std::string roundtrip(uint16_t port, const std::string& text) {
+  int fd = connect_loopback(port);
   REQUIRE(::send(fd, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size()));
   std::string out;
   char buf[4096];
@@ -260,12 +265,7 @@ TEST_CASE("the server streams bodies; a client that leaves mid-body hurts nobody
   // Expect: 100-continue gets its 100 when the handler reads, and only then
   // does the client send the body.
   {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    int fd = connect_loopback(port);
     std::string head = "POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\nConnection: close\r\n\r\n";
     ::send(fd, head.data(), head.size(), MSG_NOSIGNAL);
     char buf[4096];
@@ -280,12 +280,7 @@ TEST_CASE("the server streams bodies; a client that leaves mid-body hurts nobody
   }
   // Half a body, then the client leaves: only its connection ends.
   {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    int fd = connect_loopback(port);
     std::string partial = "POST /echo HTTP/1.1\r\nContent-Length: 1000\r\n\r\nonly this";
     ::send(fd, partial.data(), partial.size(), MSG_NOSIGNAL);
     ::usleep(100000);

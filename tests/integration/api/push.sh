@@ -27,20 +27,7 @@ for d in d1 d2 d3b; do BOOTFLEET_STORE=$WORK/fork "$IMGTOOL" import lab $d.raw -
 parent4=$(BOOTFLEET_STORE=$WORK/src "$IMGTOOL" versions lab --json | json '[v["parent"] for v in j if v["number"]==4][0]')
 assert_eq "$parent4" None "lab@4 in the source is a new base"
 
-TOKEN=push-token-0123456789abcdef
-printf '# CI\nci %s\n' "$TOKEN" > tokens
-echo "$TOKEN" > token
-echo "wrong-token-0123456789abcdef" > bad-token
-NBD_PORT=$(free_port); HTTP_PORT=$(free_port)
-cat > bootsrv.yaml <<EOF
-store: $WORK/dst
-listen: 127.0.0.1:$NBD_PORT
-http:
-  listen: 127.0.0.1:$HTTP_PORT
-api_tokens: $WORK/tokens
-EOF
-start_bootsrv "listening for HTTP" serve --config bootsrv.yaml
-URL=http://127.0.0.1:$HTTP_PORT
+start_api_bootsrv "$WORK/dst"
 export BOOTFLEET_STORE=$WORK/src
 
 # --- errors before anything is sent ---
