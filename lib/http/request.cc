@@ -31,6 +31,24 @@ int hex_digit(char c) {
   return -1;
 }
 
+// %XX escapes (and '+' as a space in a query); nullopt for a bad escape.
+std::optional<std::string> percent_decode(std::string_view raw, bool plus_is_space) {
+  std::string out;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    if (plus_is_space && c == '+') c = ' ';
+    if (c == '%') {
+      if (i + 2 >= raw.size()) return std::nullopt;
+      int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
+      if (hi < 0 || lo < 0) return std::nullopt;
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
 // Digits only, no sign, at most 19 of them (fits in uint64_t).
 std::optional<uint64_t> parse_u64(std::string_view s) {
   if (s.empty() || s.size() > 19) return std::nullopt;
@@ -153,20 +171,7 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
     size_t eq = pair.find('=');
     if (pair.substr(0, eq) != name) continue;
     std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
-    std::string value;
-    for (size_t i = 0; i < raw.size(); ++i) {
-      char c = raw[i];
-      if (c == '+') c = ' ';
-      if (c == '%') {
-        if (i + 2 >= raw.size()) return std::nullopt;
-        int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        c = static_cast<char>(hi * 16 + lo);
-        i += 2;
-      }
-      value.push_back(c);
-    }
-    return value;
+    return percent_decode(raw, /*plus_is_space=*/true);
   }
   return std::nullopt;
 }
@@ -181,18 +186,11 @@ std::optional<std::vector<std::string>> split_path(std::string_view target) {
     size_t end = path.find('/', start);
     std::string_view raw = path.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
     bool last = end == std::string_view::npos;
-    std::string segment;
-    for (size_t i = 0; i < raw.size(); ++i) {
-      char c = raw[i];
-      if (c == '%') {
-        if (i + 2 >= raw.size()) return std::nullopt;
-        int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
-        if (hi < 0 || lo < 0) return std::nullopt;
-        c = static_cast<char>(hi * 16 + lo);
-        i += 2;
-      }
+    auto decoded = percent_decode(raw, /*plus_is_space=*/false);
+    if (!decoded) return std::nullopt;
+    std::string segment = std::move(*decoded);
+    for (char c : segment) {
       if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || c == '/' || c == '\\') return std::nullopt;
-      segment.push_back(c);
     }
     if (segment == "." || segment == "..") return std::nullopt;
     if (segment.empty()) {
