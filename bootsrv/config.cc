@@ -95,6 +95,12 @@ void load_config_file(const std::string& path, Config& config) {
       } else if (key == "upload_ttl") {
         config.upload_ttl = parse_duration(v.as<std::string>(), where(v, key));
         if (config.upload_ttl.count() == 0) throw Error(where(v, key) + ": must be at least 1 second");
+      } else if (key == "nbd_busy_poll_us") {
+        long long n = -1;
+        if (!YAML::convert<long long>::decode(v, n) || n < 0 || n > 10000) {
+          throw Error(where(v, key) + ": expected microseconds from 0 (never poll) to 10000");
+        }
+        config.nbd_busy_poll = std::chrono::microseconds(n);
       } else if (key == "max_uploads") {
         long long n = 0;
         if (!YAML::convert<long long>::decode(v, n) || n < 1 || n > 1000) {
@@ -115,7 +121,7 @@ void load_config_file(const std::string& path, Config& config) {
         }
       } else {
         throw Error(where(item.first, key) +
-                    ": unknown; known keys are store, listen, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, "
+                    ": unknown; known keys are store, listen, nbd_busy_poll_us, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, "
                     "default_image, kernel_cmdline, api_tokens, tls_cert, tls_key, https_listen, api_plain_http, "
                     "upload_dir, upload_ttl, max_uploads");
       }

@@ -11,6 +11,7 @@ namespace bootfleet::bootsrv {
 struct Config {
   std::string store;                     // the store directory
   std::vector<std::string> listen;       // NBD listen addresses
+  std::chrono::microseconds nbd_busy_poll{50};  // how long a busy NBD connection polls before it sleeps
   std::string cache_dir;                 // write caches; default STORE/cache
   uint64_t cache_ram = 0;                // RAM the write caches share before using cache_dir
   std::chrono::seconds idle_timeout{3600};  // named sessions without connections

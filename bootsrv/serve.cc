@@ -97,6 +97,7 @@ int serve_command(const std::vector<std::string>& args) {
   std::unique_ptr<Api> api;  // made once the server's exports exist, before it starts
   serve::BootServerOptions server_options;
   server_options.nbd_listen = config.listen;
+  server_options.nbd_busy_poll = config.nbd_busy_poll;
   server_options.http_listen = config.http_listen;
   server_options.https_listen = config.https_listen;
   if (!config.https_listen.empty()) {

@@ -23,6 +23,7 @@ class CacheDevice : public Device {
   bool read_only() const override { return false; }
   bool shared_between_connections() const override { return true; }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override { return cache_.read(offset, length, buf); }
+  int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override { return cache_.try_read(offset, length, buf); }
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) override {
     return cache_.write(offset, length, buf, fua);
   }

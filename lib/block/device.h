@@ -4,6 +4,7 @@
 // every block protocol carries back to the client.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <vector>
 
@@ -23,6 +24,9 @@ class Device {
   // Each returns 0 or an errno (EIO, ENOSPC, EPERM, EINVAL …). Ranges are
   // inside the device (the protocol layer checks that).
   virtual int read(uint64_t offset, uint32_t length, uint8_t* buf) = 0;
+  // The read, done only if nothing has to wait for a disk; EAGAIN when it
+  // would (then call read() where waiting is fine). The default never tries.
+  virtual int try_read(uint64_t /*offset*/, uint32_t /*length*/, uint8_t* /*buf*/) { return EAGAIN; }
   virtual int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) = 0;
   virtual int flush() = 0;
   virtual int trim(uint64_t offset, uint32_t length, bool fua) = 0;

@@ -31,6 +31,14 @@ int VersionDevice::read(uint64_t offset, uint32_t length, uint8_t* buf) {
   return 0;
 }
 
+int VersionDevice::try_read(uint64_t offset, uint32_t length, uint8_t* buf) {
+  try {
+    return chain_->try_read(offset, buf, length) ? 0 : EAGAIN;
+  } catch (const util::Error&) {
+    return EIO;
+  }
+}
+
 int VersionDevice::extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) {
   for (const auto& e : chain_->extents(offset, length)) vhd::append_extent(out, e);
   return 0;

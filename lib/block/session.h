@@ -54,6 +54,7 @@ class VersionDevice : public Device {
   bool read_only() const override { return true; }
   bool shared_between_connections() const override { return true; }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override;
+  int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override;
   int write(uint64_t, uint32_t, const uint8_t*, bool) override { return EPERM; }
   int flush() override { return 0; }
   int trim(uint64_t, uint32_t, bool) override { return EPERM; }

@@ -54,19 +54,22 @@ void WriteCache::reserve_chunks(uint64_t end) {
   }
 }
 
-void WriteCache::load(uint64_t offset, uint8_t* buf, size_t length) const {
+bool WriteCache::load(uint64_t offset, uint8_t* buf, size_t length, bool if_cached) const {
   while (length > 0) {
     uint64_t chunk = offset / kRamChunk;
     size_t n = static_cast<size_t>(std::min<uint64_t>(length, kRamChunk - offset % kRamChunk));
     if (chunk < chunks_.size() && chunks_[chunk]) {
       std::memcpy(buf, chunks_[chunk].get() + offset % kRamChunk, n);
-    } else {
+    } else if (!if_cached) {
       util::pread_full(fd_.get(), buf, n, offset, path_);
+    } else if (!util::pread_if_cached(fd_.get(), buf, n, offset, path_)) {
+      return false;
     }
     offset += n;
     buf += n;
     length -= n;
   }
+  return true;
 }
 
 std::vector<std::array<uint64_t, 3>> WriteCache::store_ram_part(uint64_t offset, const uint8_t* buf, size_t length) {
@@ -129,10 +132,15 @@ void WriteCache::put(uint64_t first, uint64_t count, int64_t file_offset) {
 
 int WriteCache::read(uint64_t offset, uint32_t length, uint8_t* buf) const {
   std::shared_lock lock(mutex_);
-  return read_locked(offset, length, buf);
+  return read_locked(offset, length, buf, false);
 }
 
-int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf) const {
+int WriteCache::try_read(uint64_t offset, uint32_t length, uint8_t* buf) const {
+  std::shared_lock lock(mutex_);
+  return read_locked(offset, length, buf, true);
+}
+
+int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf, bool if_cached) const {
   uint64_t pos = offset, end = offset + length;
   auto it = index_.upper_bound(pos / kSector);
   if (it != index_.begin()) --it;
@@ -145,12 +153,14 @@ int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf) cons
         if (it->second.file_offset < 0) {
           std::memset(buf, 0, n);
         } else {
-          load(static_cast<uint64_t>(it->second.file_offset) + (pos - it->first * kSector), buf, n);
+          if (!load(static_cast<uint64_t>(it->second.file_offset) + (pos - it->first * kSector), buf, n, if_cached))
+            return EAGAIN;
         }
       } else {
         uint64_t next = it != index_.end() ? it->first * kSector : end;
         n = std::min(end, next) - pos;
-        below_->read(pos, buf, n);
+        if (!if_cached) below_->read(pos, buf, n);
+        else if (!below_->try_read(pos, buf, n)) return EAGAIN;
       }
       buf += n;
       pos += n;
@@ -342,7 +352,7 @@ void WriteCache::write_vhd(const std::string& parent_path, const std::string& ou
         }
       }
     }
-    if (read_locked(start * kSector, len, data.data()) != 0) {
+    if (read_locked(start * kSector, len, data.data(), false) != 0) {
       throw util::Error("write cache: cannot read block " + std::to_string(b) + " to write it out");
     }
     for (uint32_t x = 0; x < len / kSector; ++x) {

@@ -59,6 +59,9 @@ class WriteCache {
 
   uint64_t size() const { return below_->size(); }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) const;
+  // The read, done only if no part of it waits for a disk: EAGAIN when it
+  // would (see vhd::Disk::try_read).
+  int try_read(uint64_t offset, uint32_t length, uint8_t* buf) const;
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua);
   int write_zeroes(uint64_t offset, uint32_t length, bool fua);
   int flush();
@@ -85,12 +88,12 @@ class WriteCache {
 
   // Replaces [first, first+count) in the index with one run.
   void put(uint64_t first, uint64_t count, int64_t file_offset);
-  int read_locked(uint64_t offset, uint32_t length, uint8_t* buf) const;
+  int read_locked(uint64_t offset, uint32_t length, uint8_t* buf, bool if_cached) const;
   int write_sectors(uint64_t first, uint64_t count, const uint8_t* buf);
   // The cache's data space: offsets below file_end_, each 1 MiB chunk in
   // RAM or in the file. The caller holds mutex_ (shared to load, exclusive
   // to store into RAM chunks).
-  void load(uint64_t offset, uint8_t* buf, size_t length) const;
+  bool load(uint64_t offset, uint8_t* buf, size_t length, bool if_cached) const;
   // Stores into RAM chunks under the lock; returns the parts that go to the
   // file, as (offset, buffer offset, length).
   std::vector<std::array<uint64_t, 3>> store_ram_part(uint64_t offset, const uint8_t* buf, size_t length);

@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
+#include <deque>
 #include <cstring>
+#include <chrono>
 #include <mutex>
 #include <thread>
 
@@ -28,6 +31,14 @@ using util::store_be64;
 
 // Payloads past this are not read into memory: the peer is dropped.
 constexpr uint64_t kMaxDiscard = 64u << 20;
+// Replies gathered for one send by the reading thread; reads up to about
+// this size are answered from it.
+constexpr size_t kBatchBytes = 256u << 10;
+// Threads per connection for requests that may wait on a disk, and what they
+// may hold between them before the reader stops reading.
+constexpr size_t kWorkers = 4;
+constexpr size_t kMaxJobsHeld = 32;
+constexpr uint64_t kMaxBytesHeld = 64u << 20;
 
 class Connection {
  public:
@@ -40,6 +51,7 @@ class Connection {
 
  private:
   bool read_exact(void* buf, size_t n);
+  ssize_t receive(void* buf, size_t n);
   bool discard(uint64_t n);
   bool send(std::initializer_list<std::pair<const void*, size_t>> parts);
   bool send_option_reply(uint32_t option, uint32_t type, const void* data = nullptr, size_t length = 0);
@@ -53,17 +65,27 @@ class Connection {
   uint16_t transmission_flags(const block::Device& d) const;
   struct Job {
     Request request;
-    std::vector<uint8_t> payload;  // a write's data in, a read's data out
+    std::vector<uint8_t> payload;  // a write's data in, a large read's data out
   };
+  // Where a reply goes: into the reading thread's output batch, or straight
+  // onto the socket (worker threads).
+  enum class Via { batch, direct };
   void transmission();
-  void serve();
-  void maybe_add_thread();
+  void read_requests();
   bool read_request(Job& job);
-  bool execute(Job& job);
-  bool reply_error(const Request& r, uint32_t error, const std::string& message);
-  bool reply_ok(const Request& r);
-  bool reply_read(const Request& r, const uint8_t* data, uint32_t length);
-  bool reply_block_status(const Request& r);
+  bool answer_inline(Job& job);
+  bool needs_worker(const Request& r) const;
+  bool hand_to_worker(Job&& job);
+  void work();
+  bool execute(Job& job, Via via);
+  bool emit(Via via, std::initializer_list<std::pair<const void*, size_t>> parts);
+  uint8_t* reserve_output(size_t n);
+  bool flush_output();
+  size_t read_reply_header(uint8_t* h, const Request& r, uint32_t length) const;
+  bool reply_error(const Request& r, uint32_t error, const std::string& message, Via via);
+  bool reply_ok(const Request& r, Via via);
+  bool reply_read(const Request& r, const uint8_t* data, uint32_t length, Via via);
+  bool reply_block_status(const Request& r, Via via);
   void log(const std::string& message) const {
     util::log_line(peer_ + (export_name_.empty() ? "" : " export '" + export_name_ + "'") + ": " + message);
   }
@@ -80,22 +102,29 @@ class Connection {
   OpenedExport export_;
   std::vector<uint8_t> in_ = std::vector<uint8_t>(64 * 1024);  // buffered input
   size_t in_pos_ = 0, in_end_ = 0;
+  bool poll_next_wait_ = false;  // the last wait was short: busy-poll the next one (see receive())
 
-  // Serving threads (see transmission()).
-  static constexpr size_t kThreads = 4;
-  std::mutex send_mutex_;   // one reply at a time on the socket
-  std::mutex input_mutex_;  // one reader of requests at a time; guards in_, stopped_, stop_reason_
-  bool stopped_ = false;
-  std::string stop_reason_ = "disconnected";
-  std::atomic<uint64_t> requests_{0};
-  std::mutex threads_mutex_;
-  std::vector<std::thread> helpers_;
+  // Transmission (see the note above transmission()).
+  std::string stop_reason_ = "disconnected";  // the reading thread's
+  uint64_t requests_ = 0;
+  std::unique_ptr<uint8_t[]> out_;  // replies waiting for one send; allocated at first use
+  size_t out_used_ = 0;
+  std::mutex send_mutex_;  // one writer on the socket at a time
+  std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
+
+  std::mutex work_mutex_;  // guards everything below
+  std::condition_variable work_ready_, work_room_;
+  std::deque<Job> queue_;
+  size_t jobs_held_ = 0;     // queued or running on a worker
+  uint64_t bytes_held_ = 0;  // their payloads
+  size_t idle_workers_ = 0;
+  bool closing_ = false;
+  std::vector<std::thread> workers_;
 };
 
 bool Connection::read_exact(void* buf, size_t n) {
   // Input is buffered: with many requests in flight, one recv brings in
-  // several request headers, so a 4 KiB read costs about two syscalls
-  // (pread, sendmsg) instead of three. Large payloads bypass the buffer.
+  // several request headers. Large payloads bypass the buffer.
   auto* p = static_cast<uint8_t*>(buf);
   while (n > 0) {
     if (in_pos_ < in_end_) {
@@ -106,6 +135,8 @@ bool Connection::read_exact(void* buf, size_t n) {
       n -= k;
       continue;
     }
+    // About to wait for the client: first send what it is waiting for.
+    if (out_used_ > 0 && !flush_output()) return false;
     ssize_t got;
     if (n >= in_.size()) {
       got = ::recv(fd_, p, n, 0);
@@ -115,7 +146,7 @@ bool Connection::read_exact(void* buf, size_t n) {
         continue;
       }
     } else {
-      got = ::recv(fd_, in_.data(), in_.size(), 0);
+      got = receive(in_.data(), in_.size());
       if (got > 0) {
         in_pos_ = 0;
         in_end_ = static_cast<size_t>(got);
@@ -126,6 +157,41 @@ bool Connection::read_exact(void* buf, size_t n) {
     return false;
   }
   return true;
+}
+
+// Busy polling. A client with requests in flight sends its next request a
+// few microseconds after our replies reach it. Sleeping in recv for it makes
+// the client pay for waking us on another CPU (an inter-processor interrupt,
+// in a VM an exit): with fio at 16 random 4 KiB reads in flight that wakeup
+// was the largest single cost in the client's send path, and polling the
+// socket for up to 50 us first made bootsrv 10-15 % faster than nbdkit
+// instead of 8 % slower (docs/benchmarks.md). So the reader polls without
+// blocking for up to options_.busy_poll, but only when its previous wait was
+// shorter than that (the client is keeping it busy: an idle or slow client
+// costs no CPU), and only while fewer than half the CPUs are polling (many
+// busy clients cannot take the machine).
+std::atomic<int> polling_readers{0};
+const int max_polling_readers = std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
+
+ssize_t Connection::receive(void* buf, size_t n) {
+  using Clock = std::chrono::steady_clock;
+  const auto limit = options_.busy_poll;
+  if (limit.count() <= 0) return ::recv(fd_, buf, n, 0);
+  const auto start = Clock::now();
+  ssize_t got = -1;
+  bool polled = false;
+  if (poll_next_wait_) {
+    if (polling_readers.fetch_add(1) < max_polling_readers) {
+      polled = true;
+      do {
+        got = ::recv(fd_, buf, n, MSG_DONTWAIT);
+      } while (got < 0 && errno == EAGAIN && Clock::now() - start < limit);
+    }
+    polling_readers.fetch_sub(1);
+  }
+  if (!polled || (got < 0 && (errno == EAGAIN || errno == EINTR))) got = ::recv(fd_, buf, n, 0);
+  poll_next_wait_ = Clock::now() - start < limit;
+  return got;
 }
 
 bool Connection::discard(uint64_t n) {
@@ -405,13 +471,60 @@ uint16_t Connection::transmission_flags(const block::Device& d) const {
   return f;
 }
 
-bool Connection::reply_error(const Request& r, uint32_t error, const std::string& message) {
+bool Connection::emit(Via via, std::initializer_list<std::pair<const void*, size_t>> parts) {
+  if (via == Via::direct) return send(parts);
+  size_t total = 0;
+  for (const auto& part : parts) total += part.second;
+  uint8_t* p = reserve_output(total);
+  if (p == nullptr) return !broken_ && flush_output() && send(parts);  // too big to batch
+  for (const auto& [data, n] : parts) {
+    if (n) std::memcpy(p, data, n);
+    p += n;
+  }
+  out_used_ += total;
+  return true;
+}
+
+// Room for `n` more bytes of replies (sending what is there first if need
+// be), or nullptr when `n` is more than a batch holds or the send failed.
+uint8_t* Connection::reserve_output(size_t n) {
+  if (n > kBatchBytes || broken_) return nullptr;
+  if (!out_) out_ = std::make_unique_for_overwrite<uint8_t[]>(kBatchBytes);  // untouched pages cost no RAM
+  if (out_used_ + n > kBatchBytes && !flush_output()) return nullptr;
+  return out_.get() + out_used_;
+}
+
+bool Connection::flush_output() {
+  size_t n = std::exchange(out_used_, 0);
+  if (n == 0) return !broken_;
+  if (send({{out_.get(), n}})) return true;
+  broken_ = true;
+  return false;
+}
+
+size_t Connection::read_reply_header(uint8_t* h, const Request& r, uint32_t length) const {
+  if (!structured_) {
+    store_be32(h, kSimpleReplyMagic);
+    store_be32(h + 4, 0);
+    store_be64(h + 8, r.cookie);
+    return 16;
+  }
+  store_be32(h, kStructuredReplyMagic);
+  store_be16(h + 4, kReplyFlagDone);
+  store_be16(h + 6, kReplyOffsetData);
+  store_be64(h + 8, r.cookie);
+  store_be32(h + 16, 8 + length);
+  store_be64(h + 20, r.offset);
+  return 28;
+}
+
+bool Connection::reply_error(const Request& r, uint32_t error, const std::string& message, Via via) {
   if (!structured_) {
     uint8_t h[16];
     store_be32(h, kSimpleReplyMagic);
     store_be32(h + 4, error);
     store_be64(h + 8, r.cookie);
-    return send({{h, sizeof h}});
+    return emit(via, {{h, sizeof h}});
   }
   std::string msg = message.substr(0, 4096);
   uint8_t h[20 + 6];
@@ -422,48 +535,35 @@ bool Connection::reply_error(const Request& r, uint32_t error, const std::string
   store_be32(h + 16, static_cast<uint32_t>(6 + msg.size()));
   store_be32(h + 20, error);
   store_be16(h + 24, static_cast<uint16_t>(msg.size()));
-  return send({{h, sizeof h}, {msg.data(), msg.size()}});
+  return emit(via, {{h, sizeof h}, {msg.data(), msg.size()}});
 }
 
-bool Connection::reply_ok(const Request& r) {
+bool Connection::reply_ok(const Request& r, Via via) {
+  uint8_t h[20];
   if (!structured_) {
-    uint8_t h[16];
     store_be32(h, kSimpleReplyMagic);
     store_be32(h + 4, 0);
     store_be64(h + 8, r.cookie);
-    return send({{h, sizeof h}});
+    return emit(via, {{h, 16}});
   }
-  uint8_t h[20];
   store_be32(h, kStructuredReplyMagic);
   store_be16(h + 4, kReplyFlagDone);
   store_be16(h + 6, kReplyNone);
   store_be64(h + 8, r.cookie);
   store_be32(h + 16, 0);
-  return send({{h, sizeof h}});
+  return emit(via, {{h, sizeof h}});
 }
 
-bool Connection::reply_read(const Request& r, const uint8_t* data, uint32_t length) {
-  if (!structured_) {
-    uint8_t h[16];
-    store_be32(h, kSimpleReplyMagic);
-    store_be32(h + 4, 0);
-    store_be64(h + 8, r.cookie);
-    return send({{h, sizeof h}, {data, length}});
-  }
+bool Connection::reply_read(const Request& r, const uint8_t* data, uint32_t length, Via via) {
   uint8_t h[28];
-  store_be32(h, kStructuredReplyMagic);
-  store_be16(h + 4, kReplyFlagDone);
-  store_be16(h + 6, kReplyOffsetData);
-  store_be64(h + 8, r.cookie);
-  store_be32(h + 16, 8 + length);
-  store_be64(h + 20, r.offset);
-  return send({{h, sizeof h}, {data, length}});
+  size_t n = read_reply_header(h, r, length);
+  return emit(via, {{h, n}, {data, length}});
 }
 
-bool Connection::reply_block_status(const Request& r) {
+bool Connection::reply_block_status(const Request& r, Via via) {
   std::vector<vhd::Extent> extents;
   int rc = export_.device->extents(r.offset, r.length, extents);
-  if (rc != 0) return reply_error(r, to_nbd_error(rc), "block status failed");
+  if (rc != 0) return reply_error(r, to_nbd_error(rc), "block status failed", via);
   // Descriptors cover exactly the range asked for (never past it), at most
   // one with REQ_ONE, and each length fits 32 bits.
   std::vector<uint8_t> body(4);
@@ -489,59 +589,140 @@ bool Connection::reply_block_status(const Request& r) {
   store_be16(h + 6, kReplyBlockStatus);
   store_be64(h + 8, r.cookie);
   store_be32(h + 16, static_cast<uint32_t>(body.size()));
-  return send({{h, sizeof h}, {body.data(), body.size()}});
+  return emit(via, {{h, sizeof h}, {body.data(), body.size()}});
 }
 
-// Transmission, leader/follower style (as nbdkit does): each serving thread
-// takes the input lock, reads one request (and a write's payload), lets go
-// of the lock, runs the request and sends its reply. A client that waits for
-// each reply is served by this one thread with no hand-off at all; when
-// requests arrive faster than they are answered (more are already buffered
-// behind the one just read) another thread joins, up to kThreads, so one
-// slow read does not hold up the ones behind it. Replies may then go out of
-// order, as the protocol allows (cookies match them up). At most kThreads
-// requests are in memory at once, which bounds what a client can make us hold.
+// Transmission. The connection's thread reads requests and answers at once
+// whatever needs no wait for a disk: a read whose data is in the page cache
+// or in RAM (Device::try_read, i.e. preadv2 with RWF_NOWAIT), a write into
+// the write cache's page cache, block status, every error. Those replies
+// collect in one output buffer that goes out in a single send when no
+// further request is already buffered (or the buffer is full), so a client
+// with 16 cached 4 KiB reads in flight costs one recv, 16 preads and one
+// send, and no thread hand-off. We measured the hand-off: a
+// leader/follower pool serving every request cost a context switch and a
+// futex per request and was 15 % slower than nbdkit on random cached reads
+// (docs/benchmarks.md). What may wait (a read that must go to the disk, a
+// large read, FLUSH, a write with FUA) goes to up to kWorkers threads of
+// this connection, which send their replies themselves when done, so one
+// slow read does not hold up the cached ones behind it. Replies may then go
+// out of order, as the protocol allows (cookies match them up). At most
+// kMaxJobsHeld requests and kMaxBytesHeld of their payloads wait for
+// workers; past that the reader stops reading, which bounds what a client
+// can make us hold.
 void Connection::transmission() {
-  serve();
-  std::vector<std::thread> helpers;
+  read_requests();
+  flush_output();
   {
-    std::lock_guard lock(threads_mutex_);
-    helpers.swap(helpers_);
+    std::lock_guard lock(work_mutex_);
+    closing_ = true;  // workers finish what is queued (DISC: "handle all outstanding requests") and end
   }
-  for (auto& t : helpers) t.join();
+  work_ready_.notify_all();
+  for (auto& t : workers_) t.join();
   export_.device->flush();
-  log(stop_reason_ + " (" + std::to_string(requests_.load()) + " requests served)");
+  if (broken_ && stop_reason_ == "disconnected") stop_reason_ = "client went away mid-reply";
+  log(stop_reason_ + " (" + std::to_string(requests_) + " requests served)");
 }
 
-void Connection::serve() {
-  while (true) {
+void Connection::read_requests() {
+  while (!broken_) {
     Job job;
-    {
-      std::lock_guard lock(input_mutex_);
-      if (stopped_) return;
-      if (!read_request(job)) {
-        stopped_ = true;  // the others finish what they hold, and their replies still go out
-        return;
-      }
-      if (in_pos_ < in_end_) maybe_add_thread();
-    }
+    if (!read_request(job)) return;
     if (job.request.type == kCmdWrite && job.request.length > kMaxPayload) continue;  // answered while reading
-    if (!execute(job)) {
-      std::lock_guard lock(input_mutex_);
-      if (!stopped_) stop_reason_ = "client went away mid-reply";
-      stopped_ = true;
-      ::shutdown(fd_, SHUT_RDWR);
+    bool ok = needs_worker(job.request) ? hand_to_worker(std::move(job)) : answer_inline(job);
+    if (!ok) {
+      broken_ = true;
       return;
     }
   }
+  if (stop_reason_ == "disconnected") stop_reason_ = "client went away mid-reply";
 }
 
-void Connection::maybe_add_thread() {
-  std::lock_guard lock(threads_mutex_);
-  if (helpers_.size() + 1 < kThreads) helpers_.emplace_back([this] { serve(); });
+bool Connection::needs_worker(const Request& r) const {
+  switch (r.type) {
+    case kCmdFlush:
+      return true;
+    case kCmdWrite:
+    case kCmdTrim:
+    case kCmdWriteZeroes:
+      return (r.flags & kCmdFlagFua) != 0;
+    default:
+      return false;
+  }
 }
 
-// Called with input_mutex_ held. False ends the connection (stop_reason_ says why).
+// Runs on the reading thread. A read is tried straight into the output
+// buffer (header, then data), so a cached read is copied once, from the
+// page cache to the buffer the send takes it from.
+bool Connection::answer_inline(Job& job) {
+  const Request& r = job.request;
+  block::Device& dev = *export_.device;
+  const uint64_t size = dev.size();
+  const size_t header = structured_ ? 28 : 16;
+  if (r.type != kCmdRead || r.length == 0 || r.length > kBatchBytes - header || r.offset > size ||
+      r.length > size - r.offset) {
+    if (r.type == kCmdRead && r.length > kBatchBytes - header && r.length <= kMaxPayload && r.offset <= size &&
+        r.length <= size - r.offset) {
+      return hand_to_worker(std::move(job));  // large reads: the copy is worth a thread
+    }
+    return execute(job, Via::batch);
+  }
+  uint8_t* p = reserve_output(header + r.length);
+  if (p == nullptr) return false;
+  if (dev.try_read(r.offset, r.length, p + header) != 0) return hand_to_worker(std::move(job));
+  read_reply_header(p, r, r.length);
+  out_used_ += header + r.length;
+  return true;
+}
+
+bool Connection::hand_to_worker(Job&& job) {
+  const uint64_t bytes = job.payload.size() + (job.request.type == kCmdRead ? job.request.length : 0);
+  std::unique_lock lock(work_mutex_);
+  auto has_room = [&] {
+    return jobs_held_ == 0 || (jobs_held_ < kMaxJobsHeld && bytes_held_ + bytes <= kMaxBytesHeld);
+  };
+  if (!has_room()) {
+    // Waiting for a worker: first send the replies the client may be
+    // waiting for before it sends more.
+    lock.unlock();
+    if (!flush_output()) return false;
+    lock.lock();
+    work_room_.wait(lock, [&] { return has_room() || broken_; });
+  }
+  if (broken_) return false;
+  ++jobs_held_;
+  bytes_held_ += bytes;
+  queue_.push_back(std::move(job));
+  queue_.back().payload.shrink_to_fit();
+  if (idle_workers_ < queue_.size() && workers_.size() < kWorkers) workers_.emplace_back([this] { work(); });
+  lock.unlock();
+  work_ready_.notify_one();
+  return true;
+}
+
+void Connection::work() {
+  std::unique_lock lock(work_mutex_);
+  while (true) {
+    ++idle_workers_;
+    work_ready_.wait(lock, [&] { return !queue_.empty() || closing_; });
+    --idle_workers_;
+    if (queue_.empty()) return;  // closing, nothing left
+    Job job = std::move(queue_.front());
+    queue_.pop_front();
+    const uint64_t bytes = job.payload.size() + (job.request.type == kCmdRead ? job.request.length : 0);
+    lock.unlock();
+    bool sent = !broken_ && execute(job, Via::direct);
+    if (!sent && !broken_.exchange(true)) ::shutdown(fd_, SHUT_RDWR);  // the reader's recv ends at once
+    job = Job{};
+    lock.lock();
+    --jobs_held_;
+    bytes_held_ -= bytes;
+    work_room_.notify_one();
+  }
+}
+
+// Returns false when the reader must stop (stop_reason_ says why). Runs on
+// the reading thread.
 bool Connection::read_request(Job& job) {
   if (options_.stopping && options_.stopping->load()) {
     stop_reason_ = "closing: the server is stopping";
@@ -569,7 +750,7 @@ bool Connection::read_request(Job& job) {
       stop_reason_ = "dropped: write of " + std::to_string(r.length) + " bytes";
       return false;
     }
-    if (!reply_error(r, kErrInval, "write larger than 32 MiB")) {
+    if (!reply_error(r, kErrInval, "write larger than 32 MiB", Via::batch)) {
       stop_reason_ = "client went away mid-reply";
       return false;
     }
@@ -583,10 +764,11 @@ bool Connection::read_request(Job& job) {
   return true;
 }
 
-// Runs one request on the device and sends its reply. Safe on any thread:
-// the device is thread-safe and each reply goes out in one locked send.
-// Returns false when the reply could not be sent.
-bool Connection::execute(Job& job) {
+// Runs one request on the device and replies. Safe on any thread: the
+// device is thread-safe, a worker's reply goes out in one locked send, and
+// only the reading thread uses Via::batch. Returns false when the reply
+// could not be sent.
+bool Connection::execute(Job& job, Via via) {
   block::Device& dev = *export_.device;
   const Request& r = job.request;
   const uint64_t size = dev.size();
@@ -594,50 +776,50 @@ bool Connection::execute(Job& job) {
   switch (r.type) {
     case kCmdRead: {
       if (r.length == 0 || r.length > kMaxPayload || !in_range)
-        return reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export");
-      // Reads up to 256 KiB use a buffer kept by the serving thread (grown
-      // to the largest such read), so a 4 KiB read costs no allocation;
-      // larger ones get their own, so an idle connection holds little.
+        return reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export", via);
+      // Reads up to 256 KiB use a buffer kept by the worker thread (grown
+      // to the largest such read), so they cost no allocation; larger ones
+      // get their own, so an idle connection holds little.
       constexpr uint32_t kKeptBuffer = 256u << 10;
       thread_local std::vector<uint8_t> kept;
       std::vector<uint8_t>& data = r.length <= kKeptBuffer ? kept : job.payload;
       if (data.size() < r.length) data.resize(r.length);
       if (int rc = dev.read(r.offset, r.length, data.data()); rc != 0) {
         log("read of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
-        return reply_error(r, to_nbd_error(rc), std::strerror(rc));
+        return reply_error(r, to_nbd_error(rc), std::strerror(rc), via);
       }
-      return reply_read(r, data.data(), r.length);
+      return reply_read(r, data.data(), r.length, via);
     }
     case kCmdWrite: {
-      if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only");
-      if (!in_range) return reply_error(r, kErrNoSpc, "write past the end of the export");
-      if (r.length == 0) return reply_ok(r);
+      if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only", via);
+      if (!in_range) return reply_error(r, kErrNoSpc, "write past the end of the export", via);
+      if (r.length == 0) return reply_ok(r, via);
       if (int rc = dev.write(r.offset, r.length, job.payload.data(), r.flags & kCmdFlagFua); rc != 0) {
         log("write of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
-        return reply_error(r, to_nbd_error(rc), std::strerror(rc));
+        return reply_error(r, to_nbd_error(rc), std::strerror(rc), via);
       }
-      return reply_ok(r);
+      return reply_ok(r, via);
     }
     case kCmdFlush:
-      if (int rc = dev.flush(); rc != 0) return reply_error(r, to_nbd_error(rc), std::strerror(rc));
-      return reply_ok(r);
+      if (int rc = dev.flush(); rc != 0) return reply_error(r, to_nbd_error(rc), std::strerror(rc), via);
+      return reply_ok(r, via);
     case kCmdTrim:
     case kCmdWriteZeroes: {
-      if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only");
-      if (!in_range) return reply_error(r, kErrNoSpc, "range past the end of the export");
-      if (r.length == 0) return reply_ok(r);
+      if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only", via);
+      if (!in_range) return reply_error(r, kErrNoSpc, "range past the end of the export", via);
+      if (r.length == 0) return reply_ok(r, via);
       bool fua = r.flags & kCmdFlagFua;
       int rc = r.type == kCmdTrim ? dev.trim(r.offset, r.length, fua) : dev.write_zeroes(r.offset, r.length, fua);
-      return rc != 0 ? reply_error(r, to_nbd_error(rc), std::strerror(rc)) : reply_ok(r);
+      return rc != 0 ? reply_error(r, to_nbd_error(rc), std::strerror(rc), via) : reply_ok(r, via);
     }
     case kCmdCache:
-      return in_range ? reply_ok(r) : reply_error(r, kErrInval, "range past the end of the export");
+      return in_range ? reply_ok(r, via) : reply_error(r, kErrInval, "range past the end of the export", via);
     case kCmdBlockStatus:
-      if (!structured_ || !base_allocation_) return reply_error(r, kErrInval, "no meta context was negotiated");
-      if (r.length == 0 || !in_range) return reply_error(r, kErrInval, "range empty or past the end of the export");
-      return reply_block_status(r);
+      if (!structured_ || !base_allocation_) return reply_error(r, kErrInval, "no meta context was negotiated", via);
+      if (r.length == 0 || !in_range) return reply_error(r, kErrInval, "range empty or past the end of the export", via);
+      return reply_block_status(r, via);
     default:
-      return reply_error(r, kErrInval, "unknown command " + std::to_string(r.type));
+      return reply_error(r, kErrInval, "unknown command " + std::to_string(r.type), via);
   }
 }
 

@@ -5,17 +5,20 @@
 // OPT_INFO, OPT_GO, OPT_LIST, OPT_ABORT, OPT_STRUCTURED_REPLY and the meta
 // context options (base:allocation); anything else gets NBD_REP_ERR_UNSUP.
 // Each connection has its own thread, so a slow client never holds up
-// another. Within a connection, a client that waits for each reply is
-// served on that thread; one that pipelines has its requests spread over a
-// few worker threads (bounded in count and in buffered bytes), and replies
-// go out as they complete, matched by cookie. Every length the peer sends is checked before anything is
-// allocated; a peer that breaks framing (bad magic, a payload past our
+// another. That thread reads requests and answers at once whatever needs no
+// wait for a disk (reads the page cache holds, writes into the write cache,
+// errors), gathering replies into one send; what may wait (uncached or large
+// reads, FLUSH, FUA) goes to a few worker threads of the connection, bounded
+// in count and in buffered bytes, whose replies go out as they complete,
+// matched by cookie. Every length the peer sends is checked before anything
+// is allocated; a peer that breaks framing (bad magic, a payload past our
 // limits) is disconnected, which only ever costs that peer. Replies go out
 // with MSG_NOSIGNAL, so a client that vanishes mid-reply cannot kill the
 // server with SIGPIPE.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -47,6 +50,9 @@ class ExportResolver {
 struct ConnectionOptions {
   const std::atomic<bool>* stopping = nullptr;  // set: finish the request at hand, then close
   bool log_requests = false;
+  // How long a reader whose client keeps it busy polls the socket before it
+  // sleeps (see receive() in connection.cc); 0: never.
+  std::chrono::microseconds busy_poll{50};
 };
 
 // Serves the client until it disconnects or breaks the protocol. Never

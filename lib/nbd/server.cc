@@ -20,7 +20,8 @@ namespace bootfleet::nbd {
 
 using util::Error;
 
-Server::Server(ExportResolver& resolver) : resolver_(resolver) {}
+Server::Server(ExportResolver& resolver, ConnectionOptions connection_options)
+    : resolver_(resolver), connection_options_(connection_options) {}
 
 Server::~Server() {
   stop();
@@ -95,7 +96,7 @@ void Server::accept_loop(int listen_fd) {
     std::string peer = peer_name(sa);
     connections_.add(fd, peer);
     std::thread([this, fd, peer] {
-      ConnectionOptions options;
+      ConnectionOptions options = connection_options_;
       options.stopping = connections_.stopping_flag();
       serve_connection(fd, resolver_, peer, options);
       ::close(fd);

@@ -16,7 +16,7 @@ namespace bootfleet::nbd {
 
 class Server {
  public:
-  explicit Server(ExportResolver& resolver);
+  explicit Server(ExportResolver& resolver, ConnectionOptions connection_options = {});
   ~Server();
 
   // "127.0.0.1:10809", "[::1]:10809", ":10809" (all addresses), or
@@ -34,6 +34,7 @@ class Server {
   void accept_loop(int listen_fd);
 
   ExportResolver& resolver_;
+  ConnectionOptions connection_options_;  // its `stopping` is set per connection
   std::vector<int> listen_fds_;
   std::vector<std::string> unix_paths_;
   std::vector<std::thread> acceptors_;

@@ -65,7 +65,9 @@ http::Response BootServer::handle(const http::Request& request, const http::Conn
 void BootServer::start() {
   if (started_) throw util::Error("the boot server was already started");
   started_ = true;
-  nbd_ = std::make_unique<nbd::Server>(*resolver_);
+  nbd::ConnectionOptions connection_options;
+  connection_options.busy_poll = options_.nbd_busy_poll;
+  nbd_ = std::make_unique<nbd::Server>(*resolver_, connection_options);
   for (const auto& address : options_.nbd_listen) {
     uint16_t port = nbd_->listen(address);
     nbd_ports_.push_back(port);

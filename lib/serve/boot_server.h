@@ -42,6 +42,7 @@ struct BootEvent {
 
 struct BootServerOptions {
   std::vector<std::string> nbd_listen{"127.0.0.1:0"};  // see nbd::Server::listen
+  std::chrono::microseconds nbd_busy_poll{50};         // see nbd::ConnectionOptions
   std::string http_listen = "127.0.0.1:0";             // empty: no HTTP
   std::string https_listen;                            // empty: no HTTPS
   std::shared_ptr<const http::TlsContext> tls;         // the certificate for https_listen

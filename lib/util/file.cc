@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 
 #include "util/error.h"
@@ -44,6 +46,30 @@ void pread_full(int fd, void* buf, size_t length, uint64_t offset, const std::st
     throw Error(path + ": file ends at offset " + std::to_string(offset + got) +
                 " but " + std::to_string(length) + " bytes were needed at offset " +
                 std::to_string(offset) + " (truncated file?)");
+  }
+}
+
+bool pread_if_cached(int fd, void* buf, size_t length, uint64_t offset, const std::string& path) {
+  // EOPNOTSUPP (an old kernel, a file system without nowait reads) is the
+  // same for every file we serve, so one refusal turns the probe off.
+  static std::atomic<bool> unsupported{false};
+  if (unsupported.load(std::memory_order_relaxed)) return false;
+  iovec iov{buf, length};
+  while (true) {
+    ssize_t n = ::preadv2(fd, &iov, 1, static_cast<off_t>(offset), RWF_NOWAIT);
+    if (n == static_cast<ssize_t>(length)) return true;
+    if (n >= 0) {
+      // Short: part is not cached, or the file ends early; the blocking read
+      // that follows tells which.
+      return false;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return false;
+    if (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) {
+      unsupported = true;
+      return false;
+    }
+    throw errno_error(path + ": read of " + std::to_string(length) + " bytes at offset " + std::to_string(offset));
   }
 }
 

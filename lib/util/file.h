@@ -44,6 +44,12 @@ void pread_full(int fd, void* buf, size_t length, uint64_t offset, const std::st
 // Like pread_full but returns how many bytes exist (stops at end of file).
 size_t pread_some(int fd, void* buf, size_t length, uint64_t offset, const std::string& path);
 void pwrite_full(int fd, const void* buf, size_t length, uint64_t offset, const std::string& path);
+// Reads exactly `length` bytes at `offset` only if that needs no wait for a
+// disk (preadv2 with RWF_NOWAIT: the data is in the page cache). Returns
+// false when it would wait, when only part is cached, or where the kernel or
+// file system cannot tell (then it never tries again); `buf` is undefined
+// then. Throws like pread_full on a real error.
+bool pread_if_cached(int fd, void* buf, size_t length, uint64_t offset, const std::string& path);
 
 uint64_t file_size(int fd, const std::string& path);
 void fsync_file(int fd, const std::string& path);

@@ -169,7 +169,11 @@ void Chain::build_map() {
   runs_ = std::move(map);
 }
 
-void Chain::read(uint64_t offset, void* buf, size_t length) const {
+void Chain::read(uint64_t offset, void* buf, size_t length) const { read_runs(offset, buf, length, false); }
+
+bool Chain::try_read(uint64_t offset, void* buf, size_t length) const { return read_runs(offset, buf, length, true); }
+
+bool Chain::read_runs(uint64_t offset, void* buf, size_t length, bool if_cached) const {
   if (offset > size_ || length > size_ - offset) {
     throw Error(layers_.front()->path() + ": read of " + std::to_string(length) + " bytes at " +
                 std::to_string(offset) + " is past the end of the disk (" + std::to_string(size_) + ")");
@@ -185,13 +189,15 @@ void Chain::read(uint64_t offset, void* buf, size_t length) const {
       std::memset(out, 0, n);
     } else {
       const VhdFile& f = *layers_[static_cast<size_t>(it->layer)];
-      util::pread_full(f.fd(), out, n, it->file_offset + within, f.path());
+      if (!if_cached) util::pread_full(f.fd(), out, n, it->file_offset + within, f.path());
+      else if (!util::pread_if_cached(f.fd(), out, n, it->file_offset + within, f.path())) return false;
     }
     out += n;
     offset += n;
     length -= n;
     ++it;
   }
+  return true;
 }
 
 std::vector<Extent> Chain::extents(uint64_t offset, uint64_t length) const {

@@ -41,6 +41,7 @@ class Chain : public Disk {
 
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, void* buf, size_t length) const override;
+  bool try_read(uint64_t offset, void* buf, size_t length) const override;
   std::vector<Extent> extents(uint64_t offset, uint64_t length) const override;
   std::string format_name() const override;
 
@@ -59,6 +60,8 @@ class Chain : public Disk {
  private:
   Chain() = default;
   void build_map();
+  // read() and try_read(): false only when `if_cached` and a run is not.
+  bool read_runs(uint64_t offset, void* buf, size_t length, bool if_cached) const;
 
   std::vector<std::shared_ptr<VhdFile>> layers_;
   std::vector<Run> runs_;

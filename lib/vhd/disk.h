@@ -27,6 +27,12 @@ class Disk {
   // Reads [offset, offset+length), which must lie inside the disk. Safe to
   // call from several threads at once.
   virtual void read(uint64_t offset, void* buf, size_t length) const = 0;
+  // The same read, done only if nothing has to wait for a disk (all of it
+  // is in memory or the page cache): true when done, false when it would
+  // have waited (`buf` is undefined then; call read()). Lets a server answer
+  // cached reads on the thread that received them and hand the rest to
+  // threads that may block. The default never tries.
+  virtual bool try_read(uint64_t /*offset*/, void* /*buf*/, size_t /*length*/) const { return false; }
   // Sorted, non-overlapping extents covering [offset, offset+length).
   virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) const = 0;
   // "raw file", "VHD dynamic", "VHD differencing (chain of 3)", "VHDX" …
@@ -39,6 +45,10 @@ class ZeroDisk : public Disk {
   explicit ZeroDisk(uint64_t size) : size_(size) {}
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, void* buf, size_t length) const override;
+  bool try_read(uint64_t offset, void* buf, size_t length) const override {
+    read(offset, buf, length);
+    return true;
+  }
   std::vector<Extent> extents(uint64_t offset, uint64_t length) const override { return {{offset, length, false}}; }
   std::string format_name() const override { return "blank disk"; }
 

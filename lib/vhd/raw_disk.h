@@ -16,6 +16,9 @@ class RawDisk : public Disk {
 
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, void* buf, size_t length) const override;
+  bool try_read(uint64_t offset, void* buf, size_t length) const override {
+    return util::pread_if_cached(fd_.get(), buf, length, offset, path_);
+  }
   std::vector<Extent> extents(uint64_t offset, uint64_t length) const override;
   std::string format_name() const override { return "raw"; }
 

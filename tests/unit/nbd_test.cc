@@ -45,10 +45,24 @@ class MemoryDevice : public block::Device {
   bool shared_between_connections() const override { return shared_; }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override {
     if (offset + length > data_.size()) return EIO;  // the protocol layer must never let this happen
+    if (offset + length > cached_below) {
+      ++slow_reads;
+      while (hold_slow_reads) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     std::lock_guard lock(mutex_);
     std::memcpy(buf, data_.data() + offset, length);
     return 0;
   }
+  // Reads reaching `cached_below` or past are "not in the page cache":
+  // try_read refuses them, and read() waits while hold_slow_reads is set.
+  int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override {
+    if (offset + length > cached_below) return EAGAIN;
+    return read(offset, length, buf);
+  }
+  uint64_t cached_below = UINT64_MAX;
+  std::atomic<bool> hold_slow_reads{false};
+  std::atomic<int> slow_reads{0};
+
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) override {
     if (read_only_ || offset + length > data_.size()) return EIO;
     std::lock_guard lock(mutex_);
@@ -643,6 +657,43 @@ TEST_CASE("nbd: structured READ replies are one OFFSET_DATA chunk with DONE", "[
   CHECK(ok.flags == nbd::kReplyFlagDone);
   CHECK(ok.cookie == 3);
   CHECK(ok.payload.empty());
+}
+
+TEST_CASE("nbd: a read that waits for the disk does not hold up the cached reads behind it", "[nbd]") {
+  Resolver res;
+  res.mem->cached_below = kMemSize / 2;
+  res.mem->hold_slow_reads = true;
+  Client c(res);
+  c.start();
+  c.structured();
+  c.go("mem");
+  // One read of the uncached half, then cached ones, all in flight at once.
+  c.request(nbd::kCmdRead, kMemSize - 8192, 4096, 100);
+  for (uint64_t i = 0; i < 8; ++i) c.request(nbd::kCmdRead, i * 4096, 4096, i);
+  for (uint64_t i = 0; i < 8; ++i) {
+    auto ch = c.chunk();
+    CHECK(ch.cookie == i);  // cached reads are answered in order, while the slow one still waits
+    REQUIRE(ch.payload.size() == 8 + 4096);
+    CHECK(std::vector<uint8_t>(ch.payload.begin() + 8, ch.payload.end()) == res.mem->bytes(i * 4096, 4096));
+  }
+  // The slow read is on a worker (it may not have started yet), still held.
+  for (int i = 0; i < 5000 && res.mem->slow_reads == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  CHECK(res.mem->slow_reads == 1);
+  res.mem->hold_slow_reads = false;
+  auto slow = c.chunk();
+  CHECK(slow.cookie == 100);
+  REQUIRE(slow.payload.size() == 8 + 4096);
+  CHECK(std::vector<uint8_t>(slow.payload.begin() + 8, slow.payload.end()) == res.mem->bytes(kMemSize - 8192, 4096));
+  // A disconnect with a slow read in flight still answers it first.
+  res.mem->hold_slow_reads = true;
+  c.request(nbd::kCmdRead, kMemSize - 4096, 4096, 101);
+  c.disconnect();
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  res.mem->hold_slow_reads = false;
+  auto last = c.chunk();
+  CHECK(last.cookie == 101);
+  CHECK(last.payload.size() == 8 + 4096);
+  CHECK(c.closed());
 }
 
 TEST_CASE("nbd: a read past the end gets EINVAL", "[nbd]") {

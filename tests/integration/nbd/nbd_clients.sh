@@ -26,6 +26,19 @@ qemu-img convert -f raw -O raw "$(uri lab@1)" qemu.raw
 cmp qemu.raw export.raw || fail "qemu-img convert differs"
 pass "nbdcopy and qemu-img convert read exactly what imgtool export writes"
 
+# Reads the page cache cannot answer go to worker threads (the rest are
+# answered on the connection's thread): evict the version file and copy again.
+evict() { /usr/bin/python3 -c 'import os,sys
+for p in sys.argv[1:]:
+    fd = os.open(p, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)' "$@"; }
+evict "$BOOTFLEET_STORE"/images/lab/*.vhd
+nbdcopy --requests=16 --request-size=65536 "$(uri lab@1)" cold.raw  # small enough to be tried inline first
+cmp cold.raw export.raw || fail "nbdcopy of an evicted version differs"
+evict "$BOOTFLEET_STORE"/images/lab/*.vhd
+qemu-img convert -f raw -O raw "$(uri lab/cold)" cold2.raw
+cmp cold2.raw export.raw || fail "a session over an evicted version reads wrong data"
+pass "reads that must wait for the disk (version evicted from the page cache) return the same bytes"
+
 sha256sum "$BOOTFLEET_STORE"/images/lab/*.vhd > master.sum
 qemu-io -f raw "$(uri lab/pc01)" -c 'write -P 0xab 1M 64k' -c 'write -z 40M 1M' -c 'discard 8M 64k' \
   -c 'write -P 0xcd 100 1000' -c flush > io.txt 2>&1 || fail "qemu-io writes: $(cat io.txt)"
@@ -55,3 +68,14 @@ stop_server
 grep -q "stopped" server.log || fail "no 'stopped' in the log"
 grep -q "127.0.0.1:[0-9]* export 'lab/pc01': connected" server.log || fail "log lines do not name peer and export"
 pass "SIGTERM: exit 0; logs name the client and the export"
+
+# Busy polling off, and a bad value named with its place.
+printf 'nbd_busy_poll_us: 0\n' > nopoll.yaml
+start_server --config nopoll.yaml
+nbdcopy "$(uri lab@1)" nopoll.raw
+cmp nopoll.raw export.raw || fail "nbdcopy with nbd_busy_poll_us: 0 differs"
+stop_server
+printf 'store: %s\nnbd_busy_poll_us: -5\n' "$BOOTFLEET_STORE" > badpoll.yaml
+"$BOOTSRV" serve --config badpoll.yaml > badpoll.log 2>&1 && fail "a negative nbd_busy_poll_us was accepted"
+grep -q "badpoll.yaml:2:19: key 'nbd_busy_poll_us': expected microseconds from 0" badpoll.log || fail "bad nbd_busy_poll_us: $(cat badpoll.log)"
+pass "nbd_busy_poll_us: 0 serves the same bytes; -5 is refused naming file, line and key"
