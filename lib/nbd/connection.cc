@@ -1,5 +1,6 @@
 #include "nbd/connection.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -183,9 +184,12 @@ ssize_t Connection::receive(void* buf, size_t n) {
   if (poll_next_wait_) {
     if (polling_readers.fetch_add(1) < max_polling_readers) {
       polled = true;
-      do {
-        got = ::recv(fd_, buf, n, MSG_DONTWAIT);
-      } while (got < 0 && errno == EAGAIN && Clock::now() - start < limit);
+      // poll() looks at the socket without taking its lock, which a
+      // recv() loop would fight the client's incoming data for.
+      pollfd p{fd_, POLLIN, 0};
+      while (::poll(&p, 1, 0) == 0 && Clock::now() - start < limit) {
+      }
+      got = ::recv(fd_, buf, n, MSG_DONTWAIT);
     }
     polling_readers.fetch_sub(1);
   }
