@@ -108,7 +108,8 @@ class Connection {
   // Transmission (see the note above transmission()).
   std::string stop_reason_ = "disconnected";  // the reading thread's
   uint64_t requests_ = 0;
-  std::unique_ptr<uint8_t[]> out_;  // replies waiting for one send; allocated at first use
+  std::unique_ptr<uint8_t[]> out_;  // replies waiting for one send
+  size_t out_capacity_ = 0;         // grows with the batches the client makes, up to kBatchBytes
   size_t out_used_ = 0;
   std::mutex send_mutex_;  // one writer on the socket at a time
   std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
@@ -493,8 +494,16 @@ bool Connection::emit(Via via, std::initializer_list<std::pair<const void*, size
 // be), or nullptr when `n` is more than a batch holds or the send failed.
 uint8_t* Connection::reserve_output(size_t n) {
   if (n > kBatchBytes || broken_) return nullptr;
-  if (!out_) out_ = std::make_unique_for_overwrite<uint8_t[]>(kBatchBytes);  // untouched pages cost no RAM
-  if (out_used_ + n > kBatchBytes && !flush_output()) return nullptr;
+  if (out_used_ + n > out_capacity_ && out_capacity_ < kBatchBytes) {
+    // A client waiting for each reply needs a few KiB; one with many reads
+    // in flight gets room for a whole round of them. Idle connections stay small.
+    size_t grown = std::min(kBatchBytes, std::max({out_used_ + n, 2 * out_capacity_, size_t{16} << 10}));
+    auto bigger = std::make_unique_for_overwrite<uint8_t[]>(grown);
+    if (out_used_) std::memcpy(bigger.get(), out_.get(), out_used_);
+    out_ = std::move(bigger);
+    out_capacity_ = grown;
+  }
+  if (out_used_ + n > out_capacity_ && !flush_output()) return nullptr;
   return out_.get() + out_used_;
 }
 

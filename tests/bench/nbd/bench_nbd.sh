@@ -6,7 +6,7 @@
 #   4. random 4 KiB writes into a session against nbdkit's cow filter
 #   5. 100 sessions reading at once: errors, p50/p99 latency; RSS per idle session
 # Ratios are bootsrv / peer throughput (> 1: bootsrv is faster).
-# Usage: IMGTOOL=… BOOTSRV=… tests/bench/nbd/bench_nbd.sh [SECONDS]
+# Usage: IMGTOOL=… BOOTSRV=… [ROUNDS=3] tests/bench/nbd/bench_nbd.sh [SECONDS]
 set -euo pipefail
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}
 SECS=${1:-10}
@@ -55,37 +55,60 @@ PYX
 }
 row() { printf '%-44s %10s MiB/s %9s IOPS\n' "$1" "$2" "$3"; }
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+# compare RW BS DEPTH NAME=URI...: ROUNDS rounds, the servers taking turns
+# within each (on two shared cores the machine's speed drifts by ±15 %
+# between runs; turns keep each ratio within one stretch of time). Sets
+# BW[NAME] and IO[NAME] to medians over the rounds and prints each round.
+declare -A BW IO
+compare() {
+  local rw=$1 bs=$2 depth=$3; shift 3
+  local -A bws ios
+  for round in $(seq 1 "$ROUNDS"); do
+    local line="  round $round:"
+    for pair in "$@"; do
+      local name=${pair%%=*} uri=${pair#*=} bw io
+      read -r bw io _ <<<"$(fio_run "$name-$round" "$uri" "$rw" "$bs" "$depth")"
+      bws[$name]+="$bw "; ios[$name]+="$io "
+      line+=" $name $io"
+    done
+    echo "$line"
+  done
+  for pair in "$@"; do
+    local name=${pair%%=*}
+    # shellcheck disable=SC2086
+    BW[$name]=$(median ${bws[$name]}); IO[$name]=$(median ${ios[$name]})
+  done
+}
+ROUNDS=${ROUNDS:-3}
+echo "(each comparison: $ROUNDS rounds of ${SECS}s per server, medians)"
 
 echo
-echo "== 1. sequential read, 1 MiB requests (4 in flight), ${SECS}s each"
-read -r b_bw b_io _ <<<"$(fio_run seq-boot nbd://127.0.0.1:$P_BOOT/lab@1 read 1M 4)"
-read -r k_bw k_io _ <<<"$(fio_run seq-kit nbd://127.0.0.1:$P_KIT/ read 1M 4)"
-read -r q_bw q_io _ <<<"$(fio_run seq-qemu nbd://127.0.0.1:$P_QEMU/flat read 1M 4)"
-read -r s_bw s_io _ <<<"$(fio_run seq-sess nbd://127.0.0.1:$P_BOOT/lab/pc01 read 1M 4)"
-row "bootsrv lab@1" "$b_bw" "$b_io"; row "bootsrv session lab/pc01" "$s_bw" "$s_io"
-row "nbdkit file" "$k_bw" "$k_io"; row "qemu-nbd" "$q_bw" "$q_io"
-echo "ratio bootsrv/nbdkit $(ratio "$b_bw" "$k_bw"), bootsrv/qemu-nbd $(ratio "$b_bw" "$q_bw")"
+echo "== 1. sequential read, 1 MiB requests (4 in flight)"
+compare read 1M 4 boot=nbd://127.0.0.1:$P_BOOT/lab@1 sess=nbd://127.0.0.1:$P_BOOT/lab/pc01 \
+  kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat
+row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "bootsrv session lab/pc01" "${BW[sess]}" "${IO[sess]}"
+row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
+echo "ratio bootsrv/nbdkit $(ratio "${BW[boot]}" "${BW[kit]}"), bootsrv/qemu-nbd $(ratio "${BW[boot]}" "${BW[qemu]}")"
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
-read -r b_bw b_io _ <<<"$(fio_run rnd-boot nbd://127.0.0.1:$P_BOOT/lab@1 randread 4k 16)"
-read -r k_bw k_io _ <<<"$(fio_run rnd-kit nbd://127.0.0.1:$P_KIT/ randread 4k 16)"
-read -r q_bw q_io _ <<<"$(fio_run rnd-qemu nbd://127.0.0.1:$P_QEMU/flat randread 4k 16)"
-row "bootsrv lab@1" "$b_bw" "$b_io"; row "nbdkit file" "$k_bw" "$k_io"; row "qemu-nbd" "$q_bw" "$q_io"
-echo "ratio bootsrv/nbdkit $(ratio "$b_io" "$k_io"), bootsrv/qemu-nbd $(ratio "$b_io" "$q_io")"
+compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat
+row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
+echo "ratio bootsrv/nbdkit $(ratio "${IO[boot]}" "${IO[kit]}"), bootsrv/qemu-nbd $(ratio "${IO[boot]}" "${IO[qemu]}")"
 
 echo
 echo "== 3. chain depth 32 against depth 1 (random 4 KiB reads, 16 in flight)"
-read -r d_bw d_io _ <<<"$(fio_run rnd-deep nbd://127.0.0.1:$P_BOOT/deep@32 randread 4k 16)"
-row "bootsrv deep@32 (32 files)" "$d_bw" "$d_io"; row "bootsrv lab@1 (1 file)" "$b_bw" "$b_io"
-echo "depth 32 / depth 1: $(ratio "$d_io" "$b_io") (target >= 0.95)"
+compare randread 4k 16 deep=nbd://127.0.0.1:$P_BOOT/deep@32 one=nbd://127.0.0.1:$P_BOOT/lab@1
+row "bootsrv deep@32 (32 files)" "${BW[deep]}" "${IO[deep]}"; row "bootsrv lab@1 (1 file)" "${BW[one]}" "${IO[one]}"
+echo "depth 32 / depth 1: $(ratio "${IO[deep]}" "${IO[one]}") (target >= 0.95)"
 
 echo
 echo "== 4. random 4 KiB writes, 16 in flight"
-read -r w_bw w_io _ <<<"$(fio_run wr-boot nbd://127.0.0.1:$P_BOOT/lab/pc02 randwrite 4k 16)"
-read -r c_bw c_io _ <<<"$(fio_run wr-cow nbd://127.0.0.1:$P_COW/ randwrite 4k 16)"
-row "bootsrv session lab/pc02" "$w_bw" "$w_io"; row "nbdkit --filter=cow" "$c_bw" "$c_io"
-echo "ratio bootsrv/nbdkit-cow $(ratio "$w_io" "$c_io")"
+compare randwrite 4k 16 wr=nbd://127.0.0.1:$P_BOOT/lab/pc02 cow=nbd://127.0.0.1:$P_COW/
+row "bootsrv session lab/pc02" "${BW[wr]}" "${IO[wr]}"; row "nbdkit --filter=cow" "${BW[cow]}" "${IO[cow]}"
+echo "ratio bootsrv/nbdkit-cow $(ratio "${IO[wr]}" "${IO[cow]}")"
 
 echo
 echo "== 5. 100 sessions reading at once (anonymous sessions, random 4 KiB, 1 in flight each)"
