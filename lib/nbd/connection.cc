@@ -38,6 +38,8 @@ constexpr size_t kBatchBytes = 256u << 10;
 // Threads per connection for requests that may wait on a disk, and what they
 // may hold between them before the reader stops reading.
 constexpr size_t kWorkers = 4;
+// The reader keeps a buffer for large reads up to this size between requests.
+constexpr size_t kKeptLargeRead = 4u << 20;
 constexpr size_t kMaxJobsHeld = 32;
 constexpr uint64_t kMaxBytesHeld = 64u << 20;
 
@@ -111,6 +113,7 @@ class Connection {
   std::unique_ptr<uint8_t[]> out_;  // replies waiting for one send
   size_t out_capacity_ = 0;         // grows with the batches the client makes, up to kBatchBytes
   size_t out_used_ = 0;
+  std::vector<uint8_t> large_;      // the reader's buffer for reads too big to batch
   std::mutex send_mutex_;  // one writer on the socket at a time
   std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
 
@@ -615,8 +618,9 @@ bool Connection::reply_block_status(const Request& r, Via via) {
 // send, and no thread hand-off. We measured the hand-off: a
 // leader/follower pool serving every request cost a context switch and a
 // futex per request and was 15 % slower than nbdkit on random cached reads
-// (docs/benchmarks.md). What may wait (a read that must go to the disk, a
-// large read, FLUSH, a write with FUA) goes to up to kWorkers threads of
+// (docs/benchmarks.md). Reads too big for the batch are served here too,
+// from a buffer of their own. What may wait (a read that must go to the
+// disk, FLUSH, a write with FUA) goes to up to kWorkers threads of
 // this connection, which send their replies themselves when done, so one
 // slow read does not hold up the cached ones behind it. Replies may then go
 // out of order, as the protocol allows (cookies match them up). At most
@@ -672,13 +676,16 @@ bool Connection::answer_inline(Job& job) {
   block::Device& dev = *export_.device;
   const uint64_t size = dev.size();
   const size_t header = structured_ ? 28 : 16;
-  if (r.type != kCmdRead || r.length == 0 || r.length > kBatchBytes - header || r.offset > size ||
-      r.length > size - r.offset) {
-    if (r.type == kCmdRead && r.length > kBatchBytes - header && r.length <= kMaxPayload && r.offset <= size &&
-        r.length <= size - r.offset) {
-      return hand_to_worker(std::move(job));  // large reads: the copy is worth a thread
-    }
+  if (r.type != kCmdRead || r.length == 0 || r.length > kMaxPayload || r.offset > size || r.length > size - r.offset)
     return execute(job, Via::batch);
+  if (r.length > kBatchBytes - header) {
+    // Too big for the batch: read into a buffer of the reader's own and
+    // send it on its own (sequential readers ask for 1 MiB and more).
+    if (large_.size() < r.length) large_.resize(r.length);
+    bool cached = dev.try_read(r.offset, r.length, large_.data()) == 0;
+    bool sent = cached && reply_read(r, large_.data(), r.length, Via::batch);
+    if (large_.size() > kKeptLargeRead) std::vector<uint8_t>().swap(large_);
+    return cached ? sent : hand_to_worker(std::move(job));
   }
   uint8_t* p = reserve_output(header + r.length);
   if (p == nullptr) return false;
