@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include "util/log.h"
+
 namespace bootfleet::util {
 
 bool ConnectionSet::add(int fd, const std::string& peer, size_t limit) {
@@ -22,11 +24,19 @@ bool ConnectionSet::stop() {
   if (stopping_.exchange(true)) return false;
   std::lock_guard lock(mutex_);
   for (auto& [fd, peer] : connections_) ::shutdown(fd, SHUT_RD);
+  empty_.notify_all();  // wait_empty() starts its grace period
   return true;
 }
 
-void ConnectionSet::wait_empty() {
+void ConnectionSet::wait_empty(std::chrono::milliseconds grace) {
   std::unique_lock lock(mutex_);
+  empty_.wait(lock, [this] { return connections_.empty() || stopping_; });
+  if (empty_.wait_for(lock, grace, [this] { return connections_.empty(); })) return;
+  for (auto& [fd, peer] : connections_) {
+    std::string after = grace.count() % 1000 ? std::to_string(grace.count()) + " ms" : std::to_string(grace.count() / 1000) + " s";
+    log_line(peer + ": closed: still sending " + after + " after the server began to stop (the client is not reading its replies)");
+    ::shutdown(fd, SHUT_RDWR);
+  }
   empty_.wait(lock, [this] { return connections_.empty(); });
 }
 

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <limits>
@@ -33,8 +34,11 @@ class ConnectionSet {
   bool stopping() const { return stopping_; }
   // For loops that poll it (accept loops, connections between requests).
   const std::atomic<bool>* stopping_flag() const { return &stopping_; }
-  // Blocks until every registered connection was removed.
-  void wait_empty();
+  // Blocks until every registered connection was removed. After stop(), a
+  // connection still open `grace` later (a client that stopped reading its
+  // replies keeps its thread blocked in send) has its socket shut both ways,
+  // which ends that send, and is logged naming the peer.
+  void wait_empty(std::chrono::milliseconds grace = std::chrono::seconds(10));
   size_t size();
 
  private:

@@ -1,6 +1,14 @@
 #include <catch2/catch.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
 #include "util/bytes.h"
+#include "util/connection_set.h"
 #include "util/error.h"
 #include "util/mac.h"
 #include "util/size.h"
@@ -86,4 +94,32 @@ TEST_CASE("MAC addresses: four written forms, one normalized form", "[util]") {
   CHECK(mac_with_hyphens("52:54:00:ab:cd:ef") == "52-54-00-ab-cd-ef");
   CHECK_THROWS_WITH(normalize_mac("nope"), Catch::Contains("'nope' is not a MAC address") &&
                                                      Catch::Contains("aabb.ccdd.eeff"));
+}
+
+TEST_CASE("ConnectionSet: a connection stuck sending to a client that never reads is ended after the grace period", "[util]") {
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+  ConnectionSet set;
+  REQUIRE(set.add(fds[0], "stuck peer"));
+  std::atomic<bool> ended{false};
+  std::thread sender([&] {
+    // What a connection thread does: send until the socket fails, then leave.
+    std::vector<char> chunk(65536, 'x');
+    while (::send(fds[0], chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) {
+    }
+    set.remove(fds[0]);
+    ended = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // its buffers are full: it is blocked
+  CHECK_FALSE(ended);
+  set.stop();
+  auto start = std::chrono::steady_clock::now();
+  set.wait_empty(std::chrono::milliseconds(300));
+  auto waited = std::chrono::steady_clock::now() - start;
+  sender.join();
+  CHECK(ended);
+  CHECK(waited >= std::chrono::milliseconds(250));  // stop() alone (read side shut) did not end it
+  CHECK(set.size() == 0);
+  ::close(fds[0]);
+  ::close(fds[1]);
 }

@@ -136,3 +136,33 @@ cmp after.raw v2-export.raw || fail "a session started after the publish did not
 grep -q "session lab/newcomer started on lab@2" server.log || fail "log: $(grep newcomer server.log)"
 pass "publish during nbdcopy: the live session keeps @1, a new one gets @2"
 stop_server
+
+# A client that asks for a lot and never reads its replies: the others are
+# still served, and SIGTERM still ends the server with exit 0 (shutting the
+# read side frees a TCP send here; where it would not, the 10 s grace of
+# util::ConnectionSet does, see its unit test).
+start_server
+$PY - "$PORT" > stuck.log 2>&1 <<'PY' &
+import socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.recv(18, socket.MSG_WAITALL)
+s.sendall(struct.pack(">I", 3))                                          # fixed newstyle, no zeroes
+name = b"lab@1"
+s.sendall(struct.pack(">QII", 0x49484156454F5054, 1, len(name)) + name)  # EXPORT_NAME
+s.recv(10, socket.MSG_WAITALL)
+for i in range(48):                                                      # 48 MiB asked for, never read
+    s.sendall(struct.pack(">IHHQQI", 0x25609513, 0, 0, i, (i % 32) << 20, 1 << 20))
+print("sent", flush=True)
+time.sleep(120)
+PY
+stuck=$!
+for _ in $(seq 1 100); do grep -q sent stuck.log && break; sleep 0.1; done
+grep -q sent stuck.log || fail "the stuck client could not send its requests: $(cat stuck.log)"
+nbdcopy "$(uri lab@1)" while-stuck.raw
+cmp while-stuck.raw v1-export.raw || fail "another client was not served while one did not read"
+start=$(date +%s)
+stop_server
+took=$(( $(date +%s) - start ))
+kill $stuck 2>/dev/null || true
+(( took <= 25 )) || fail "SIGTERM took ${took}s with a client that does not read"
+pass "a client that never reads its replies: others served; SIGTERM exits 0 (${took}s)"
