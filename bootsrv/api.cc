@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "api_error.h"
+#include "store/version_json.h"
 #include "store/version_ref.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -149,26 +150,13 @@ json Api::version_json(const store::VersionInfo& v, std::optional<int64_t> activ
     arts.push_back({{"name", name}, {"size", util::file_size(util::open_file(path, O_RDONLY).get(), path)},
                     {"sha256", artifact_sha256(path)}});
   }
-  // The field names of `imgtool versions --json` where they overlap, plus
-  // "size" (= virtual_size) and "created_at" (Unix seconds).
-  return {{"image", v.image},
-          {"number", v.number},
-          {"parent", opt(v.parent)},
-          {"size", v.size},
-          {"virtual_size", v.size},
-          {"file_size", v.file_size},
-          {"stored_bytes", v.stored_bytes},
-          {"unique_id", v.unique_id},
-          {"disk_digest", v.disk_digest},
-          {"created_at", v.created_at},
-          {"created_by", v.created_by},
-          {"message", v.message},
-          {"source", opt(v.source)},
-          {"recipe", opt(v.recipe)},
-          {"recipe_hash", opt(v.recipe_hash)},
-          {"depth", v.depth},
-          {"active", active == v.number},
-          {"artifacts", arts}};
+  // The catalog record (the fields of `imgtool versions --json`), plus
+  // "size" (= virtual_size), whether it is active, and its artifacts.
+  json j = store::version_json(v);
+  j["size"] = v.size;
+  j["active"] = active == v.number;
+  j["artifacts"] = arts;
+  return j;
 }
 
 http::Response Api::handle(const http::Request& request, const http::Connection& connection, http::Body& body) {

@@ -23,6 +23,7 @@
 #include "recipe/build_key.h"
 #include "recipe/execute.h"
 #include "recipe/recipe.h"
+#include "store/version_json.h"
 #include "util/error.h"
 #include "util/sha256.h"
 #include "util/size.h"
@@ -97,10 +98,12 @@ std::optional<store::VersionInfo> cached_build(store::Store& s, const std::strin
   return std::nullopt;
 }
 
-nlohmann::json version_json(const store::VersionInfo& v) {
-  return {{"image", v.image},   {"version", v.number},         {"parent", v.parent ? nlohmann::json(*v.parent) : nullptr},
-          {"file", v.file},     {"file_size", v.file_size},    {"disk_digest", v.disk_digest},
-          {"recipe_hash", v.recipe_hash ? nlohmann::json(*v.recipe_hash) : nullptr}};
+// The catalog record, plus "version" (= number), the name build --json
+// has always used and the pipeline reads.
+nlohmann::json build_version_json(const store::VersionInfo& v) {
+  nlohmann::json j = store::version_json(v);
+  j["version"] = v.number;
+  return j;
 }
 
 }  // namespace
@@ -167,7 +170,7 @@ int cmd_build(const std::vector<std::string>& args) {
                       : r.image + "@" + std::to_string(hit->number) + " is already active");
       }
       if (as_json) {
-        std::cout << nlohmann::json{{"cached", true}, {"version", version_json(*hit)}}.dump(2) << "\n";
+        std::cout << nlohmann::json{{"cached", true}, {"version", build_version_json(*hit)}}.dump(2) << "\n";
       }
       return kExitOk;
     }
@@ -243,7 +246,7 @@ int cmd_build(const std::vector<std::string>& args) {
       secs(seconds_since(started)) + (publish ? "; published" : ""));
   if (as_json) {
     std::cout << nlohmann::json{{"cached", false},
-                                {"version", version_json(v)},
+                                {"version", build_version_json(v)},
                                 {"changed_blocks", result.changed_blocks},
                                 {"seconds", seconds_since(started)}}
                      .dump(2)

@@ -4,30 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "store/version_json.h"
 #include "util/size.h"
 #include "util/time.h"
 
 namespace bootfleet::imgtool {
-
-nlohmann::json version_json(const store::VersionInfo& v) {
-  auto opt = [](const std::optional<std::string>& s) { return s ? nlohmann::json(*s) : nlohmann::json(nullptr); };
-  return {{"image", v.image},
-          {"number", v.number},
-          {"parent", v.parent ? nlohmann::json(*v.parent) : nlohmann::json(nullptr)},
-          {"depth", v.depth},
-          {"virtual_size", v.size},
-          {"file", v.file},
-          {"file_size", v.file_size},
-          {"stored_bytes", v.stored_bytes},
-          {"unique_id", v.unique_id},
-          {"created", util::format_utc(v.created_at)},
-          {"created_by", v.created_by},
-          {"message", v.message},
-          {"source", opt(v.source)},
-          {"recipe", opt(v.recipe)},
-          {"recipe_hash", opt(v.recipe_hash)},
-          {"disk_digest", v.disk_digest}};
-}
 
 int cmd_versions(const std::vector<std::string>& args) {
   CommandSpec spec{"versions", "IMAGE [--json]", "List the versions of an image.",
@@ -49,7 +30,7 @@ int cmd_versions(const std::vector<std::string>& args) {
   if (as_json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& v : versions) {
-      auto o = version_json(v);
+      auto o = store::version_json(v);
       o["active"] = info.active == v.number;
       o["rollback_target"] = info.previous == v.number;
       j.push_back(o);
