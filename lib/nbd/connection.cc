@@ -618,12 +618,12 @@ bool Connection::reply_block_status(const Request& r, Via via) {
 // or in RAM (Device::try_read, i.e. preadv2 with RWF_NOWAIT), a write into
 // the write cache's page cache, block status, every error. Those replies
 // collect in one output buffer that goes out in a single send when no
-// further request is already buffered (or the buffer is full), so a client
-// with 16 cached 4 KiB reads in flight costs one recv, 16 preads and one
-// send, and no thread hand-off. We measured the hand-off: a
+// further request is already buffered (or the buffer is full): requests
+// that arrive together cost one recv and one send between them, and a
+// cached read costs no thread hand-off. We measured the hand-off: a
 // leader/follower pool serving every request cost a context switch and a
-// futex per request and was 15 % slower than nbdkit on random cached reads
-// (docs/benchmarks.md). Reads too big for the batch are served here too,
+// futex per request and was 8-15 % slower than nbdkit on random cached
+// reads (docs/benchmarks.md). Reads too big for the batch are served here too,
 // from a buffer of their own. What may wait (a read that must go to the
 // disk, FLUSH, a write with FUA) goes to up to kWorkers threads of
 // this connection, which send their replies themselves when done, so one
