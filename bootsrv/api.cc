@@ -90,7 +90,9 @@ void check_image_name(const std::string& image) {
 Api::Api(serve::StoreExports& exports, ApiOptions options) : exports_(exports), options_(std::move(options)) {
   if (!options_.tokens_file.empty()) {
     tokens_ = std::make_shared<TokenSet>(TokenSet::load(options_.tokens_file));
-    uploads_ = std::make_unique<Uploads>(exports_, options_.uploads);
+    UploadOptions uploads = options_.uploads;
+    uploads.sha256_of = [this](const std::string& path) { return artifact_sha256(path); };
+    uploads_ = std::make_unique<Uploads>(exports_, uploads);
   }
 }
 

@@ -357,18 +357,35 @@ Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& 
                                                           "try again when one has finished");
   }
   // Room for the file and artifacts here, and for the version the import
-  // writes (about the file again) in the store: refused before any byte.
-  uint64_t artifacts = 0;
-  for (const auto& a : d.artifacts) artifacts += a.size;
-  uint64_t upload_need = d.file_size + artifacts, store_need = d.file_size + artifacts;
+  // writes (about the file again) in the store, after what the uploads
+  // already open will still write: refused before any byte.
+  auto total = [](const UploadDeclaration& decl) {
+    uint64_t bytes = decl.file_size;
+    for (const auto& a : decl.artifacts) bytes += a.size;
+    return bytes;
+  };
+  uint64_t upload_need = total(d), store_need = total(d), upload_promised = 0, store_promised = 0;
+  for (const auto& [id, open] : uploads_) {
+    uint64_t written = std::min(open->received, open->declaration.file_size);
+    for (const auto& a : open->declaration.artifacts)
+      if (open->artifacts_received.count(a.name)) written += a.size;
+    upload_promised += total(open->declaration) - std::min(written, total(open->declaration));
+    store_promised += total(open->declaration);
+  }
   uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(known.store_dir);
   bool same_fs = device_of(options_.dir) == device_of(known.store_dir);
-  if (same_fs ? upload_need + store_need > upload_free : (upload_need > upload_free || store_need > store_free)) {
+  uint64_t promised = same_fs ? upload_promised + store_promised : upload_promised;
+  auto left = [](uint64_t free, uint64_t promised) { return free > promised ? free - promised : 0; };
+  if (same_fs ? upload_need + store_need > left(upload_free, promised)
+              : (upload_need > left(upload_free, upload_promised) || store_need > left(store_free, store_promised))) {
+    std::string others = uploads_.empty() ? ""
+                         : " (" + util::format_size(same_fs ? promised : upload_promised) + " of it promised to " +
+                               std::to_string(uploads_.size()) + " open upload" + (uploads_.size() == 1 ? "" : "s") + ")";
     throw ApiError(507, ref + " needs about " + util::format_size(same_fs ? upload_need + store_need : upload_need) +
                             " (the file, its artifacts" + (same_fs ? " and the imported version" : "") + ") but " +
-                            options_.dir + " has " + util::format_size(upload_free) + " free" +
+                            options_.dir + " has " + util::format_size(upload_free) + " free" + others +
                             (same_fs ? "" : "; the store needs " + util::format_size(store_need) + " and has " +
-                                                util::format_size(store_free)));
+                                                util::format_size(store_free) + " free"));
   }
 
   auto u = std::make_shared<Upload>();
@@ -398,7 +415,7 @@ Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& 
         if (std::find(names.begin(), names.end(), a.name) == names.end()) return std::nullopt;
         return s.artifact_path(*parent, a.name);
       });
-      if (!source || fs::file_size(*source) != a.size || util::file_sha256_hex(*source) != a.sha256) continue;
+      if (!source || fs::file_size(*source) != a.size || options_.sha256_of(*source) != a.sha256) continue;
       std::string target = u->dir + "/artifacts/" + a.name;
       std::error_code linked;
       fs::create_hard_link(*source, target, linked);  // store files are immutable: a link is a copy

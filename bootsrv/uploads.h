@@ -26,6 +26,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,6 +39,7 @@
 #include "http/server.h"
 #include "serve/exports.h"
 #include "store/store.h"
+#include "util/sha256.h"
 
 namespace bootfleet::bootsrv {
 
@@ -46,6 +48,9 @@ struct UploadOptions {
   std::string store_dir;      // the store (commit opens its own connection to it)
   std::chrono::seconds ttl{3600};
   size_t max_uploads = 4;
+  // The sha256 (hex) of a store file: the parent's artifacts are compared
+  // with the declared ones by it. bootsrv passes its cached one.
+  std::function<std::string(const std::string& path)> sha256_of = util::file_sha256_hex;
 };
 
 // What a client declares when it starts an upload: the version to be, as

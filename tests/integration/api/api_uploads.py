@@ -230,6 +230,26 @@ if uploads_on_disk() != before:
     fail(f"a refused upload left files: {uploads_on_disk()}")
 ok("507 before any byte when the declared file does not fit: " + msg)
 
+# --- 507 also counts what the uploads already open will still write ---
+probe = UPLOAD_DIR if os.path.isdir(UPLOAD_DIR) else os.path.dirname(UPLOAD_DIR)
+st = os.statvfs(probe)
+free = st.f_bavail * st.f_frsize
+same_fs = os.stat(probe).st_dev == os.stat(DST).st_dev
+part = int(free * (0.3 if same_fs else 0.6))  # one fits (with its import), two do not
+first = expect(201, call("POST", "/api/v1/images/lab/uploads", dict(decl2, file_size=part)), "an upload of a third of the room")
+second = call("POST", "/api/v1/images/lab/uploads", dict(decl2, file_size=part, disk_digest="ab" * 32))
+expect(507, second, "a second upload that fits only if the first is forgotten")
+if "promised to 1 open upload" not in message_of(second):
+    fail(f"507 message does not name the space promised to the open upload: {message_of(second)}")
+expect(200, call("DELETE", f"/api/v1/uploads/{first['upload']}"), "abort the first")
+expect(201, call("POST", "/api/v1/images/lab/uploads", dict(decl2, file_size=part, disk_digest="ab" * 32)),
+       "the second, once the first is gone")
+for u in uploads_on_disk():
+    call("DELETE", f"/api/v1/uploads/{u}")
+if uploads_on_disk():
+    fail(f"aborted uploads left files: {uploads_on_disk()}")
+ok("507 counts the space open uploads will still need: " + message_of(second))
+
 # --- declarations that do not fit the server's store ---
 a = call("POST", "/api/v1/images/lab/uploads", dict(decl2, parent_digest="0" * 64))
 expect(409, a, "wrong parent digest")
