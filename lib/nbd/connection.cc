@@ -802,13 +802,11 @@ bool Connection::execute(Job& job, Via via) {
     case kCmdRead: {
       if (r.length == 0 || r.length > kMaxPayload || !in_range)
         return reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export", via);
-      // Reads up to 256 KiB use a buffer kept by the worker thread (grown
-      // to the largest such read), so they cost no allocation; larger ones
-      // get their own, so an idle connection holds little.
-      constexpr uint32_t kKeptBuffer = 256u << 10;
-      thread_local std::vector<uint8_t> kept;
-      std::vector<uint8_t>& data = r.length <= kKeptBuffer ? kept : job.payload;
-      if (data.size() < r.length) data.resize(r.length);
+      // Only workers get here with a valid read: the read waits on the
+      // disk anyway, so a buffer of its own costs nothing that shows, and
+      // worker threads hold no memory between jobs.
+      std::vector<uint8_t>& data = job.payload;
+      data.resize(r.length);
       if (int rc = dev.read(r.offset, r.length, data.data()); rc != 0) {
         log("read of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
         return reply_error(r, to_nbd_error(rc), std::strerror(rc), via);
