@@ -364,13 +364,15 @@ Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& 
     for (const auto& a : decl.artifacts) bytes += a.size;
     return bytes;
   };
-  uint64_t upload_need = total(d), store_need = total(d), upload_promised = 0, store_promised = 0;
+  const uint64_t upload_need = total(d), store_need = upload_need;
+  uint64_t upload_promised = 0, store_promised = 0;
   for (const auto& [id, open] : uploads_) {
+    const uint64_t all = total(open->declaration);
     uint64_t written = std::min(open->received, open->declaration.file_size);
     for (const auto& a : open->declaration.artifacts)
       if (open->artifacts_received.count(a.name)) written += a.size;
-    upload_promised += total(open->declaration) - std::min(written, total(open->declaration));
-    store_promised += total(open->declaration);
+    upload_promised += all - std::min(written, all);
+    store_promised += all;
   }
   uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(known.store_dir);
   bool same_fs = device_of(options_.dir) == device_of(known.store_dir);

@@ -7,10 +7,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <condition_variable>
-#include <deque>
-#include <cstring>
 #include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
 #include <mutex>
 #include <thread>
 
@@ -35,13 +35,32 @@ constexpr uint64_t kMaxDiscard = 64u << 20;
 // Replies gathered for one send by the reading thread; reads up to about
 // this size are answered from it.
 constexpr size_t kBatchBytes = 256u << 10;
+// The reader keeps a buffer for large reads up to this size between requests.
+constexpr size_t kKeptLargeRead = 4u << 20;
 // Threads per connection for requests that may wait on a disk, and what they
 // may hold between them before the reader stops reading.
 constexpr size_t kWorkers = 4;
-// The reader keeps a buffer for large reads up to this size between requests.
-constexpr size_t kKeptLargeRead = 4u << 20;
 constexpr size_t kMaxJobsHeld = 32;
 constexpr uint64_t kMaxBytesHeld = 64u << 20;
+
+// Reply headers: a simple reply (16 bytes), a structured chunk with DONE (20).
+void simple_reply_header(uint8_t* h, uint32_t error, uint64_t cookie) {
+  store_be32(h, kSimpleReplyMagic);
+  store_be32(h + 4, error);
+  store_be64(h + 8, cookie);
+}
+void chunk_header(uint8_t* h, uint16_t type, uint64_t cookie, uint32_t length) {
+  store_be32(h, kStructuredReplyMagic);
+  store_be16(h + 4, kReplyFlagDone);
+  store_be16(h + 6, type);
+  store_be64(h + 8, cookie);
+  store_be32(h + 16, length);
+}
+
+// A range inside an export of `size` bytes.
+bool in_export(const Request& r, uint64_t size) { return r.offset <= size && r.length <= size - r.offset; }
+// A READ the protocol lets us answer with data.
+bool valid_read(const Request& r, uint64_t size) { return r.length != 0 && r.length <= kMaxPayload && in_export(r, size); }
 
 class Connection {
  public:
@@ -525,16 +544,10 @@ bool Connection::flush_output() {
 
 size_t Connection::read_reply_header(uint8_t* h, const Request& r, uint32_t length) const {
   if (!structured_) {
-    store_be32(h, kSimpleReplyMagic);
-    store_be32(h + 4, 0);
-    store_be64(h + 8, r.cookie);
+    simple_reply_header(h, 0, r.cookie);
     return 16;
   }
-  store_be32(h, kStructuredReplyMagic);
-  store_be16(h + 4, kReplyFlagDone);
-  store_be16(h + 6, kReplyOffsetData);
-  store_be64(h + 8, r.cookie);
-  store_be32(h + 16, 8 + length);
+  chunk_header(h, kReplyOffsetData, r.cookie, 8 + length);
   store_be64(h + 20, r.offset);
   return 28;
 }
@@ -542,18 +555,12 @@ size_t Connection::read_reply_header(uint8_t* h, const Request& r, uint32_t leng
 bool Connection::reply_error(const Request& r, uint32_t error, const std::string& message, Via via) {
   if (!structured_) {
     uint8_t h[16];
-    store_be32(h, kSimpleReplyMagic);
-    store_be32(h + 4, error);
-    store_be64(h + 8, r.cookie);
+    simple_reply_header(h, error, r.cookie);
     return emit(via, {{h, sizeof h}});
   }
   std::string msg = message.substr(0, 4096);
   uint8_t h[20 + 6];
-  store_be32(h, kStructuredReplyMagic);
-  store_be16(h + 4, kReplyFlagDone);
-  store_be16(h + 6, kReplyError);
-  store_be64(h + 8, r.cookie);
-  store_be32(h + 16, static_cast<uint32_t>(6 + msg.size()));
+  chunk_header(h, kReplyError, r.cookie, static_cast<uint32_t>(6 + msg.size()));
   store_be32(h + 20, error);
   store_be16(h + 24, static_cast<uint16_t>(msg.size()));
   return emit(via, {{h, sizeof h}, {msg.data(), msg.size()}});
@@ -562,16 +569,10 @@ bool Connection::reply_error(const Request& r, uint32_t error, const std::string
 bool Connection::reply_ok(const Request& r, Via via) {
   uint8_t h[20];
   if (!structured_) {
-    store_be32(h, kSimpleReplyMagic);
-    store_be32(h + 4, 0);
-    store_be64(h + 8, r.cookie);
+    simple_reply_header(h, 0, r.cookie);
     return emit(via, {{h, 16}});
   }
-  store_be32(h, kStructuredReplyMagic);
-  store_be16(h + 4, kReplyFlagDone);
-  store_be16(h + 6, kReplyNone);
-  store_be64(h + 8, r.cookie);
-  store_be32(h + 16, 0);
+  chunk_header(h, kReplyNone, r.cookie, 0);
   return emit(via, {{h, sizeof h}});
 }
 
@@ -605,11 +606,7 @@ bool Connection::reply_block_status(const Request& r, Via via) {
     if ((r.flags & kCmdFlagReqOne) || (body.size() - 4) / 8 >= kMaxDescriptors) break;
   }
   uint8_t h[20];
-  store_be32(h, kStructuredReplyMagic);
-  store_be16(h + 4, kReplyFlagDone);
-  store_be16(h + 6, kReplyBlockStatus);
-  store_be64(h + 8, r.cookie);
-  store_be32(h + 16, static_cast<uint32_t>(body.size()));
+  chunk_header(h, kReplyBlockStatus, r.cookie, static_cast<uint32_t>(body.size()));
   return emit(via, {{h, sizeof h}, {body.data(), body.size()}});
 }
 
@@ -657,7 +654,6 @@ void Connection::read_requests() {
       return;
     }
   }
-  if (stop_reason_ == "disconnected") stop_reason_ = "client went away mid-reply";
 }
 
 bool Connection::needs_worker(const Request& r) const {
@@ -681,8 +677,7 @@ bool Connection::answer_inline(Job& job) {
   block::Device& dev = *export_.device;
   const uint64_t size = dev.size();
   const size_t header = structured_ ? 28 : 16;
-  if (r.type != kCmdRead || r.length == 0 || r.length > kMaxPayload || r.offset > size || r.length > size - r.offset)
-    return execute(job, Via::batch);
+  if (r.type != kCmdRead || !valid_read(r, size)) return execute(job, Via::batch);
   if (r.length > kBatchBytes - header) {
     // Too big for the batch: read into a buffer of the reader's own and
     // send it on its own (sequential readers ask for 1 MiB and more).
@@ -700,8 +695,14 @@ bool Connection::answer_inline(Job& job) {
   return true;
 }
 
+// What a job held for a worker counts against kMaxBytesHeld: a write's
+// payload, or the buffer a read will fill.
+uint64_t held_bytes(const Request& r, const std::vector<uint8_t>& payload) {
+  return payload.size() + (r.type == kCmdRead ? r.length : 0);
+}
+
 bool Connection::hand_to_worker(Job&& job) {
-  const uint64_t bytes = job.payload.size() + (job.request.type == kCmdRead ? job.request.length : 0);
+  const uint64_t bytes = held_bytes(job.request, job.payload);
   std::unique_lock lock(work_mutex_);
   auto has_room = [&] {
     return jobs_held_ == 0 || (jobs_held_ < kMaxJobsHeld && bytes_held_ + bytes <= kMaxBytesHeld);
@@ -718,7 +719,6 @@ bool Connection::hand_to_worker(Job&& job) {
   ++jobs_held_;
   bytes_held_ += bytes;
   queue_.push_back(std::move(job));
-  queue_.back().payload.shrink_to_fit();
   if (idle_workers_ < queue_.size() && workers_.size() < kWorkers) workers_.emplace_back([this] { work(); });
   lock.unlock();
   work_ready_.notify_one();
@@ -734,7 +734,7 @@ void Connection::work() {
     if (queue_.empty()) return;  // closing, nothing left
     Job job = std::move(queue_.front());
     queue_.pop_front();
-    const uint64_t bytes = job.payload.size() + (job.request.type == kCmdRead ? job.request.length : 0);
+    const uint64_t bytes = held_bytes(job.request, job.payload);
     lock.unlock();
     bool sent = !broken_ && execute(job, Via::direct);
     if (!sent && !broken_.exchange(true)) ::shutdown(fd_, SHUT_RDWR);  // the reader's recv ends at once
@@ -797,10 +797,10 @@ bool Connection::execute(Job& job, Via via) {
   block::Device& dev = *export_.device;
   const Request& r = job.request;
   const uint64_t size = dev.size();
-  const bool in_range = r.offset <= size && r.length <= size - r.offset;
+  const bool in_range = in_export(r, size);
   switch (r.type) {
     case kCmdRead: {
-      if (r.length == 0 || r.length > kMaxPayload || !in_range)
+      if (!valid_read(r, size))
         return reply_error(r, kErrInval, r.length > kMaxPayload ? "read larger than 32 MiB" : "read past the end of the export", via);
       // Only workers get here with a valid read: the read waits on the
       // disk anyway, so a buffer of its own costs nothing that shows, and

@@ -32,8 +32,9 @@ void ConnectionSet::wait_empty(std::chrono::milliseconds grace) {
   std::unique_lock lock(mutex_);
   empty_.wait(lock, [this] { return connections_.empty() || stopping_; });
   if (empty_.wait_for(lock, grace, [this] { return connections_.empty(); })) return;
+  const std::string after =
+      grace.count() % 1000 ? std::to_string(grace.count()) + " ms" : std::to_string(grace.count() / 1000) + " s";
   for (auto& [fd, peer] : connections_) {
-    std::string after = grace.count() % 1000 ? std::to_string(grace.count()) + " ms" : std::to_string(grace.count() / 1000) + " s";
     log_line(peer + ": closed: still sending " + after + " after the server began to stop (the client is not reading its replies)");
     ::shutdown(fd, SHUT_RDWR);
   }

@@ -13,6 +13,12 @@
 
 namespace bootfleet::util {
 
+namespace {
+Error read_error(const std::string& path, size_t length, uint64_t offset) {
+  return errno_error(path + ": read of " + std::to_string(length) + " bytes at offset " + std::to_string(offset));
+}
+}  // namespace
+
 void UniqueFd::reset(int fd) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
@@ -31,8 +37,7 @@ size_t pread_some(int fd, void* buf, size_t length, uint64_t offset, const std::
     ssize_t n = ::pread(fd, p + done, length - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw errno_error(path + ": read of " + std::to_string(length) + " bytes at offset " +
-                        std::to_string(offset));
+      throw read_error(path, length, offset);
     }
     if (n == 0) break;
     done += static_cast<size_t>(n);
@@ -69,7 +74,7 @@ bool pread_if_cached(int fd, void* buf, size_t length, uint64_t offset, const st
       unsupported = true;
       return false;
     }
-    throw errno_error(path + ": read of " + std::to_string(length) + " bytes at offset " + std::to_string(offset));
+    throw read_error(path, length, offset);
   }
 }
 
