@@ -74,6 +74,30 @@ void load_config_file(const std::string& path, Config& config) {
           if (name != "listen") throw Error(where(sub.first, "http." + name) + ": unknown; the known key is http.listen");
           config.http_listen = sub.second.as<std::string>();
         }
+      } else if (key == "iscsi.listen" || key == "iscsi.iqn_prefix" || key == "iscsi.chap_secrets" || key == "iscsi") {
+        // iscsi: {listen: ADDRESS or [ADDRESSES], iqn_prefix: …, chap_secrets: FILE}, or dotted keys.
+        auto take = [&](const std::string& name, const YAML::Node& value, const YAML::Node& at) {
+          if (name == "listen") {
+            config.iscsi_listen.clear();
+            if (value.IsSequence()) {
+              for (const auto& a : value) config.iscsi_listen.push_back(a.as<std::string>());
+            } else {
+              config.iscsi_listen.push_back(value.as<std::string>());
+            }
+          } else if (name == "iqn_prefix") {
+            config.iscsi_iqn_prefix = value.as<std::string>();
+          } else if (name == "chap_secrets") {
+            config.iscsi_chap_secrets = value.as<std::string>();
+          } else {
+            throw Error(where(at, "iscsi." + name) + ": unknown; known keys are iscsi.listen, iscsi.iqn_prefix, iscsi.chap_secrets");
+          }
+        };
+        if (key == "iscsi") {
+          if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen, iqn_prefix, chap_secrets");
+          for (const auto& sub : v) take(sub.first.as<std::string>(), sub.second, sub.first);
+        } else {
+          take(key.substr(6), v, item.first);
+        }
       } else if (key == "default_image") {
         config.default_image = v.as<std::string>();
       } else if (key == "kernel_cmdline") {
@@ -121,7 +145,7 @@ void load_config_file(const std::string& path, Config& config) {
         }
       } else {
         throw Error(where(item.first, key) +
-                    ": unknown; known keys are store, listen, nbd_busy_poll_us, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, "
+                    ": unknown; known keys are store, listen, nbd_busy_poll_us, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, iscsi, "
                     "default_image, kernel_cmdline, api_tokens, tls_cert, tls_key, https_listen, api_plain_http, "
                     "upload_dir, upload_ttl, max_uploads");
       }

@@ -19,6 +19,9 @@ struct Config {
   std::string tftp_listen;               // TFTP address; empty: no TFTP
   std::string tftp_root = "/usr/lib/ipxe";  // what TFTP serves (Debian's ipxe package)
   std::string http_listen;               // HTTP address (boot scripts, artifacts); empty: no HTTP
+  std::vector<std::string> iscsi_listen;  // iSCSI addresses; empty: no iSCSI
+  std::string iscsi_iqn_prefix = "iqn.2026-11.org.bootfleet";  // target names PREFIX:IMAGE[:CLIENT]
+  std::string iscsi_chap_secrets;        // CHAP secrets file (docs/iscsi.md); empty: no CHAP
   std::string default_image;             // what unknown MACs boot; empty: they are told to register
   std::string kernel_cmdline = "console=tty0 console=ttyS0 panic=-1";  // added to every Linux client's
 

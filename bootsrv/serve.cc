@@ -16,6 +16,8 @@
 #include "http/server.h"
 #include "serve/boot_http.h"
 #include "serve/boot_server.h"
+#include "serve/iscsi_targets.h"
+#include "iscsi/chap.h"
 #include "store/store.h"
 #include "tftp/server.h"
 #include "util/error.h"
@@ -29,7 +31,7 @@ namespace bootfleet::bootsrv {
 int serve_command(const std::vector<std::string>& args) {
   po::options_description options("Options");
   std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root, http_listen, default_image;
-  std::vector<std::string> listen;
+  std::vector<std::string> listen, iscsi_listen;
   options.add_options()
       ("help,h", "show this help")
       ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
@@ -38,6 +40,7 @@ int serve_command(const std::vector<std::string>& args) {
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
       ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)")
+      ("iscsi-listen", po::value(&iscsi_listen)->composing(), "serve iSCSI on this address: :3260, 127.0.0.1:3260 (repeatable; default: no iSCSI)")
       ("tftp-listen", po::value(&tftp_listen), "serve TFTP (read-only) on this address: 127.0.0.1:69, [::1]:69, :69 (default: no TFTP)")
       ("tftp-root", po::value(&tftp_root), "the directory TFTP serves (default /usr/lib/ipxe)")
       ("http-listen", po::value(&http_listen), "serve boot scripts and kernels over HTTP on this address, e.g. :8080 (default: no HTTP)")
@@ -66,6 +69,8 @@ int serve_command(const std::vector<std::string>& args) {
     if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
     if (!cache_ram.empty()) c.cache_ram = util::parse_size(cache_ram, "--cache-ram");
     if (!idle.empty()) c.idle_timeout = parse_duration(idle, "--idle-timeout");
+    if (!iscsi_listen.empty()) c.iscsi_listen = iscsi_listen;
+    if (!c.iscsi_listen.empty()) serve::validate_iqn_prefix(c.iscsi_iqn_prefix, config_file.empty() ? "iscsi.iqn_prefix" : config_file + ": iscsi.iqn_prefix");
     if (!tftp_listen.empty()) c.tftp_listen = tftp_listen;
     if (!tftp_root.empty()) c.tftp_root = tftp_root;
     if (!http_listen.empty()) c.http_listen = http_listen;
@@ -98,6 +103,11 @@ int serve_command(const std::vector<std::string>& args) {
   serve::BootServerOptions server_options;
   server_options.nbd_listen = config.listen;
   server_options.nbd_busy_poll = config.nbd_busy_poll;
+  server_options.iscsi_listen = config.iscsi_listen;
+  server_options.iscsi_prefix = config.iscsi_iqn_prefix;
+  if (!config.iscsi_chap_secrets.empty()) {
+    server_options.iscsi_chap = std::make_shared<iscsi::ChapSecrets>(iscsi::ChapSecrets::load(config.iscsi_chap_secrets));
+  }
   server_options.http_listen = config.http_listen;
   server_options.https_listen = config.https_listen;
   if (!config.https_listen.empty()) {
@@ -128,6 +138,11 @@ int serve_command(const std::vector<std::string>& args) {
   for (size_t i = 0; i < config.listen.size(); ++i) {
     uint16_t port = server.nbd_ports()[i];
     util::log_line("listening for NBD on " + config.listen[i] + (port ? " (port " + std::to_string(port) + ")" : ""));
+  }
+  for (size_t i = 0; i < config.iscsi_listen.size(); ++i) {
+    util::log_line("listening for iSCSI on " + config.iscsi_listen[i] + " (port " + std::to_string(server.iscsi_ports()[i]) +
+                   "): targets " + config.iscsi_iqn_prefix + ":IMAGE[:CLIENT]" +
+                   (config.iscsi_chap_secrets.empty() ? "" : ", CHAP secrets from " + config.iscsi_chap_secrets));
   }
   const bool http = !config.http_listen.empty();
   const uint16_t http_port = server.http_port();
@@ -175,10 +190,14 @@ int serve_command(const std::vector<std::string>& args) {
         Config fresh = build_config();
         server.exports().sessions().set_idle_timeout(fresh.idle_timeout);
         if (api) api->reload_tokens();
+        if (server.iscsi_targets() && !fresh.iscsi_chap_secrets.empty()) {
+          server.iscsi_targets()->set_chap(
+              std::make_shared<iscsi::ChapSecrets>(iscsi::ChapSecrets::load(fresh.iscsi_chap_secrets)));
+        }
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
         server.set_housekeeping_interval(std::min(config.heartbeat, std::chrono::seconds(10)));
-        util::log_line("configuration reloaded, API tokens re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache and upload settings change only on restart)");
+        util::log_line("configuration reloaded, API tokens and iSCSI CHAP secrets re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache and upload settings change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }

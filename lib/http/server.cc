@@ -137,27 +137,6 @@ void Server::start() {
 
 namespace {
 
-// "1.2.3.4" / "[::1]" and the port; an IPv4-mapped IPv6 address is shown
-// as IPv4, since that is what the client typed.
-std::pair<std::string, uint16_t> address_of(const sockaddr_storage& sa) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (sa.ss_family == AF_INET) {
-    auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
-    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    return {host, ntohs(in->sin_port)};
-  }
-  if (sa.ss_family == AF_INET6) {
-    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
-    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
-      ::inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
-      return {host, ntohs(in6->sin6_port)};
-    }
-    ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    return {"[" + std::string(host) + "]", ntohs(in6->sin6_port)};
-  }
-  return {"?", 0};
-}
-
 bool send_all(int fd, const char* data, size_t size) {
   while (size > 0) {
     ssize_t n = ::send(fd, data, size, MSG_NOSIGNAL);
@@ -186,14 +165,14 @@ void Server::accept_loop(const Listener& listener) {
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     Connection connection;
-    auto [peer_host, peer_port] = address_of(sa);
+    auto [peer_host, peer_port] = util::address_of(sa);
     connection.peer = peer_host + ":" + std::to_string(peer_port);
     connection.peer_host = peer_host;
     connection.secure = listener.tls != nullptr;
     sockaddr_storage local{};
     socklen_t local_len = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
-    std::tie(connection.local_host, connection.local_port) = address_of(local);
+    std::tie(connection.local_host, connection.local_port) = util::address_of(local);
     if (!connections_.add(fd, connection.peer, options_.max_connections)) {
       // Plain text even on a TLS port: no handshake is spent on a refusal.
       static const char kBusy[] =

@@ -26,26 +26,13 @@
 #include <vector>
 
 #include "block/device.h"
+#include "block/export.h"
 
 namespace bootfleet::nbd {
 
-struct OpenedExport {
-  std::shared_ptr<block::Device> device;
-  std::string description;       // for NBD_INFO_DESCRIPTION and logs
-  std::function<void()> release;  // called once when the connection is done with it
-};
-
-// Maps export names to devices. Implemented by bootsrv (sessions over the
-// store) and by imgtool build (one write cache).
-class ExportResolver {
- public:
-  virtual ~ExportResolver() = default;
-  // Throws util::Error whose message tells the client what is wrong and what
-  // exists (e.g. "no image 'x'; images: lab, office").
-  virtual OpenedExport open(const std::string& name) = 0;
-  // (name, description) of exports a client may list.
-  virtual std::vector<std::pair<std::string, std::string>> list() = 0;
-};
+// The resolver and what it opens are block/'s: iSCSI opens the same exports.
+using block::ExportResolver;
+using block::OpenedExport;
 
 struct ConnectionOptions {
   const std::atomic<bool>* stopping = nullptr;  // set: finish the request at hand, then close

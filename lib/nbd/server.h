@@ -1,4 +1,5 @@
-// Listening sockets and one thread per client connection.
+// NBD over listening sockets: one thread per client connection (see
+// util/stream_server.h for listening and stopping).
 //
 // stop() closes the listeners and shuts the read side of every client
 // socket: each connection finishes the request it is serving, flushes its
@@ -6,39 +7,27 @@
 #pragma once
 
 #include <string>
-#include <thread>
-#include <vector>
 
 #include "nbd/connection.h"
-#include "util/connection_set.h"
+#include "util/stream_server.h"
 
 namespace bootfleet::nbd {
 
 class Server {
  public:
   explicit Server(ExportResolver& resolver, ConnectionOptions connection_options = {});
-  ~Server();
 
-  // "127.0.0.1:10809", "[::1]:10809", ":10809" (all addresses), or
-  // "unix:/path/to/socket". Throws util::Error naming the address. Returns
-  // the port bound (useful with port 0), or 0 for a unix socket.
-  uint16_t listen(const std::string& address);
+  // See util::StreamServer::listen.
+  uint16_t listen(const std::string& address) { return server_.listen(address); }
   // Accepts until stop(); returns at once, connections run on their own threads.
-  void start();
-  void stop();
+  void start() { server_.start(); }
+  void stop() { server_.stop(); }
   // Blocks until stop() was called and every connection has ended.
-  void wait();
-  size_t connection_count();
+  void wait() { server_.wait(); }
+  size_t connection_count() { return server_.connection_count(); }
 
  private:
-  void accept_loop(int listen_fd);
-
-  ExportResolver& resolver_;
-  ConnectionOptions connection_options_;  // its `stopping` is set per connection
-  std::vector<int> listen_fds_;
-  std::vector<std::string> unix_paths_;
-  std::vector<std::thread> acceptors_;
-  util::ConnectionSet connections_;
+  util::StreamServer server_;
 };
 
 }  // namespace bootfleet::nbd

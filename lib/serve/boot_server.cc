@@ -30,6 +30,7 @@ BootServer::~BootServer() {
   stop();
   // Sessions end (and release their leases) before the store can go away.
   http_.reset();
+  iscsi_.reset();
   nbd_.reset();
   exports_.reset();
 }
@@ -73,6 +74,13 @@ void BootServer::start() {
     nbd_ports_.push_back(port);
   }
   nbd_->start();
+  if (!options_.iscsi_listen.empty()) {
+    iscsi_targets_ = std::make_unique<IscsiTargets>(*exports_, *resolver_, options_.iscsi_prefix);
+    iscsi_targets_->set_chap(options_.iscsi_chap);
+    iscsi_ = std::make_unique<iscsi::Server>(*iscsi_targets_);
+    for (const auto& address : options_.iscsi_listen) iscsi_ports_.push_back(iscsi_->listen(address));
+    iscsi_->start();
+  }
   uint16_t first_tcp = 0;  // the port boot scripts send clients to
   for (uint16_t p : nbd_ports_) {
     if (p && !first_tcp) first_tcp = p;
@@ -117,7 +125,9 @@ void BootServer::stop() {
     http_->stop();
     http_->wait();
   }
+  if (iscsi_) iscsi_->stop();
   nbd_->stop();
+  if (iscsi_) iscsi_->wait();
   nbd_->wait();
   stopping_ = true;
   if (housekeeping_.joinable()) housekeeping_.join();

@@ -1,6 +1,6 @@
-// The boot server proper: NBD (export names over the store's sessions) and
-// HTTP (iPXE scripts, kernels, initrds) on one store, started and stopped as
-// one thing. bootsrv runs one for the whole site; imgtool boot-test runs a
+// The boot server proper: NBD and iSCSI (export names over the store's
+// sessions) and HTTP (iPXE scripts, kernels, initrds) on one store, started
+// and stopped as one thing. bootsrv runs one for the whole site; imgtool boot-test runs a
 // private one on loopback ports the kernel picks, in-process, for one test.
 //
 // Design note. HTTP is bound after NBD because boot scripts name the NBD
@@ -22,9 +22,11 @@
 #include <vector>
 
 #include "http/server.h"
+#include "iscsi/server.h"
 #include "nbd/server.h"
 #include "serve/boot_http.h"
 #include "serve/exports.h"
+#include "serve/iscsi_targets.h"
 
 namespace bootfleet::serve {
 
@@ -43,6 +45,9 @@ struct BootEvent {
 struct BootServerOptions {
   std::vector<std::string> nbd_listen{"127.0.0.1:0"};  // see nbd::Server::listen
   std::chrono::microseconds nbd_busy_poll{50};         // see nbd::ConnectionOptions
+  std::vector<std::string> iscsi_listen;               // empty: no iSCSI (see iscsi::Server::listen)
+  std::string iscsi_prefix = kDefaultIqnPrefix;        // target names (serve/iscsi_targets.h)
+  std::shared_ptr<const iscsi::ChapSecrets> iscsi_chap;  // null: no CHAP
   std::string http_listen = "127.0.0.1:0";             // empty: no HTTP
   std::string https_listen;                            // empty: no HTTPS
   std::shared_ptr<const http::TlsContext> tls;         // the certificate for https_listen
@@ -77,9 +82,13 @@ class BootServer {
   // The port bound for each of nbd_listen (0 for a unix socket).
   const std::vector<uint16_t>& nbd_ports() const { return nbd_ports_; }
   uint16_t nbd_port() const { return options_.boot.nbd_port; }  // what boot scripts name
+  // The port bound for each of iscsi_listen.
+  const std::vector<uint16_t>& iscsi_ports() const { return iscsi_ports_; }
   uint16_t http_port() const { return http_port_; }
   uint16_t https_port() const { return https_port_; }
   StoreExports& exports() { return *exports_; }
+  // Null unless iscsi_listen was given.
+  IscsiTargets* iscsi_targets() { return iscsi_targets_.get(); }
   void set_housekeeping_interval(std::chrono::seconds interval) { housekeeping_seconds_ = interval.count(); }
 
  private:
@@ -91,6 +100,9 @@ class BootServer {
   std::unique_ptr<StoreExports> exports_;
   std::unique_ptr<Resolver> resolver_;
   std::unique_ptr<nbd::Server> nbd_;
+  std::unique_ptr<IscsiTargets> iscsi_targets_;
+  std::unique_ptr<iscsi::Server> iscsi_;
+  std::vector<uint16_t> iscsi_ports_;
   std::unique_ptr<BootHttp> boot_http_;
   std::unique_ptr<http::Server> http_;
   std::vector<uint16_t> nbd_ports_;

@@ -55,4 +55,29 @@ ListeningSocket listen_tcp(const std::string& address, const std::string& what) 
   return {fd, bound_port};
 }
 
+std::pair<std::string, uint16_t> address_of(const sockaddr_storage& sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (sa.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
+    ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    return {host, ntohs(in->sin_port)};
+  }
+  if (sa.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+      ::inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+      return {host, ntohs(in6->sin6_port)};
+    }
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    return {"[" + std::string(host) + "]", ntohs(in6->sin6_port)};
+  }
+  if (sa.ss_family == AF_UNIX) return {"unix", 0};
+  return {"?", 0};
+}
+
+std::string peer_name(const sockaddr_storage& sa) {
+  auto [host, port] = address_of(sa);
+  return sa.ss_family == AF_UNIX ? host : host + ":" + std::to_string(port);
+}
+
 }  // namespace bootfleet::util

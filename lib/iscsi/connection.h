@@ -1,0 +1,78 @@
+// One iSCSI initiator on a connected TCP socket, from the first Login
+// Request to the Logout or the disconnect (RFC 7143; ErrorRecoveryLevel 0,
+// one connection per session).
+//
+// Design note. One thread per connection, as for NBD (nbd/connection.h):
+// it reads PDUs, runs each command on the LUN as soon as its data is there,
+// and gathers responses into one send that goes out when no further PDU is
+// already buffered. Reads try the page cache first (Device::try_read) and
+// go out as Data-In PDUs straight from one reused buffer, the status folded
+// into the last of them. Writes take their immediate data with the command;
+// the rest is solicited with R2T, one task at a time (InitialR2T=Yes is what
+// we negotiate, MaxOutstandingR2T=1), so at most one write's data (8 MiB,
+// the Block Limits maximum) is buffered beside the immediate data of the
+// commands in the CmdSN window. Every length the peer sends is checked
+// against what was negotiated before anything is allocated; a peer that
+// breaks framing gets a Reject and is disconnected, which costs only it.
+//
+// Sessions. An iSCSI session is (InitiatorName, ISID). A login with a pair
+// that is still logged in reinstates it (§6.3.5): the old connection is shut
+// and waited for, so its last write lands before the new connection's first.
+// What the initiator's disk is does not depend on the iSCSI session: the
+// target name picks an export (target.h), and a client's named session keeps
+// its write cache across reconnects, as for NBD.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "iscsi/params.h"
+#include "iscsi/target.h"
+
+namespace bootfleet::iscsi {
+
+// The sessions logged in on one server, for reinstatement.
+class SessionTable {
+ public:
+  // A fresh TSIH (never 0).
+  uint16_t new_tsih();
+  // Registers `connection` as the one of session `key`. When another
+  // connection holds it, `kill` of that one is called and this waits (up to
+  // `wait`) for it to unregister. Returns false when it did not go in time.
+  bool take(const std::string& key, uint64_t connection, uint16_t tsih, std::function<void()> kill,
+            std::chrono::milliseconds wait = std::chrono::seconds(10));
+  void release(const std::string& key, uint64_t connection);
+  // The TSIH of a session that is logged in, or 0.
+  uint16_t tsih_of(const std::string& key);
+
+ private:
+  struct Slot {
+    uint64_t connection;
+    uint16_t tsih;
+    std::function<void()> kill;
+  };
+  std::mutex mutex_;
+  std::condition_variable released_;
+  std::map<std::string, Slot> slots_;
+  uint16_t next_tsih_ = 1;
+};
+
+struct ConnectionOptions {
+  const std::atomic<bool>* stopping = nullptr;
+  TargetLimits limits;
+  uint32_t cmdsn_window = 32;  // commands in flight an initiator may have
+  bool log_commands = false;
+};
+
+// Serves the initiator until it logs out, disconnects or breaks the
+// protocol. Never throws; logs one line per login, logout and error, naming
+// `peer`, the initiator and the target (never a secret).
+void serve_connection(int fd, Targets& targets, SessionTable& sessions, const std::string& peer,
+                      const ConnectionOptions& options = {});
+
+}  // namespace bootfleet::iscsi

@@ -1,0 +1,52 @@
+// Listening stream sockets (TCP or unix) and one thread per accepted
+// connection: what nbd::Server and iscsi::Server share. The protocol is the
+// handler's; this owns listening, accepting, the connection set and the way
+// a server stops (see connection_set.h).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "util/connection_set.h"
+
+namespace bootfleet::util {
+
+class StreamServer {
+ public:
+  // Runs on the connection's own thread; `stopping` turns true when the
+  // server stops. The socket is closed after it returns.
+  using Handler = std::function<void(int fd, const std::string& peer, const std::atomic<bool>* stopping)>;
+
+  // `what` names the protocol in errors and logs ("NBD", "iSCSI").
+  StreamServer(std::string what, Handler handler);
+  ~StreamServer();
+  StreamServer(const StreamServer&) = delete;
+  StreamServer& operator=(const StreamServer&) = delete;
+
+  // "127.0.0.1:10809", "[::1]:10809", ":10809" (all addresses), or
+  // "unix:/path/to/socket". Throws util::Error naming the address. Returns
+  // the port bound (useful with port 0), or 0 for a unix socket.
+  uint16_t listen(const std::string& address);
+  // Accepts until stop(); returns at once.
+  void start();
+  void stop();
+  // Blocks until stop() was called and every connection has ended.
+  void wait();
+  size_t connection_count() { return connections_.size(); }
+
+ private:
+  void accept_loop(int listen_fd);
+
+  std::string what_;
+  Handler handler_;
+  std::vector<int> listen_fds_;
+  std::vector<std::string> unix_paths_;
+  std::vector<std::thread> acceptors_;
+  ConnectionSet connections_;
+};
+
+}  // namespace bootfleet::util
