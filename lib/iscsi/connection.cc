@@ -72,8 +72,12 @@ constexpr uint32_t kMaxAhs = 1020;
 constexpr size_t kBatchBytes = 256 * 1024;
 // The read buffer is kept between commands up to this size.
 constexpr size_t kKeptBuffer = 8u << 20;
+// A streamed READ goes to the disk in pieces of this size.
+constexpr uint32_t kReadPiece = 1u << 20;
 
 std::atomic<uint64_t> connection_counter{0};
+
+void residual_of(uint32_t wanted, uint32_t edtl, uint8_t& flags, uint32_t& residual);
 
 // Serial number arithmetic (RFC 1982) on 32-bit sequence numbers.
 bool sn_lt(uint32_t a, uint32_t b) { return a != b && static_cast<int32_t>(a - b) < 0; }
@@ -98,14 +102,19 @@ class Connection {
   struct Task {  // a command waiting for solicited Data-Out
     uint32_t itt = 0;
     uint32_t ttt = kReservedTag;
-    uint32_t cmdsn = 0;
     int64_t lun = 0;
+    uint64_t lun_field = 0;
     uint8_t cdb[16] = {};
     uint32_t edtl = 0;
-    uint32_t data_out = 0;  // bytes the command takes
-    std::unique_ptr<uint8_t[]> buffer;
-    uint32_t received = 0;       // bytes in buffer
-    uint32_t burst_end = 0;      // the outstanding R2T's end
+    uint32_t total = 0;            // bytes the initiator sends
+    bool streamed = false;         // a WRITE: each burst goes to the disk as it completes
+    LogicalUnit::BlockIo io;       // (streamed)
+    uint64_t write_limit = 0;      // (streamed) bytes of the transfer the CDB covers
+    Status error;                  // (streamed) the first failure
+    std::unique_ptr<uint8_t[]> buffer;  // all the data, or (streamed) the burst at hand
+    uint32_t buffer_size = 0;
+    uint32_t received = 0;         // bytes received so far
+    uint32_t burst_start = 0, burst_end = 0;  // the outstanding R2T's range
     uint32_t next_datasn = 0;
     uint32_t r2tsn = 0;
     bool r2t_outstanding = false;
@@ -118,8 +127,8 @@ class Connection {
   bool flush_output();
   void append_output(const void* p, size_t n);
   void queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length);
-  bool send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint8_t status,
-                    uint8_t residual_flags, uint32_t residual);
+  bool send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
+                    uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags, uint32_t residual);
   void fill_sequence_numbers(Pdu& pdu, size_t at_stat_sn, bool advance_stat_sn);
 
   // Login.
@@ -145,6 +154,9 @@ class Connection {
                 std::span<const uint8_t> data);
   void respond(uint32_t itt, const Status& status, uint8_t residual_flags, uint32_t residual);
   void start_next_task();
+  void stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint64_t lun_field, uint32_t edtl);
+  void write_burst(Task& t, const uint8_t* data, uint32_t start, uint32_t length);
+  void finish_write(Task& t);
   std::string send_targets(const std::string& which);
 
   void log(const std::string& message) const {
@@ -761,8 +773,9 @@ void Connection::respond(uint32_t itt, const Status& status, uint8_t residual_fl
   queue_pdu(r, sense.data(), static_cast<uint32_t>(sense.size()));
 }
 
-bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint8_t status,
-                              uint8_t residual_flags, uint32_t residual) {
+bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
+                              uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags,
+                              uint32_t residual) {
   const Params& p = negotiator_.params();
   const uint32_t segment = std::max<uint32_t>(512, p.initiator_max_recv);
   const uint32_t burst = std::max<uint32_t>(segment, p.max_burst_length);
@@ -771,48 +784,43 @@ bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, u
   const bool direct = length > 64 * 1024 && !data_digest_;
   if (direct && !flush_output()) return false;
   std::vector<std::array<uint8_t, kBhsSize + 4>> headers;
-  std::vector<iovec> iov;
-  uint32_t datasn = 0;
-  for (uint32_t offset = 0; offset < length || (length == 0 && offset == 0);) {
-    const uint32_t n = std::min(segment, length - offset);
+  for (uint32_t offset = 0; offset < length;) {
+    const uint32_t n = std::min({segment, length - offset, burst - (buffer_offset + offset) % burst});
     const bool last = offset + n >= length;
-    const bool sequence_end = last || (offset + n) % burst == 0;
+    const bool sequence_end = (last && with_status) || (buffer_offset + offset + n) % burst == 0;
+    const bool carries_status = last && with_status;
     Pdu r;
     r.set_opcode(kOpDataIn);
-    r.bhs[1] = static_cast<uint8_t>((sequence_end ? kFinalBit : 0) | (last ? kDataInStatus | residual_flags : 0));
-    r.bhs[3] = last ? status : 0;
+    r.bhs[1] = static_cast<uint8_t>((sequence_end ? kFinalBit : 0) | (carries_status ? kDataInStatus | residual_flags : 0));
+    r.bhs[3] = carries_status ? status : 0;
     r.set_u64(8, lun);
     r.set_u32(16, itt);
     r.set_u32(20, kReservedTag);
-    fill_sequence_numbers(r, 24, last);
-    if (!last) r.set_u32(24, 0);  // StatSN only with status
+    fill_sequence_numbers(r, 24, carries_status);
+    if (!carries_status) r.set_u32(24, 0);  // StatSN only with status
     r.set_u32(36, datasn++);
-    r.set_u32(40, offset);
-    r.set_u32(44, last ? residual : 0);
+    r.set_u32(40, buffer_offset + offset);
+    r.set_u32(44, carries_status ? residual : 0);
     if (!direct) {
       queue_pdu(r, data + offset, n);
     } else {
       r.set_data_length(n);
       auto& h = headers.emplace_back();
       std::memcpy(h.data(), r.bhs, kBhsSize);
-      size_t hlen = kBhsSize;
       if (header_digest_) {
         uint32_t crc = util::crc32c(r.bhs, kBhsSize);
         std::memcpy(h.data() + kBhsSize, &crc, 4);
-        hlen += 4;
       }
-      (void)hlen;
     }
     offset += n;
-    if (length == 0) break;
   }
   if (!direct) return !broken_;
-  // Payload segments are multiples of 4 except perhaps the last; pad it.
   static const uint8_t zeros[4] = {};
   const size_t hlen = kBhsSize + (header_digest_ ? 4 : 0);
+  std::vector<iovec> iov;
   uint32_t offset = 0;
   for (size_t i = 0; i < headers.size(); ++i) {
-    const uint32_t n = std::min(segment, length - offset);
+    const uint32_t n = util::load_be32(headers[i].data() + 4) & 0xffffff;
     iov.push_back({headers[i].data(), hlen});
     iov.push_back({const_cast<uint8_t*>(data + offset), n});
     if (padded(n) != n) iov.push_back({const_cast<uint8_t*>(zeros), padded(n) - n});
@@ -839,9 +847,51 @@ bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, u
   return true;
 }
 
-// Runs a command whose data is all there and answers it. Residuals
-// (RFC 7143 §11.4.5): what the command moves against what the initiator
-// expected (EDTL).
+// Residuals (RFC 7143 §11.4.5): what the command would move (`wanted`)
+// against what the initiator expected (EDTL).
+void residual_of(uint32_t wanted, uint32_t edtl, uint8_t& flags, uint32_t& residual) {
+  flags = 0;
+  residual = 0;
+  if (wanted > edtl) {
+    flags = kResidualOverflow;
+    residual = wanted - edtl;
+  } else if (wanted < edtl) {
+    flags = kResidualUnderflow;
+    residual = edtl - wanted;
+  }
+}
+
+// A READ, streamed: the initiator gets min(EDTL, the blocks asked for)
+// bytes in pieces of kReadPiece, each tried from the page cache first.
+void Connection::stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint64_t lun_field, uint32_t edtl) {
+  const uint64_t total = uint64_t{io.count} * kBlockSize;
+  const auto sending = static_cast<uint32_t>(std::min<uint64_t>(total, edtl));
+  uint8_t flags;
+  uint32_t residual;
+  residual_of(total > 0xffffffff ? 0xffffffff : static_cast<uint32_t>(total), edtl, flags, residual);
+  if (sending == 0) {
+    respond(itt, Status{}, flags, residual);
+    return;
+  }
+  uint32_t datasn = 0;
+  for (uint32_t offset = 0; offset < sending && !broken_;) {
+    const uint32_t n = std::min(kReadPiece, sending - offset);
+    // Whole blocks cover the piece (an initiator may take less than a block).
+    const auto length = static_cast<uint32_t>(std::min<uint64_t>((n + kBlockSize - 1) / kBlockSize * kBlockSize, total - offset));
+    uint8_t* buf = data_in_.prepare(length);
+    Status s = lu_->read_at(io.lba * kBlockSize + offset, length, buf);
+    if (!s.good()) {
+      respond(itt, s, kResidualUnderflow, edtl);
+      break;
+    }
+    const bool last = offset + n == sending;
+    send_data_in(itt, lun_field, buf, n, offset, datasn, last, kStatusGood, flags, residual);
+    offset += n;
+  }
+  data_in_.release_if_larger_than(kKeptBuffer);
+}
+
+// Runs a command whose data is all there and answers it.
 void Connection::run_task(const uint8_t* cdb, int64_t lun, uint32_t itt, uint64_t lun_field, uint32_t edtl,
                           bool reading, std::span<const uint8_t> data) {
   uint32_t produced = 0;
@@ -852,34 +902,23 @@ void Connection::run_task(const uint8_t* cdb, int64_t lun, uint32_t itt, uint64_
     respond(itt, s, edtl ? kResidualUnderflow : 0, edtl);
     return;
   }
-  const uint32_t expected_out = static_cast<uint32_t>(data.size());
+  uint8_t flags;
+  uint32_t residual;
   if (!reading) {
-    uint8_t flags = 0;
-    uint32_t residual = 0;
-    if (produced > 0) {
-      flags = kResidualOverflow;  // data to return, and no room for it
-      residual = produced;
-    } else if (edtl > expected_out) {
-      flags = kResidualUnderflow;
-      residual = edtl - expected_out;
-    }
+    // Data to return and no room for it is an overflow; data the initiator
+    // sent beyond what the command takes, an underflow.
+    if (produced > 0) residual_of(produced, 0, flags, residual);
+    else residual_of(static_cast<uint32_t>(data.size()), edtl, flags, residual);
     respond(itt, s, flags, residual);
     return;
   }
-  uint8_t flags = 0;
-  uint32_t residual = 0;
-  if (produced > edtl) {
-    flags = kResidualOverflow;
-    residual = produced - edtl;
-  } else if (produced < edtl) {
-    flags = kResidualUnderflow;
-    residual = edtl - produced;
-  }
+  residual_of(produced, edtl, flags, residual);
   const uint32_t sending = std::min<uint32_t>({produced, edtl, static_cast<uint32_t>(data_in_.size())});
   if (sending == 0) {
     respond(itt, s, flags, residual);
   } else {
-    send_data_in(itt, lun_field, data_in_.data(), sending, s.status, flags, residual);
+    uint32_t datasn = 0;
+    send_data_in(itt, lun_field, data_in_.data(), sending, 0, datasn, true, s.status, flags, residual);
   }
   data_in_.release_if_larger_than(kKeptBuffer);
 }
@@ -906,49 +945,94 @@ bool Connection::scsi_command(Pdu& pdu) {
     respond(itt, prepared.early, edtl ? kResidualUnderflow : 0, edtl);
     return true;
   }
-  if (prepared.data_out != (writing ? edtl : 0)) {
-    if (prepared.data_out > 0 || writing) {
-      // The CDB and the iSCSI header disagree on how much data moves: take
-      // none of it (libiscsi's residual tests accept this answer) and say by
-      // how much they differ.
+  const auto io = lu_->block_io(cdb);
+  if (io && !io->write) {
+    stream_read(*io, itt, pdu.lun(), reading ? edtl : 0);
+    return true;
+  }
+  Task t;
+  t.itt = itt;
+  t.lun = lun;
+  t.lun_field = pdu.lun();
+  std::memcpy(t.cdb, cdb, 16);
+  t.edtl = edtl;
+  if (io) {
+    // A WRITE takes what the initiator sends (EDTL) and writes as much of
+    // it as the CDB asks for, burst by burst as it arrives.
+    t.streamed = true;
+    t.io = *io;
+    t.total = writing ? edtl : 0;
+    t.write_limit = std::min<uint64_t>(t.total, uint64_t{io->count} * kBlockSize) / kBlockSize * kBlockSize;
+  } else {
+    if (prepared.data_out != (writing ? edtl : 0)) {
+      // The CDB and the iSCSI header disagree on how much data moves for a
+      // parameter list: take none of it and say by how much they differ.
       const uint32_t have = writing ? edtl : 0;
       const bool over = prepared.data_out > have;
       respond(itt, lu_->check(kIllegalRequest, kInvalidFieldInCdb), over ? kResidualOverflow : kResidualUnderflow,
               over ? prepared.data_out - have : have - prepared.data_out);
       return true;
     }
+    t.total = prepared.data_out;
   }
-  if (prepared.data_out == 0 || immediate == prepared.data_out) {
+  if (!t.streamed && (t.total == 0 || immediate == t.total)) {
     run_task(cdb, lun, itt, pdu.lun(), edtl, reading, std::span<const uint8_t>(pdu.data.data(), immediate));
     return true;
   }
-  // Needs Data-Out beyond the immediate data: queue, solicit in turn.
-  Task t;
-  t.itt = itt;
-  t.cmdsn = pdu.u32(24);
-  t.lun = lun;
-  std::memcpy(t.cdb, cdb, 16);
-  t.edtl = edtl;
-  t.data_out = prepared.data_out;
-  t.buffer = std::make_unique_for_overwrite<uint8_t[]>(prepared.data_out);
-  if (immediate) std::memcpy(t.buffer.get(), pdu.data.data(), immediate);
-  t.received = immediate;
+  if (t.streamed) {
+    write_burst(t, pdu.data.data(), 0, immediate);
+    t.received = immediate;
+    if (t.received == t.total) {
+      finish_write(t);
+      return true;
+    }
+  } else {
+    t.buffer = std::make_unique_for_overwrite<uint8_t[]>(t.total);
+    if (immediate) std::memcpy(t.buffer.get(), pdu.data.data(), immediate);
+    t.received = immediate;
+  }
   tasks_.push_back(std::move(t));
   if (tasks_.size() == 1) send_r2t(tasks_.front());
   return true;
 }
 
+// The part of [start, start+length) of a streamed write that the CDB covers
+// goes to the disk now; the first failure is kept for the status.
+void Connection::write_burst(Task& t, const uint8_t* data, uint32_t start, uint32_t length) {
+  if (!t.error.good() || start >= t.write_limit) return;
+  const auto n = static_cast<uint32_t>(std::min<uint64_t>(length, t.write_limit - start));
+  Status s = lu_->write_at(t.io.lba * kBlockSize + start, std::span<const uint8_t>(data, n), t.io.fua);
+  if (!s.good()) t.error = s;
+}
+
+void Connection::finish_write(Task& t) {
+  if (!t.error.good()) {
+    respond(t.itt, t.error, t.edtl ? kResidualUnderflow : 0, t.edtl);
+    return;
+  }
+  const uint64_t wanted = uint64_t{t.io.count} * kBlockSize;
+  uint8_t flags;
+  uint32_t residual;
+  residual_of(wanted > 0xffffffff ? 0xffffffff : static_cast<uint32_t>(wanted), t.edtl, flags, residual);
+  respond(t.itt, Status{}, flags, residual);
+}
+
 void Connection::send_r2t(Task& task) {
-  const uint32_t length = std::min(task.data_out - task.received, negotiator_.params().max_burst_length);
+  const uint32_t length = std::min(task.total - task.received, negotiator_.params().max_burst_length);
   task.ttt = next_ttt_++;
   if (next_ttt_ == kReservedTag) next_ttt_ = 1;
+  task.burst_start = task.received;
   task.burst_end = task.received + length;
   task.next_datasn = 0;
   task.r2t_outstanding = true;
+  if (task.streamed && task.buffer_size < length) {
+    task.buffer = std::make_unique_for_overwrite<uint8_t[]>(length);
+    task.buffer_size = length;
+  }
   Pdu r;
   r.set_opcode(kOpR2t);
   r.bhs[1] = kFinalBit;
-  r.set_u64(8, 0);
+  r.set_u64(8, task.lun_field);
   r.set_u32(16, task.itt);
   r.set_u32(20, task.ttt);
   fill_sequence_numbers(r, 24, false);
@@ -976,31 +1060,46 @@ bool Connection::data_out(Pdu& pdu) {
   const uint32_t datasn = pdu.u32(36), offset = pdu.u32(40);
   const auto n = static_cast<uint32_t>(pdu.data.size());
   if (datasn != t.next_datasn || offset != t.received || n > t.burst_end - t.received) {
-    // ErrorRecoveryLevel 0 recovers nothing inside a session (§7.1.4.1).
-    stop_reason_ = "dropped: Data-Out out of sequence (DataSN " + std::to_string(datasn) + ", offset " +
-                   std::to_string(offset) + ", " + std::to_string(n) + " bytes; expected DataSN " +
-                   std::to_string(t.next_datasn) + " at offset " + std::to_string(t.received) + ")";
+    // ErrorRecoveryLevel 0 cannot ask for the PDU again: the task ends with
+    // DATA PHASE ERROR (what a streamed write wrote so far stays: a failed
+    // WRITE leaves its range undefined), and any more of its Data-Out is
+    // rejected as belonging to no task. The connection goes on.
+    log("Data-Out out of sequence (DataSN " + std::to_string(datasn) + ", offset " + std::to_string(offset) + ", " +
+        std::to_string(n) + " bytes; expected DataSN " + std::to_string(t.next_datasn) + " at offset " +
+        std::to_string(t.received) + "): task ended");
     reject(pdu, kRejectProtocolError);
-    return false;
+    respond(t.itt, lu_->check(kAbortedCommand, kDataPhaseError), t.edtl ? kResidualUnderflow : 0, t.edtl);
+    tasks_.pop_front();
+    start_next_task();
+    return true;
   }
-  if (n) std::memcpy(t.buffer.get() + t.received, pdu.data.data(), n);
+  const uint32_t at = t.streamed ? t.received - t.burst_start : t.received;
+  if (n) std::memcpy(t.buffer.get() + at, pdu.data.data(), n);
   t.received += n;
   ++t.next_datasn;
   if (!pdu.final()) return true;
   if (t.received != t.burst_end) {
-    stop_reason_ = "dropped: Data-Out sequence ended short of what the R2T asked for";
+    log("Data-Out sequence ended short of what the R2T asked for: task ended");
     reject(pdu, kRejectProtocolError);
-    return false;
+    respond(t.itt, lu_->check(kAbortedCommand, kDataPhaseError), t.edtl ? kResidualUnderflow : 0, t.edtl);
+    tasks_.pop_front();
+    start_next_task();
+    return true;
   }
   t.r2t_outstanding = false;
-  if (t.received < t.data_out) {
+  if (t.streamed) write_burst(t, t.buffer.get(), t.burst_start, t.burst_end - t.burst_start);
+  if (t.received < t.total) {
     send_r2t(t);
     return true;
   }
   Task done = std::move(tasks_.front());
   tasks_.pop_front();
-  run_task(done.cdb, done.lun, done.itt, pdu.lun(), done.edtl, false,
-           std::span<const uint8_t>(done.buffer.get(), done.data_out));
+  if (done.streamed) {
+    finish_write(done);
+  } else {
+    run_task(done.cdb, done.lun, done.itt, done.lun_field, done.edtl, false,
+             std::span<const uint8_t>(done.buffer.get(), done.total));
+  }
   start_next_task();
   return true;
 }

@@ -226,10 +226,6 @@ LogicalUnit::Prepared LogicalUnit::prepare(const uint8_t* cdb, int64_t lun) cons
       else p.data_out = bytchk == 1 ? r.count * kBlockSize : bytchk == 3 ? (r.count ? kBlockSize : 0) : 0;
       return p;
     }
-    if (r.count > kMaxTransferBlocks) {
-      p.early = check(kIllegalRequest, kInvalidFieldInCdb);
-      return p;
-    }
     p.is_read_write = true;
     if (is_write(op)) {
       if (read_only_) p.early = check(kDataProtect, kWriteProtected);
@@ -270,11 +266,14 @@ LogicalUnit::Prepared LogicalUnit::prepare(const uint8_t* cdb, int64_t lun) cons
       if (!in_range(r)) p.early = check(kIllegalRequest, kLbaOutOfRange, r.lba);
       return p;
     }
-    case kModeSelect6:
-      p.early = check(kIllegalRequest, kInvalidOpcode);
+    default: {
+      // Unknown opcodes are refused before their data is asked for.
+      const auto& table = supported_opcodes();
+      if (std::none_of(table.begin(), table.end(), [&](const OpcodeInfo& o) { return o.opcode == op; })) {
+        p.early = check(kIllegalRequest, kInvalidOpcode);
+      }
       return p;
-    default:
-      return p;
+    }
   }
 }
 
@@ -449,7 +448,7 @@ Status LogicalUnit::inquiry(const uint8_t* cdb, int64_t lun, DataBuffer& out, ui
       b[4] = 0x00;  // WSNZ 0: WRITE SAME of 0 blocks means to the end
       b[5] = 0xff;  // MAXIMUM COMPARE AND WRITE LENGTH
       store_be16(b.data() + 6, 8);                     // OPTIMAL TRANSFER LENGTH GRANULARITY: 4 KiB
-      store_be32(b.data() + 8, kMaxTransferBlocks);    // MAXIMUM TRANSFER LENGTH
+      store_be32(b.data() + 8, 0);                     // MAXIMUM TRANSFER LENGTH: none (streamed)
       store_be32(b.data() + 12, 2048);                 // OPTIMAL TRANSFER LENGTH: 1 MiB
       store_be32(b.data() + 20, 0xffffffff);           // MAXIMUM UNMAP LBA COUNT
       store_be32(b.data() + 24, kMaxUnmapDescriptors); // MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT
@@ -589,24 +588,46 @@ Status LogicalUnit::report_opcodes(const uint8_t* cdb, DataBuffer& out, uint32_t
   return reply_bytes(b, allocation, out, produced);
 }
 
-Status LogicalUnit::read_blocks(uint64_t lba, uint32_t count, DataBuffer& out, uint32_t max_in, uint32_t& produced) {
-  produced = count * kBlockSize;
-  const uint32_t n = std::min(produced, max_in - max_in % kBlockSize);
-  uint8_t* p = out.prepare(n);
-  if (n == 0) return {};
-  const uint64_t offset = lba * kBlockSize;
-  if (device_->try_read(offset, n, p) == 0) return {};
-  if (int rc = device_->read(offset, n, p); rc != 0) {
-    out.prepare(0);
-    return device_error(rc, false);
+std::optional<LogicalUnit::BlockIo> LogicalUnit::block_io(const uint8_t* cdb) const {
+  const uint8_t op = cdb[0];
+  if (!is_read(op) && !is_write(op)) return std::nullopt;
+  Range r = range_of(cdb);
+  BlockIo io;
+  io.write = is_write(op);
+  io.lba = r.lba;
+  io.count = r.count;
+  // FUA, and WRITE AND VERIFY, which must reach the medium to be verified.
+  io.fua = op != kRead6 && op != kWrite6 && ((cdb[1] & 0x08) || op == kWriteVerify10 || op == kWriteVerify12 || op == kWriteVerify16);
+  if (!io.write) io.fua = false;
+  return io;
+}
+
+Status LogicalUnit::read_at(uint64_t offset, uint32_t length, uint8_t* out) {
+  if (length == 0 || device_->try_read(offset, length, out) == 0) return {};
+  if (int rc = device_->read(offset, length, out); rc != 0) return device_error(rc, false);
+  return {};
+}
+
+Status LogicalUnit::write_at(uint64_t offset, std::span<const uint8_t> data, bool fua) {
+  if (data.empty()) return {};
+  if (int rc = device_->write(offset, static_cast<uint32_t>(data.size()), data.data(), fua); rc != 0) {
+    return device_error(rc, true);
   }
   return {};
 }
 
+Status LogicalUnit::read_blocks(uint64_t lba, uint32_t count, DataBuffer& out, uint32_t max_in, uint32_t& produced) {
+  produced = count * kBlockSize;
+  // Whole blocks, enough to cover what fits (the initiator may take less).
+  uint32_t n = std::min<uint64_t>(produced, (uint64_t{max_in} + kBlockSize - 1) / kBlockSize * kBlockSize);
+  n = std::min(n, kMaxTransferBlocks * kBlockSize);
+  Status s = read_at(lba * kBlockSize, n, out.prepare(n));
+  if (!s.good()) out.prepare(0);
+  return s;
+}
+
 Status LogicalUnit::write_blocks(uint64_t lba, uint32_t count, std::span<const uint8_t> data, bool fua) {
-  if (count == 0) return {};
-  if (int rc = device_->write(lba * kBlockSize, count * kBlockSize, data.data(), fua); rc != 0) return device_error(rc, true);
-  return {};
+  return write_at(lba * kBlockSize, data.first(std::min<size_t>(data.size(), uint64_t{count} * kBlockSize)), fua);
 }
 
 Status LogicalUnit::discard(uint64_t lba, uint64_t count) {
@@ -625,10 +646,9 @@ Status LogicalUnit::write_same(const uint8_t* cdb, std::span<const uint8_t> data
   uint64_t count = r.count == 0 ? blocks_ - r.lba : r.count;  // WSNZ 0: zero means to the end
   const bool unmap_bit = cdb[1] & 0x08;
   const bool zero = data.empty() || util::is_all_zero(data.data(), data.size());
-  if (unmap_bit) {
-    // LBPRZ: unmapped blocks read as zeros, so only a zero block may be unmapped.
-    if (zero) return discard(r.lba, count);
-  }
+  // With UNMAP the blocks are deallocated whatever the data block holds
+  // (SBC-3 §5.48), and LBPRZ says they then read as zeros.
+  if (unmap_bit) return discard(r.lba, count);
   uint64_t offset = r.lba * kBlockSize, left = count * kBlockSize;
   if (zero) {
     while (left > 0) {

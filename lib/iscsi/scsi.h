@@ -52,6 +52,7 @@ constexpr Asc kUnrecoveredReadError{0x11, 0x00};
 constexpr Asc kWriteError{0x0c, 0x00};
 constexpr Asc kMiscompareDuringVerify{0x1d, 0x00};
 constexpr Asc kSavingParametersNotSupported{0x39, 0x00};
+constexpr Asc kDataPhaseError{0x4b, 0x00};
 constexpr Asc kNoAsc{0x00, 0x00};
 
 // What the disk says about itself: stable for one image and client, so
@@ -94,9 +95,24 @@ class LogicalUnit {
  public:
   LogicalUnit(std::shared_ptr<block::Device> device, DiskIdentity identity);
 
-  // The largest transfer (Block Limits VPD): reads and writes past it get
-  // INVALID FIELD IN CDB. Bounds what one command makes us hold.
+  // The largest VERIFY with data and the largest read execute() returns in
+  // one buffer. READ and WRITE have no limit: the connection streams them
+  // (block_io()), holding one burst at a time.
   static constexpr uint32_t kMaxTransferBlocks = 16384;  // 8 MiB
+
+  // A READ or WRITE (or WRITE AND VERIFY) of blocks, as the CDB says.
+  struct BlockIo {
+    bool write = false;
+    uint64_t lba = 0;
+    uint32_t count = 0;
+    bool fua = false;
+  };
+  // Set for the commands the connection streams itself (after prepare()
+  // said they can run).
+  std::optional<BlockIo> block_io(const uint8_t* cdb) const;
+  // Byte ranges inside the disk: a read tries the page cache first.
+  Status read_at(uint64_t offset, uint32_t length, uint8_t* out);
+  Status write_at(uint64_t offset, std::span<const uint8_t> data, bool fua);
 
   struct Prepared {
     Status early;               // not good: answer this now, move no data
