@@ -5,11 +5,13 @@
 #pragma once
 
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "block/export.h"
 #include "iscsi/chap.h"
+#include "iscsi/pdu.h"
 #include "iscsi/scsi.h"
 
 namespace bootfleet::iscsi {

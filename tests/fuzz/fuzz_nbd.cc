@@ -12,6 +12,7 @@
 
 #include "block/device.h"
 #include "nbd/connection.h"
+#include "support/memory_device.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -19,46 +20,11 @@ using namespace bootfleet;
 
 namespace {
 
-class MemoryDevice : public block::Device {
- public:
-  explicit MemoryDevice(bool read_only) : data_(1u << 20, 0), read_only_(read_only) {}
-  uint64_t size() const override { return data_.size(); }
-  bool read_only() const override { return read_only_; }
-  bool shared_between_connections() const override { return true; }
-  int read(uint64_t offset, uint32_t length, uint8_t* buf) override {
-    std::memcpy(buf, data_.data() + offset, length);
-    return 0;
-  }
-  int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool) override {
-    std::memcpy(data_.data() + offset, buf, length);
-    return 0;
-  }
-  int flush() override { return 0; }
-  int trim(uint64_t offset, uint32_t length, bool) override { return write_zeroes(offset, length, false); }
-  int write_zeroes(uint64_t offset, uint32_t length, bool) override {
-    std::memset(data_.data() + offset, 0, length);
-    return 0;
-  }
-  int extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) override {
-    // Alternate data and zero every 64 KiB so block status has work to do.
-    for (uint64_t at = offset; at < offset + length;) {
-      uint64_t end = std::min<uint64_t>(offset + length, (at / 65536 + 1) * 65536);
-      vhd::append_extent(out, {at, end - at, (at / 65536) % 2 == 0});
-      at = end;
-    }
-    return 0;
-  }
-
- private:
-  std::vector<uint8_t> data_;
-  bool read_only_;
-};
-
 class Resolver : public nbd::ExportResolver {
  public:
   nbd::OpenedExport open(const std::string& name) override {
-    if (name == "mem" || name.empty()) return {std::make_shared<MemoryDevice>(false), "memory", nullptr};
-    if (name == "ro") return {std::make_shared<MemoryDevice>(true), "memory, read-only", nullptr};
+    if (name == "mem" || name.empty()) return {std::make_shared<test::MemoryDevice>(1u << 20, false, true), "memory", nullptr};
+    if (name == "ro") return {std::make_shared<test::MemoryDevice>(1u << 20, true, true), "memory, read-only", nullptr};
     throw util::Error("no export '" + name + "'");
   }
   std::vector<std::pair<std::string, std::string>> list() override { return {{"mem", "memory"}, {"ro", "read-only"}}; }
