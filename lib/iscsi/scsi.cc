@@ -124,7 +124,8 @@ void pad_copy(uint8_t* dst, const std::string& s, size_t n) {
 // Returns `produced` bytes built in `bytes`, truncated to the allocation length.
 Status reply_bytes(const std::vector<uint8_t>& bytes, uint32_t allocation, DataBuffer& out, uint32_t& produced) {
   produced = static_cast<uint32_t>(std::min<size_t>(bytes.size(), allocation));
-  std::memcpy(out.prepare(produced), bytes.data(), produced);
+  uint8_t* p = out.prepare(produced);
+  if (produced) std::memcpy(p, bytes.data(), produced);
   return {};
 }
 
