@@ -1,6 +1,7 @@
 #include "iscsi/connection.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -345,11 +346,26 @@ void Connection::fill_sequence_numbers(Pdu& pdu, size_t at_stat_sn, bool advance
   pdu.set_u32(at_stat_sn + 8, exp_cmd_sn_ + options_.cmdsn_window - 1);
 }
 
+// A receive timeout for the login, none after it; TCP keepalive finds PCs
+// that were switched off (their connection would otherwise stay open, and
+// with it the session's last connection, for hours).
+void set_receive_timeout(int fd, std::chrono::seconds t) {
+  timeval tv{static_cast<time_t>(t.count()), 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
 void Connection::run() {
+  int one = 1, idle = 60, interval = 10, count = 6;
+  ::setsockopt(fd_, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+  set_receive_timeout(fd_, options_.login_timeout);
   if (!login()) {
     flush_output();
     return;
   }
+  set_receive_timeout(fd_, std::chrono::seconds(0));
   full_feature();
   flush_output();
   // Tasks still waiting for data were never acknowledged: nothing of them is kept.
@@ -379,9 +395,14 @@ bool Connection::login() {
   Stage stage = kSecurityStage;
   while (true) {
     Pdu pdu;
+    errno = 0;
     Read rd = read_pdu(pdu);
     if (rd == Read::closed) {
-      if (!first) log("closed during login");
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        log("login not done within " + std::to_string(options_.login_timeout.count()) + " s: closed");
+      } else if (!first) {
+        log("closed during login");
+      }
       return false;
     }
     if (rd == Read::broken) {

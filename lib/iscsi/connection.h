@@ -24,6 +24,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -66,6 +67,9 @@ struct ConnectionOptions {
   const std::atomic<bool>* stopping = nullptr;
   TargetLimits limits;
   uint32_t cmdsn_window = 32;  // commands in flight an initiator may have
+  // A login must be done within this (a peer that connects and says
+  // nothing, or stops half way, holds a thread until then).
+  std::chrono::seconds login_timeout{30};
   bool log_commands = false;
 };
 

@@ -756,3 +756,28 @@ TEST_CASE("a second login with the same initiator name and ISID reinstates the s
   REQUIRE(r);
   CHECK(login_status(*r) == kLoginNoSession);
 }
+
+TEST_CASE("a peer that says nothing is closed when the login time runs out", "[iscsi]") {
+  util::set_log_enabled(false);
+  MemoryTargets targets;
+  SessionTable sessions;
+  int fds[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0);
+  ConnectionOptions options;
+  options.login_timeout = std::chrono::seconds(1);
+  std::thread server([&] {
+    serve_connection(fds[1], targets, sessions, "test", options);
+    ::shutdown(fds[1], SHUT_RDWR);
+  });
+  // Half a login header, then silence.
+  uint8_t half[20] = {kOpLoginRequest | kImmediateBit};
+  REQUIRE(::send(fds[0], half, sizeof half, 0) == sizeof half);
+  pollfd p{fds[0], POLLIN, 0};
+  REQUIRE(::poll(&p, 1, 5000) == 1);
+  char c;
+  CHECK(::recv(fds[0], &c, 1, 0) == 0);  // closed by the target
+  server.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  CHECK(targets.opens == 0);
+}
