@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "block/cache_device.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -38,6 +39,7 @@ StoreExports::StoreExports(store::Store& store, block::SessionManager::Options o
     release(s.name());
     util::log_line("session " + s.name() + " ended (" + std::to_string(s.cache().data_bytes()) + " bytes written)");
   };
+  cache_dir_ = options.cache_dir;
   sessions_ = std::make_unique<block::SessionManager>(std::move(options), std::move(hooks));
 }
 
@@ -117,6 +119,22 @@ nbd::OpenedExport StoreExports::open(const std::string& name) {
   out.description = image + "@" + std::to_string(session->pin().version) + ", session " + name + " (" +
                     std::to_string(session->connections()) + " connections)";
   out.release = [this, session] { sessions_->detach(session); };
+  return out;
+}
+
+nbd::OpenedExport StoreExports::describe(const std::string& name) {
+  if (name.find('@') != std::string::npos || name.find('/') != std::string::npos) return open(name);
+  try {
+    store::validate_image_name(name);
+  } catch (const Error& e) {
+    throw Error("export '" + name + "': " + e.what() + "; exports are IMAGE, IMAGE/CLIENT or IMAGE@N");
+  }
+  block::Pin p = pin({name, std::nullopt, false});
+  nbd::OpenedExport out;
+  // A write cache that is never written holds nothing (an unnamed file):
+  // the same size and flags a connection would get, and no session.
+  out.device = std::make_shared<block::CacheDevice>(sessions_->open_chain(p.path), cache_dir_);
+  out.description = p.image + "@" + std::to_string(p.version) + " (a fresh session per connection)";
   return out;
 }
 
