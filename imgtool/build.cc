@@ -198,8 +198,9 @@ int cmd_build(const std::vector<std::string>& args) {
   }
 
   // From here on a guest runs: SIGINT and SIGTERM stop it and unwind, so
-  // the work directory, the NBD socket and libguestfs's temporary directory
-  // go as on any error (guest/stop.h).
+  // the work directory, the NBD socket and every temporary file of
+  // libguestfs and QEMU go as on any error (guest/stop.h).
+  guest::PrivateTmpdir tmpdir;  // first: no thread runs yet (it sets TMPDIR)
   guest::StopSignals stop(/*kill_children=*/true);
   try {
     return build_and_store(*s, r, base, key, file, work_parent, publish, as_json, say, started);

@@ -6,8 +6,9 @@
 // directory behind. So while a StopSignals lives the two signals only
 // record themselves; the caller polls received() where it loops (boot-test)
 // and, with kill_children, a watcher thread woken through a pipe (the one
-// thing the handler does besides the flag) kills this process's child
-// processes (the appliance's QEMU and libguestfs's recovery process), so a
+// thing the handler does besides the flag) stops this process's child
+// processes (the appliance's QEMU and libguestfs's recovery process:
+// SIGTERM, then SIGKILL for what still runs 3 s later), so a
 // blocked libguestfs call fails at once and the caller unwinds as on any
 // error, every destructor cleaning up. Guest::launch does not fall back to
 // TCG after a launch that failed because of the signal. One StopSignals at
@@ -16,6 +17,7 @@
 
 #include <signal.h>
 
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -35,6 +37,7 @@ class StopSignals {
 
  private:
   void watch();
+  void stop_children();
 
   bool kill_children_;
   int pipe_[2] = {-1, -1};
@@ -42,7 +45,31 @@ class StopSignals {
   struct sigaction old_int_ {}, old_term_ {};
 };
 
-// Sends SIGKILL to every process whose parent is this one; returns how many.
-int kill_child_processes();
+// A private TMPDIR while it lives: a fresh directory under the current one
+// ($TMPDIR, else /var/tmp), removed with everything in it at the end, and
+// the old value restored. libguestfs's temporary directory and the files of
+// the QEMU it runs (its vl.XXXXXX snapshot overlay, which a QEMU killed
+// before it handles SIGTERM leaves behind) go there, so nothing of a build
+// outlives it however it ends. LIBGUESTFS_CACHEDIR is pinned to where
+// libguestfs kept its appliance before (it follows TMPDIR otherwise), so
+// the appliance is not rebuilt. setenv is not thread-safe: make it before
+// any thread of the process starts.
+class PrivateTmpdir {
+ public:
+  PrivateTmpdir();
+  ~PrivateTmpdir();
+  PrivateTmpdir(const PrivateTmpdir&) = delete;
+  PrivateTmpdir& operator=(const PrivateTmpdir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::optional<std::string> old_tmpdir_, old_cachedir_;
+};
+
+// Sends `sig` to every process whose parent is this one; returns how many.
+int kill_child_processes(int sig);
+// How many processes have this one as their parent and still run.
+int count_child_processes();
 
 }  // namespace bootfleet::guest

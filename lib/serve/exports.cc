@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include "block/cache_device.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -131,9 +130,11 @@ nbd::OpenedExport StoreExports::describe(const std::string& name) {
   }
   block::Pin p = pin({name, std::nullopt, false});
   nbd::OpenedExport out;
-  // A write cache that is never written holds nothing (an unnamed file):
-  // the same size and flags a connection would get, and no session.
-  out.device = std::make_shared<block::CacheDevice>(sessions_->open_chain(p.path), cache_dir_);
+  // The anonymous session a connection would get (same size and flags,
+  // multi-conn off), made outside the manager: no hooks, so no lease and no
+  // log line; its write cache is an unnamed file never written.
+  out.device = std::make_shared<block::Session>("(info)", p, sessions_->open_chain(p.path), cache_dir_,
+                                                /*named=*/false, nullptr);
   out.description = p.image + "@" + std::to_string(p.version) + " (a fresh session per connection)";
   return out;
 }
