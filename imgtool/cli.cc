@@ -68,6 +68,12 @@ std::vector<std::string> synopsis_words(const std::string& synopsis) {
   return words;
 }
 
+// main() prefixes "imgtool COMMAND: "; a subcommand ("client add") adds its own word.
+std::string subcommand_prefix(const CommandSpec& spec) {
+  auto space = spec.name.find(' ');
+  return space == std::string::npos ? "" : spec.name.substr(space + 1) + ": ";
+}
+
 std::string usage_line(const CommandSpec& spec) {
   return "imgtool " + spec.name + " " + spec.synopsis.substr(0, spec.synopsis.find('\n'));
 }
@@ -108,7 +114,7 @@ bool parse_command_line(const CommandSpec& spec, po::options_description& option
     }
     auto at = std::find(hidden.begin(), hidden.end(), name);
     if (at == hidden.end()) {
-      throw util::Error(spec.name + ": " + e.what() + "\nUsage: " + usage_line(spec) + "  (see imgtool " + spec.name +
+      throw util::Error(subcommand_prefix(spec) + e.what() + "\nUsage: " + usage_line(spec) + "  (see imgtool " + spec.name +
                         " --help)");
     }
     auto words = synopsis_words(spec.synopsis);
@@ -118,7 +124,7 @@ bool parse_command_line(const CommandSpec& spec, po::options_description& option
   } catch (const po::too_many_positional_options_error&) {
     throw util::Error("too many arguments (" + usage_line(spec) + "; see imgtool " + spec.name + " --help)");
   } catch (const po::error& e) {
-    throw util::Error(spec.name + ": " + e.what() + "\nUsage: " + usage_line(spec) + "  (see imgtool " + spec.name +
+    throw util::Error(subcommand_prefix(spec) + e.what() + "\nUsage: " + usage_line(spec) + "  (see imgtool " + spec.name +
                       " --help)");
   }
   return true;

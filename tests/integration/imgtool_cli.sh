@@ -20,6 +20,7 @@ expect_exit 2 "$IMGTOOL" convert
 expect_contains "missing IN (imgtool convert IN OUT"
 expect_exit 2 "$IMGTOOL" convert a b --bogus
 expect_contains "bogus"
+expect_not_contains "convert: convert:"
 head -c 1M /dev/urandom > a.raw
 expect_exit 2 "$IMGTOOL" convert a.raw b.vhd --to qcow2
 expect_contains "raw, vhd-fixed, vhd-dynamic or vhd-diff"
