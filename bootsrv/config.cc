@@ -2,14 +2,40 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "util/error.h"
+#include "util/net.h"
 #include "util/size.h"
+#include "util/text.h"
 
 namespace bootfleet::bootsrv {
 
 using util::Error;
+
+namespace {
+
+// Top-level keys, for "did you mean" and the list in the message. A key
+// added to load_config_file goes here too.
+const std::vector<std::string> kKnownKeys = {
+    "store",        "listen",      "nbd_busy_poll_us", "cache_dir", "cache_ram",      "idle_timeout",
+    "heartbeat",    "tftp",        "tftp.listen",      "tftp.root", "http",           "http.listen",
+    "default_image", "kernel_cmdline", "api_tokens",   "tls_cert",  "tls_key",        "https_listen",
+    "api_plain_http", "upload_dir", "upload_ttl",      "max_uploads", "iscsi", "iscsi.listen", "iscsi.iqn_prefix",
+    "iscsi.chap_secrets"};
+
+std::string known_keys_text() {
+  std::string out;
+  for (const auto& k : kKnownKeys) {
+    if (k.find('.') != std::string::npos) continue;  // the dotted spellings are listed under tftp, http and iscsi
+    out += (out.empty() ? "" : ", ") + k;
+  }
+  return out;
+}
+
+}  // namespace
 
 std::chrono::seconds parse_duration(const std::string& text, const std::string& what) {
   size_t i = 0;
@@ -25,13 +51,16 @@ std::chrono::seconds parse_duration(const std::string& text, const std::string& 
 }
 
 void load_config_file(const std::string& path, Config& config) {
+  std::ifstream in(path);
+  if (!in) throw util::errno_error(path + ": cannot read the configuration file");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw util::errno_error(path + ": cannot read the configuration file");
   YAML::Node root;
   try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw Error(path + ": cannot read the configuration file");
+    root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) + ": " + e.msg);
+    throw Error(path + ":" + std::to_string(e.mark.line + 1) + ":" + std::to_string(e.mark.column + 1) + ": " + e.msg +
+                util::yaml_tab_hint(text, e.mark.line + 1));
   }
   if (root.IsNull()) return;
   auto where = [&](const YAML::Node& n, const std::string& key) {
@@ -39,6 +68,14 @@ void load_config_file(const std::string& path, Config& config) {
   };
   if (!root.IsMap()) throw Error(path + ": the configuration must be a mapping of keys to values");
   std::map<std::string, std::string> place;  // key -> "FILE:LINE:COL: key 'k'", for checks across keys
+  // Every unknown key is reported at once, each with its likely meaning, as
+  // recipes do: a file with two typos should not take two restarts.
+  std::vector<std::string> unknown;
+  auto listen_address = [&](const YAML::Node& n, const std::string& key) {
+    std::string address = n.as<std::string>();
+    if (key != "listen" || address.rfind("unix:", 0) != 0) util::parse_listen_address(address, where(n, key));
+    return address;
+  };
   for (const auto& item : root) {
     std::string key = item.first.as<std::string>();
     const YAML::Node& v = item.second;
@@ -49,9 +86,9 @@ void load_config_file(const std::string& path, Config& config) {
       } else if (key == "listen") {
         config.listen.clear();
         if (v.IsSequence()) {
-          for (const auto& a : v) config.listen.push_back(a.as<std::string>());
+          for (const auto& a : v) config.listen.push_back(listen_address(a, key));
         } else {
-          config.listen.push_back(v.as<std::string>());
+          config.listen.push_back(listen_address(v, key));
         }
       } else if (key == "cache_dir") {
         config.cache_dir = v.as<std::string>();
@@ -62,17 +99,21 @@ void load_config_file(const std::string& path, Config& config) {
       } else if (key == "heartbeat") {
         config.heartbeat = parse_duration(v.as<std::string>(), where(v, key));
       } else if (key == "tftp.listen") {  // the dotted spelling of tftp: {listen: ...}
-        config.tftp_listen = v.as<std::string>();
+        config.tftp_listen = listen_address(v, key);
       } else if (key == "tftp.root") {
         config.tftp_root = v.as<std::string>();
       } else if (key == "http.listen") {
-        config.http_listen = v.as<std::string>();
+        config.http_listen = listen_address(v, key);
       } else if (key == "http") {
         if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen");
         for (const auto& sub : v) {
           std::string name = sub.first.as<std::string>();
-          if (name != "listen") throw Error(where(sub.first, "http." + name) + ": unknown; the known key is http.listen");
-          config.http_listen = sub.second.as<std::string>();
+          if (name != "listen") {
+            unknown.push_back(where(sub.first, "http." + name) + ": unknown" + util::did_you_mean(name, {"listen"}) +
+                              "; the known key is http.listen");
+            continue;
+          }
+          config.http_listen = listen_address(sub.second, "http.listen");
         }
       } else if (key == "iscsi.listen" || key == "iscsi.iqn_prefix" || key == "iscsi.chap_secrets" || key == "iscsi") {
         // iscsi: {listen: ADDRESS or [ADDRESSES], iqn_prefix: …, chap_secrets: FILE}, or dotted keys.
@@ -80,16 +121,18 @@ void load_config_file(const std::string& path, Config& config) {
           if (name == "listen") {
             config.iscsi_listen.clear();
             if (value.IsSequence()) {
-              for (const auto& a : value) config.iscsi_listen.push_back(a.as<std::string>());
+              for (const auto& a : value) config.iscsi_listen.push_back(listen_address(a, "iscsi.listen"));
             } else {
-              config.iscsi_listen.push_back(value.as<std::string>());
+              config.iscsi_listen.push_back(listen_address(value, "iscsi.listen"));
             }
           } else if (name == "iqn_prefix") {
             config.iscsi_iqn_prefix = value.as<std::string>();
           } else if (name == "chap_secrets") {
             config.iscsi_chap_secrets = value.as<std::string>();
           } else {
-            throw Error(where(at, "iscsi." + name) + ": unknown; known keys are iscsi.listen, iscsi.iqn_prefix, iscsi.chap_secrets");
+            unknown.push_back(where(at, "iscsi." + name) + ": unknown" +
+                              util::did_you_mean(name, {"listen", "iqn_prefix", "chap_secrets"}) +
+                              "; known keys are iscsi.listen, iscsi.iqn_prefix, iscsi.chap_secrets");
           }
         };
         if (key == "iscsi") {
@@ -109,7 +152,7 @@ void load_config_file(const std::string& path, Config& config) {
       } else if (key == "tls_key") {
         config.tls_key = v.as<std::string>();
       } else if (key == "https_listen") {
-        config.https_listen = v.as<std::string>();
+        config.https_listen = listen_address(v, key);
       } else if (key == "api_plain_http") {
         bool value = false;
         if (!YAML::convert<bool>::decode(v, value)) throw Error(where(v, key) + ": expected true or false");
@@ -136,18 +179,17 @@ void load_config_file(const std::string& path, Config& config) {
         for (const auto& sub : v) {
           std::string name = sub.first.as<std::string>();
           if (name == "listen") {
-            config.tftp_listen = sub.second.as<std::string>();
+            config.tftp_listen = listen_address(sub.second, "tftp.listen");
           } else if (name == "root") {
             config.tftp_root = sub.second.as<std::string>();
           } else {
-            throw Error(where(sub.first, "tftp." + name) + ": unknown; known keys are tftp.listen, tftp.root");
+            unknown.push_back(where(sub.first, "tftp." + name) + ": unknown" +
+                              util::did_you_mean(name, {"listen", "root"}) + "; known keys are tftp.listen, tftp.root");
           }
         }
       } else {
-        throw Error(where(item.first, key) +
-                    ": unknown; known keys are store, listen, nbd_busy_poll_us, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, iscsi, "
-                    "default_image, kernel_cmdline, api_tokens, tls_cert, tls_key, https_listen, api_plain_http, "
-                    "upload_dir, upload_ttl, max_uploads");
+        unknown.push_back(where(item.first, key) + ": unknown" + util::did_you_mean(key, kKnownKeys) +
+                          "; known keys are " + known_keys_text());
       }
     } catch (const YAML::Exception&) {
       throw Error(where(v, key) + ": expected " +
@@ -156,6 +198,11 @@ void load_config_file(const std::string& path, Config& config) {
                               : key == "http" ? "a mapping of listen to an address"
                                               : "a single value"));
     }
+  }
+  if (!unknown.empty()) {
+    std::string all;
+    for (const auto& u : unknown) all += (all.empty() ? "" : "\n") + u;
+    throw Error(all);
   }
   auto at = [&](const std::string& key) { return place.count(key) ? place[key] : path + ": key '" + key + "'"; };
   if (config.tls_cert.empty() != config.tls_key.empty()) {

@@ -8,6 +8,8 @@
 #include <iostream>
 
 #include "commands.h"
+#include "util/error.h"
+#include "util/net.h"
 
 namespace po = boost::program_options;
 
@@ -62,13 +64,12 @@ std::string dnsmasq_config(const std::string& ip, const std::string& interface, 
 
 int dhcp_config_command(const std::vector<std::string>& args) {
   po::options_description options("Options");
-  std::string ip, interface;
-  uint16_t http_port = 8080;
+  std::string ip, interface, http_port_text = "8080";
   options.add_options()
       ("help,h", "show this help")
       ("server-ip", po::value(&ip)->required(), "the address PCs reach bootsrv at (TFTP and HTTP), e.g. 192.168.1.5")
       ("interface", po::value(&interface), "the network interface dnsmasq answers on (default: all)")
-      ("http-port", po::value(&http_port), "bootsrv's HTTP port (default 8080)");
+      ("http-port", po::value(&http_port_text), "bootsrv's HTTP port, 1 to 65535 (default 8080)");
   po::variables_map vm;
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
@@ -97,8 +98,11 @@ int dhcp_config_command(const std::vector<std::string>& args) {
       return 2;
     }
   }
-  if (http_port == 0) {
-    std::cerr << "bootsrv dhcp-config: --http-port must be 1 to 65535\n";
+  uint16_t http_port = 0;
+  try {
+    http_port = util::parse_port(http_port_text, "--http-port", /*allow_zero=*/false);  // PCs need the real one
+  } catch (const util::Error& e) {
+    std::cerr << "bootsrv dhcp-config: " << e.what() << "\n";
     return 2;
   }
   std::cout << dnsmasq_config(ip, interface, http_port);

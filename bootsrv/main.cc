@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "commands.h"
+#include "util/args.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -23,6 +24,7 @@ const char* const kUsage =
     "                     [--iscsi-listen ADDR:PORT]... [--tftp-listen ADDR:PORT] [--tftp-root DIR]\n"
     "                     [--http-listen ADDR:PORT] [--default-image IMAGE]\n"
     "       bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P]\n"
+    "       bootsrv [--config FILE] [--store DIR] serve [OPTIONS]   (the same)\n"
     "       bootsrv --help | --version\n\n"
     "Serve the store's images to network-booted clients over NBD (and iSCSI with\n"
     "--iscsi-listen, for Windows PCs: docs/iscsi.md); with\n"
@@ -46,6 +48,12 @@ const char* const kUsage =
 int main(int argc, char** argv) {
   util::set_log_program("bootsrv");
   std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    args = util::move_global_options(args, {"--config", "-c", "--store"});
+  } catch (const util::Error& e) {
+    std::cerr << "bootsrv: " << e.what() << "\n";
+    return 2;
+  }
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << bootsrv::kUsage;
     return args.empty() ? 2 : 0;

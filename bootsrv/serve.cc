@@ -22,6 +22,7 @@
 #include "tftp/server.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/net.h"
 #include "util/size.h"
 
 namespace po = boost::program_options;
@@ -63,6 +64,12 @@ int serve_command(const std::vector<std::string>& args) {
     c.store = store::Store::default_dir();
     if (!config_file.empty()) load_config_file(config_file, c);
     if (!store_dir.empty()) c.store = store_dir;
+    for (const auto& a : listen) {
+      if (a.rfind("unix:", 0) != 0) util::parse_listen_address(a, "--listen");
+    }
+    if (!tftp_listen.empty()) util::parse_listen_address(tftp_listen, "--tftp-listen");
+    if (!http_listen.empty()) util::parse_listen_address(http_listen, "--http-listen");
+    for (const auto& a : iscsi_listen) util::parse_listen_address(a, "--iscsi-listen");
     if (!listen.empty()) c.listen = listen;
     if (c.listen.empty()) c.listen = {"127.0.0.1:10809"};
     if (!cache_dir.empty()) c.cache_dir = cache_dir;
@@ -135,30 +142,11 @@ int serve_command(const std::vector<std::string>& args) {
                          config.upload_ttl, config.max_uploads};
   api = std::make_unique<Api>(server.exports(), api_options);
   server.start();
-  for (size_t i = 0; i < config.listen.size(); ++i) {
-    uint16_t port = server.nbd_ports()[i];
-    util::log_line("listening for NBD on " + config.listen[i] + (port ? " (port " + std::to_string(port) + ")" : ""));
-  }
-  for (size_t i = 0; i < config.iscsi_listen.size(); ++i) {
-    util::log_line("listening for iSCSI on " + config.iscsi_listen[i] + " (port " + std::to_string(server.iscsi_ports()[i]) +
-                   "): targets " + config.iscsi_iqn_prefix + ":IMAGE[:CLIENT]" +
-                   (config.iscsi_chap_secrets.empty() ? "" : ", CHAP secrets from " + config.iscsi_chap_secrets));
-  }
   const bool http = !config.http_listen.empty();
   const uint16_t http_port = server.http_port();
-  if (http) {
-    util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
-                   "): boot scripts, kernels" +
-                   (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image) +
-                   (config.api_tokens.empty() ? "" : "; the control API"));
-  }
-  if (!config.https_listen.empty()) {
-    util::log_line("listening for HTTPS on " + config.https_listen + " (port " + std::to_string(server.https_port()) +
-                   ")" + (config.api_tokens.empty() ? "" : ": the control API"));
-  }
-  // TFTP starts after NBD, so a bad TFTP address or root stops bootsrv
-  // before any client could depend on it.
+  // TFTP starts after NBD and HTTP (boot.ipxe names the HTTP port).
   std::unique_ptr<tftp::Server> tftp_server;
+  uint16_t tftp_port = 0;
   if (!config.tftp_listen.empty()) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
@@ -175,9 +163,33 @@ int serve_command(const std::vector<std::string>& args) {
       };
     }
     tftp_server = std::make_unique<tftp::Server>(tftp_options);
-    uint16_t port = tftp_server->start();
-    util::log_line("listening for TFTP on " + config.tftp_listen + " (port " + std::to_string(port) + "), serving " +
-                   config.tftp_root + " read-only");
+    tftp_port = tftp_server->start();
+  }
+  // Every listener is bound before the first "listening" line, so a
+  // failing one (a TFTP root that does not exist, a port in use) stops
+  // bootsrv before anything says it is serving.
+  for (size_t i = 0; i < config.listen.size(); ++i) {
+    uint16_t port = server.nbd_ports()[i];
+    util::log_line("listening for NBD on " + config.listen[i] + (port ? " (port " + std::to_string(port) + ")" : ""));
+  }
+  for (size_t i = 0; i < config.iscsi_listen.size(); ++i) {
+    util::log_line("listening for iSCSI on " + config.iscsi_listen[i] + " (port " + std::to_string(server.iscsi_ports()[i]) +
+                   "): targets " + config.iscsi_iqn_prefix + ":IMAGE[:CLIENT]" +
+                   (config.iscsi_chap_secrets.empty() ? "" : ", CHAP secrets from " + config.iscsi_chap_secrets));
+  }
+  if (http) {
+    util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
+                   "): boot scripts, kernels" +
+                   (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image) +
+                   (config.api_tokens.empty() ? "" : "; the control API"));
+  }
+  if (!config.https_listen.empty()) {
+    util::log_line("listening for HTTPS on " + config.https_listen + " (port " + std::to_string(server.https_port()) +
+                   ")" + (config.api_tokens.empty() ? "" : ": the control API"));
+  }
+  if (tftp_server) {
+    util::log_line("listening for TFTP on " + config.tftp_listen + " (port " + std::to_string(tftp_port) +
+                   "), serving " + config.tftp_root + " read-only");
   }
   util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
                  (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
@@ -186,6 +198,10 @@ int serve_command(const std::vector<std::string>& args) {
     int sig = 0;
     sigwait(&signals, &sig);
     if (sig == SIGHUP) {
+      if (config_file.empty()) {
+        util::log_line("SIGHUP: nothing to reload (bootsrv was started without --config); nothing changed");
+        continue;
+      }
       try {
         Config fresh = build_config();
         server.exports().sessions().set_idle_timeout(fresh.idle_timeout);

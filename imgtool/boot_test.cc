@@ -11,7 +11,7 @@
 // the client table, and the session's write cache lives in a private work
 // directory that goes away with the test; the version file is only read.
 // QEMU is killed on every way out: a match, a timeout, QEMU's own end,
-// SIGINT/SIGTERM (the loop polls a flag the handler sets), an exception
+// SIGINT/SIGTERM (the loop polls guest::StopSignals), an exception
 // (NetbootVm's destructor), or imgtool's death (QEMU's parent-death signal).
 // Progress lines come from the server's BootEvents, not from its log, which
 // is kept in memory and shown only when the test fails.
@@ -32,6 +32,7 @@
 #include "guest/accel.h"
 #include "guest/disk_server.h"
 #include "guest/netboot_vm.h"
+#include "guest/stop.h"
 #include "serve/boot_server.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -39,29 +40,6 @@
 namespace bootfleet::imgtool {
 
 namespace {
-
-volatile sig_atomic_t stop_signal = 0;
-void on_stop_signal(int sig) { stop_signal = sig; }
-
-// SIGINT and SIGTERM set stop_signal while this lives.
-class StopSignals {
- public:
-  StopSignals() {
-    stop_signal = 0;
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    ::sigaction(SIGINT, &sa, &old_int_);
-    ::sigaction(SIGTERM, &sa, &old_term_);
-  }
-  ~StopSignals() {
-    ::sigaction(SIGINT, &old_int_, nullptr);
-    ::sigaction(SIGTERM, &old_term_, nullptr);
-  }
-
- private:
-  struct sigaction old_int_ {}, old_term_ {};
-};
 
 // The server's log lines, kept (the last few) instead of printed.
 class KeptLog {
@@ -169,7 +147,7 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   serve::BootServer server(*s, so);
   server.start();
 
-  StopSignals signals;
+  guest::StopSignals signals;
   guest::NetbootVmOptions vo;
   vo.bootfile_url = "http://10.0.2.2:" + std::to_string(server.http_port()) + "/boot.ipxe";
   vo.console_path = console;
@@ -200,7 +178,7 @@ int cmd_boot_test(const std::vector<std::string>& args) {
       events.clear();
     }
     if (watch.feed(machine->read_console())) break;
-    if (stop_signal) {
+    if (guest::StopSignals::received()) {
       interrupted = true;
       break;
     }
@@ -208,9 +186,12 @@ int cmd_boot_test(const std::vector<std::string>& args) {
       if (watch.feed(machine->read_console()) || watch.finish()) break;
       qemu_output = machine->output_tail();
       if (machine->accel() == guest::Accel::kKvm && requested == guest::Accel::kAuto &&
-          guest::looks_like_kvm_failure(end->signaled, end->code, qemu_output)) {
+          guest::looks_like_kvm_failure(end->signaled, end->code, qemu_output, watch.kernel_started())) {
         std::string first = qemu_output.substr(0, qemu_output.find('\n'));
-        guest::note_kvm_failed("QEMU " + end->describe() + (first.empty() ? "" : ": " + first), say);
+        guest::note_kvm_failed("QEMU " + end->describe() +
+                                   (watch.kernel_started() ? "" : " before the guest's kernel printed anything") +
+                                   (first.empty() ? "" : ": " + first),
+                               say);
         vo.accel = guest::Accel::kTcg;
         machine = std::make_unique<guest::NetbootVm>(vo);
         watch.restart();
@@ -240,7 +221,7 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   server.exports().sessions().reset(v.image + "/" + client);  // ends it: lease released, cache deleted
 
   if (interrupted) {
-    throw util::Error(std::string("interrupted by ") + (stop_signal == SIGINT ? "SIGINT" : "SIGTERM") +
+    throw util::Error(std::string("interrupted by ") + guest::StopSignals::name(guest::StopSignals::received()) +
                       "; QEMU stopped, nothing kept" + (console_file.empty() ? "" : " but the console in " + console));
   }
   const bool passed = watch.matched();

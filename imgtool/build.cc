@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -20,6 +21,7 @@
 #include "cli.h"
 #include "guest/disk_server.h"
 #include "guest/guest.h"
+#include "guest/stop.h"
 #include "recipe/build_key.h"
 #include "recipe/execute.h"
 #include "recipe/recipe.h"
@@ -106,6 +108,13 @@ nlohmann::json build_version_json(const store::VersionInfo& v) {
   return j;
 }
 
+// The build proper, once the recipe is parsed and its base open: appliance,
+// steps, storing the version. cmd_build runs it under StopSignals.
+int build_and_store(store::Store& store, const recipe::Recipe& r, Base& base, const std::string& key,
+                    const std::string& file, const std::string& work_parent, bool publish, bool as_json,
+                    const std::function<void(const std::string&)>& say,
+                    std::chrono::steady_clock::time_point started);
+
 }  // namespace
 
 int cmd_build(const std::vector<std::string>& args) {
@@ -188,6 +197,29 @@ int cmd_build(const std::vector<std::string>& args) {
     return kExitOk;
   }
 
+  // From here on a guest runs: SIGINT and SIGTERM stop it and unwind, so
+  // the work directory, the NBD socket and every temporary file of
+  // libguestfs and QEMU go as on any error (guest/stop.h).
+  guest::PrivateTmpdir tmpdir;  // first: no thread runs yet (it sets TMPDIR)
+  guest::StopSignals stop(/*kill_children=*/true);
+  try {
+    return build_and_store(*s, r, base, key, file, work_parent, publish, as_json, say, started);
+  } catch (const std::exception& e) {
+    if (int sig = guest::StopSignals::received()) {
+      throw Error("interrupted by " + guest::StopSignals::name(sig) + " (" + e.what() +
+                  "); nothing was stored, the appliance and the build's temporary files are removed");
+    }
+    throw;
+  }
+}
+
+namespace {
+
+int build_and_store(store::Store& store, const recipe::Recipe& r, Base& base, const std::string& key,
+                    const std::string& file, const std::string& work_parent, bool publish, bool as_json,
+                    const std::function<void(const std::string&)>& say,
+                    std::chrono::steady_clock::time_point started) {
+  auto* s = &store;
   guest::WorkDir work(work_parent);
   auto device = std::make_shared<block::CacheDevice>(base.disk, work.path());
   guest::DiskServer disk(device, work.path(), "build");
@@ -212,6 +244,7 @@ int cmd_build(const std::vector<std::string>& args) {
   recipe::run_steps(*g, r, eo);
   g->shutdown();
   g.reset();
+  if (int sig = guest::StopSignals::received()) throw Error(guest::StopSignals::name(sig) + " before storing");
 
   store::ImportOptions io;
   io.message = r.message.empty() ? "built from " + fs::path(file).filename().string() : r.message;
@@ -241,8 +274,9 @@ int cmd_build(const std::vector<std::string>& args) {
   auto result = s->import_disk(r.image, built, io);
   const auto& v = result.version;
   say("built " + v.image + "@" + std::to_string(v.number) +
-      (v.parent ? " on @" + std::to_string(*v.parent) : " (a new base)") + ": " +
-      std::to_string(result.changed_blocks) + " changed blocks, file " + util::format_size(v.file_size) + ", in " +
+      (v.parent ? " on @" + std::to_string(*v.parent) + ": " + std::to_string(result.changed_blocks) + " changed blocks"
+                : " (a new base): " + std::to_string(result.changed_blocks) + " blocks with data") +
+      ", file " + util::format_size(v.file_size) + ", in " +
       secs(seconds_since(started)) + (publish ? "; published" : ""));
   if (as_json) {
     std::cout << nlohmann::json{{"cached", false},
@@ -254,5 +288,7 @@ int cmd_build(const std::vector<std::string>& args) {
   }
   return kExitOk;
 }
+
+}  // namespace
 
 }  // namespace bootfleet::imgtool

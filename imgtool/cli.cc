@@ -1,7 +1,9 @@
 #include "cli.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
 
 #include "block/session.h"
 #include "util/error.h"
@@ -42,14 +44,55 @@ std::unique_ptr<store::Store> open_store(const std::string& dir) {
   return s;
 }
 
+namespace {
+
+// The positional arguments are options underneath (Boost.Program_options
+// binds them by name), but the user never types those names: help leaves
+// them out and errors call them by the synopsis's words (FILE, IMAGE@N).
+std::vector<std::string> positional_names(const po::positional_options_description& positional) {
+  std::vector<std::string> names;
+  unsigned count = std::min(positional.max_total_count(), 16u);
+  for (unsigned i = 0; i < count; ++i) {
+    const std::string& n = positional.name_for_position(i);
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  }
+  return names;
+}
+
+// "IMAGE FILE [-m MESSAGE]" -> {"IMAGE", "FILE"}: the words before the first option.
+std::vector<std::string> synopsis_words(const std::string& synopsis) {
+  std::vector<std::string> words;
+  std::istringstream in(synopsis.substr(0, synopsis.find('\n')));
+  std::string w;
+  while (in >> w && w[0] != '[' && w[0] != '-') words.push_back(w);
+  return words;
+}
+
+// main() prefixes "imgtool COMMAND: "; a subcommand ("client add") adds its own word.
+std::string subcommand_prefix(const CommandSpec& spec) {
+  auto space = spec.name.find(' ');
+  return space == std::string::npos ? "" : spec.name.substr(space + 1) + ": ";
+}
+
+std::string usage_line(const CommandSpec& spec) {
+  return "imgtool " + spec.name + " " + spec.synopsis.substr(0, spec.synopsis.find('\n'));
+}
+
+}  // namespace
+
 bool parse_command_line(const CommandSpec& spec, po::options_description& options,
                         const po::positional_options_description& positional,
                         const std::vector<std::string>& args, po::variables_map& vm) {
+  const auto hidden = positional_names(positional);
   for (const auto& a : args) {
     if (a == "--help" || a == "-h") {
+      po::options_description shown("Options");
+      for (const auto& o : options.options()) {
+        if (std::find(hidden.begin(), hidden.end(), o->long_name()) == hidden.end()) shown.add(o);
+      }
       std::cout << "Usage: imgtool " << spec.name << " " << spec.synopsis << "\n\n"
                 << spec.summary << "\n\n"
-                << options << "\n";
+                << shown << "\n";
       if (!spec.details.empty()) std::cout << spec.details << "\n";
       return false;
     }
@@ -57,9 +100,32 @@ bool parse_command_line(const CommandSpec& spec, po::options_description& option
   try {
     po::store(po::command_line_parser(args).options(options).positional(positional).run(), vm);
     po::notify(vm);
+  } catch (const po::required_option& e) {
+    std::string name = e.get_option_name();
+    if (name.rfind("--", 0) == 0) name = name.substr(2);
+    // Boost names the first missing option alphabetically; the user wants
+    // the first missing argument in the synopsis's order.
+    for (const auto& h : hidden) {
+      const po::option_description* d = options.find_nothrow(h, false);
+      if (!vm.count(h) && d && d->semantic()->is_required()) {
+        name = h;
+        break;
+      }
+    }
+    auto at = std::find(hidden.begin(), hidden.end(), name);
+    if (at == hidden.end()) {
+      throw util::Error(subcommand_prefix(spec) + e.what() + "\nUsage: " + usage_line(spec) + "  (see imgtool " + spec.name +
+                        " --help)");
+    }
+    auto words = synopsis_words(spec.synopsis);
+    size_t index = static_cast<size_t>(at - hidden.begin());
+    std::string word = index < words.size() ? words[index] : name;
+    throw util::Error("missing " + word + " (" + usage_line(spec) + "; see imgtool " + spec.name + " --help)");
+  } catch (const po::too_many_positional_options_error&) {
+    throw util::Error("too many arguments (" + usage_line(spec) + "; see imgtool " + spec.name + " --help)");
   } catch (const po::error& e) {
-    throw util::Error(spec.name + ": " + e.what() + "\nUsage: imgtool " + spec.name + " " +
-                      spec.synopsis + "  (see imgtool " + spec.name + " --help)");
+    throw util::Error(subcommand_prefix(spec) + e.what() + "\nUsage: " + usage_line(spec) + "  (see imgtool " + spec.name +
+                      " --help)");
   }
   return true;
 }

@@ -52,7 +52,11 @@ int cmd_export(const std::vector<std::string>& args) {
   auto r = vhd::convert(*disk, out, co);
   progress.finish();
   std::cout << "exported " << v.image << "@" << v.number << " to " << out << " (" << vhd::output_format_name(co.to)
-            << ", " << util::format_size(r.size) << ")\n";
+            << ", " << util::format_size(r.size)
+            << (r.size % (1u << 20) ? ": " + std::to_string(r.size) +
+                                          " bytes, the image's size in whole CHS cylinders (docs/formats.md)"
+                                    : std::string())
+            << ")\n";
   return kExitOk;
 }
 

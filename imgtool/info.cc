@@ -1,4 +1,5 @@
 // imgtool info FILE [--json]
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -56,8 +57,18 @@ json describe_layer(const vhd::VhdFile& f) {
 
 void print_text(const json& j) {
   std::cout << "file:            " << j["file"].get<std::string>() << "\n"
-            << "format:          " << j["format"].get<std::string>() << "\n"
-            << "virtual size:    " << util::format_size(j["virtual_size"]) << " ("
+            << "format:          " << j["format"].get<std::string>() << "\n";
+  if (j["virtual_size"].is_null()) {
+    std::cout << "virtual size:    unknown (no readable footer)\n";
+    if (j["file_size"].is_number()) {
+      std::cout << "file size:       " << util::format_size(j["file_size"]) << " (" << j["file_size"].get<uint64_t>()
+                << " bytes)\n";
+    }
+    std::cout << "checks:          PROBLEMS (see below)\n";
+    for (const json& p : j["problems"]) std::cout << "problem: " << p.get<std::string>() << "\n";
+    return;
+  }
+  std::cout << "virtual size:    " << util::format_size(j["virtual_size"]) << " ("
             << j["virtual_size"].get<uint64_t>() << " bytes)\n";
   if (!j.contains("chain")) return;
   const json& top = j["chain"][0];
@@ -123,9 +134,18 @@ int cmd_info(const std::vector<std::string>& args) {
       if (!inspected.file) break;
       chain.push_back(describe_layer(*inspected.file));
     }
-    if (chain.empty()) throw util::Error(file + ": " + problems.front().get<std::string>());
-    j["format"] = std::string("vhd-") + chain[0]["type"].get<std::string>();
-    j["virtual_size"] = chain[0]["virtual_size"];
+    if (chain.empty()) {
+      // Not even a footer: the file's length and what is wrong are all
+      // there is to show (check says the same and exits 1).
+      std::error_code ec;
+      auto length = std::filesystem::file_size(file, ec);
+      j["format"] = "vhd";
+      j["virtual_size"] = nullptr;
+      j["file_size"] = ec ? json(nullptr) : json(length);
+    } else {
+      j["format"] = std::string("vhd-") + chain[0]["type"].get<std::string>();
+      j["virtual_size"] = chain[0]["virtual_size"];
+    }
     j["chain"] = chain;
     j["checks_ok"] = report.clean();
     j["problems"] = problems;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "util/args.h"
 #include "util/error.h"
 
 #ifndef BOOTFLEET_VERSION
@@ -18,22 +19,35 @@ namespace {
 
 void print_usage(std::ostream& out) {
   out << "Usage: imgtool COMMAND [ARGS...]\n"
-         "       imgtool COMMAND --help\n\n"
+         "       imgtool [--store DIR] [--server URL] COMMAND [ARGS...]\n"
+         "       imgtool COMMAND --help\n"
+         "       imgtool --help | --version\n\n"
          "Build, inspect and convert the disk images bootfleet serves.\n\n"
          "Commands:\n";
   for (const auto& c : all_commands()) {
     std::string name = c.name;
     out << "  " << name << std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') << c.summary << "\n";
   }
-  out << "\nSizes take K, M, G, T suffixes (binary): 512, 4K, 20G, 1.5T.\n"
-         "Exit status: 0 success, 1 check or lint found problems or compare found a difference,\n"
-         "2 any error. Documentation: docs/imgtool.md.\n";
+  out << "\nGlobal options (before or after the command): --store DIR (default $BOOTFLEET_STORE,\n"
+         "else /var/lib/bootfleet); --server URL, --token-file F, --ca-file F (a boot server's API).\n"
+         "  --help     show this help (imgtool COMMAND --help: that command's)\n"
+         "  --version  show imgtool's version\n"
+         "\nSizes take K, M, G, T suffixes (binary): 512, 4K, 20G, 1.5T.\n"
+         "Exit status: 0 success; 1 the answer is no: check, lint or verify found problems,\n"
+         "compare or diff found a difference, boot-test failed; 2 any error.\n"
+         "Documentation: docs/imgtool.md.\n";
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    args = bootfleet::util::move_global_options(args, {"--store", "--server", "--token-file", "--ca-file"});
+  } catch (const bootfleet::util::Error& e) {
+    std::cerr << "imgtool: " << e.what() << "\n";
+    return kExitError;
+  }
   if (args.empty()) {
     print_usage(std::cerr);
     return kExitError;

@@ -29,6 +29,11 @@ class ExportResolver {
   // Throws util::Error whose message tells the client what is wrong and what
   // exists (e.g. "no image 'x'; images: lab, office").
   virtual OpenedExport open(const std::string& name) = 0;
+  // What NBD_OPT_INFO and the meta-context options need: the export's size
+  // and flags, without what opening it for I/O does (bootsrv: an anonymous
+  // session, its lease and two log lines for every `nbdinfo --list` entry).
+  // Same errors as open(). Default: open().
+  virtual OpenedExport describe(const std::string& name) { return open(name); }
   // (name, description) of exports a client may list.
   virtual std::vector<std::pair<std::string, std::string>> list() = 0;
 };

@@ -63,8 +63,8 @@ void note_kvm_failed(const std::string& why, const std::function<void(const std:
   });
 }
 
-bool looks_like_kvm_failure(bool signaled, int status, const std::string& qemu_stderr) {
-  if (signaled || status != 0) return true;
+bool looks_like_kvm_failure(bool signaled, int status, const std::string& qemu_stderr, bool kernel_started) {
+  if (signaled || status != 0 || !kernel_started) return true;
   std::string lower = qemu_stderr;
   std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
   for (const char* sign : {"failed to initialize kvm", "kvm run failed", "kvm internal error", "kvm_"}) {

@@ -9,6 +9,15 @@
 // tried first, and once it has failed in this process every later guest
 // goes straight to TCG and the user is told once, whichever kind of guest
 // found out.
+//
+// "Failed" is decided by evidence, not by /dev/kvm opening: some hosts
+// (nested virtualisation without every CPU feature) open /dev/kvm and start
+// the guest, which then resets inside the firmware (at iPXE's banner) and
+// QEMU, run with -no-reboot, exits 0 as if the guest had powered off. So a
+// network boot under KVM that ends before its kernel printed anything is a
+// KVM failure whatever QEMU's status; under TCG the same end is the guest's
+// own failure. libguestfs appliances fail their launch instead, which
+// Guest::launch takes as the evidence.
 #pragma once
 
 #include <functional>
@@ -37,9 +46,12 @@ bool kvm_failed();
 // first time only, tells `note` that guests now run under TCG.
 void note_kvm_failed(const std::string& why, const std::function<void(const std::string&)>& note);
 
-// Whether a QEMU that ended on its own without doing its job failed because
-// of KVM: it died of a signal (QEMU aborts on KVM errors), exited non-zero,
-// or said so on stderr. A clean exit (the guest powered off) is not one.
-bool looks_like_kvm_failure(bool signaled, int status, const std::string& qemu_stderr);
+// Whether a QEMU under KVM that ended on its own without doing its job
+// failed because of KVM: it died of a signal (QEMU aborts on KVM errors),
+// exited non-zero, said so on stderr, or ended before the guest's kernel
+// printed its first line (`kernel_started` false: the PC reset in its
+// firmware). A clean exit after the kernel ran (the guest powered off,
+// rebooted or panicked) is not one.
+bool looks_like_kvm_failure(bool signaled, int status, const std::string& qemu_stderr, bool kernel_started);
 
 }  // namespace bootfleet::guest

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdlib>
 
+#include "guest/stop.h"
 #include "util/error.h"
 
 namespace bootfleet::guest {
@@ -69,6 +70,9 @@ std::unique_ptr<Guest> Guest::launch(const LaunchOptions& options) {
   if (guestfs_launch(g) == -1) {
     std::string e = last_error(g);
     guestfs_close(g);
+    if (int sig = StopSignals::received()) {  // we killed it: not KVM's fault
+      throw Error("libguestfs: the appliance was stopped by " + StopSignals::name(sig));
+    }
     if (tcg || options.accel == Accel::kKvm) {
       throw Error("libguestfs: the appliance did not start" + std::string(tcg ? " (TCG)" : " (KVM)") + ": " + e);
     }

@@ -195,10 +195,15 @@ void ConsoleWatch::restart() {
   escape_ = 0;
   tail_.clear();
   panic_.clear();
+  kernel_started_ = false;
 }
 
 void ConsoleWatch::line_done() {
   if (!matched_ && std::regex_search(line_, expect_)) matched_ = line_;
+  if (!kernel_started_) {
+    static const std::regex kernel_line(R"(Linux version |^\[ *[0-9]+\.[0-9]{6}\] )");
+    kernel_started_ = std::regex_search(line_, kernel_line);
+  }
   if (panic_.empty()) {
     auto at = line_.find("Kernel panic - not syncing");
     if (at != std::string::npos) panic_ = line_.substr(at);

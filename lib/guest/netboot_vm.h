@@ -93,6 +93,10 @@ class ConsoleWatch {
   // The kernel's "Kernel panic - not syncing: …" line, if any: its call
   // trace pushes the reason out of the tail, so it is kept apart.
   const std::string& panic_line() const { return panic_; }
+  // Whether the guest's kernel has printed (a "Linux version" banner or a
+  // "[    0.000000]" timestamp) since the last restart: an end before it is
+  // an end in the firmware, which under KVM is evidence against KVM.
+  bool kernel_started() const { return kernel_started_; }
 
  private:
   void line_done();
@@ -104,6 +108,7 @@ class ConsoleWatch {
   std::deque<std::string> tail_;
   std::optional<std::string> matched_;
   std::string panic_;
+  bool kernel_started_ = false;
 };
 
 }  // namespace bootfleet::guest

@@ -398,7 +398,7 @@ bool Connection::handle_info_or_go(uint32_t option, const std::vector<uint8_t>& 
 
   OpenedExport e;
   try {
-    e = resolver_.open(name);
+    e = option == kOptInfo ? resolver_.describe(name) : resolver_.open(name);
   } catch (const util::Error& err) {
     util::log_line(peer_ + ": unknown export '" + name + "': " + err.what());
     return send_option_error(option, kRepErrUnknown, err.what());
@@ -472,7 +472,7 @@ bool Connection::handle_meta_context(uint32_t option, const std::vector<uint8_t>
   }
   if (pos != data.size()) return send_option_error(option, kRepErrInvalid, "trailing bytes after the queries");
   try {
-    OpenedExport probe = resolver_.open(name);
+    OpenedExport probe = resolver_.describe(name);
     if (probe.release) probe.release();
   } catch (const util::Error& e) {
     return send_option_error(option, kRepErrUnknown, e.what());

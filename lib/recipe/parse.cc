@@ -38,6 +38,7 @@
 #include "store/version_ref.h"
 #include "util/error.h"
 #include "util/size.h"
+#include "util/text.h"
 
 namespace bootfleet::recipe {
 
@@ -78,35 +79,6 @@ std::string join(const std::vector<std::string>& words, const std::string& sep =
 
 bool contains(const std::vector<std::string>& words, const std::string& w) {
   return std::find(words.begin(), words.end(), w) != words.end();
-}
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[b.size()];
-}
-
-// " (did you mean 'copy-in'?)" when one allowed word is a likely typo of `word`.
-std::string suggestion(const std::string& word, const std::vector<std::string>& allowed) {
-  if (word.size() > 64) return "";
-  std::string best;
-  size_t best_distance = 3;
-  for (const auto& a : allowed) {
-    size_t d = edit_distance(word, a);
-    if (d < best_distance && d < a.size()) {
-      best = a;
-      best_distance = d;
-    }
-  }
-  return best.empty() ? "" : " (did you mean '" + best + "'?)";
 }
 
 // Scalars quoted in messages are cut short and kept on one line.
@@ -334,7 +306,7 @@ std::optional<Fields> Parser::fields(const Value& v, const std::vector<std::stri
     const std::string& name = key.Scalar();
     std::string field = v.field.empty() ? name : v.field + "." + name;
     if (!contains(allowed, name)) {
-      report(key_where, field, "unknown key" + suggestion(name, allowed) + "; allowed keys: " + join(allowed));
+      report(key_where, field, "unknown key" + util::did_you_mean(name, allowed) + "; allowed keys: " + join(allowed));
       continue;
     }
     if (out.has(name)) {
@@ -434,7 +406,7 @@ std::optional<std::string> Parser::choice(const Value& v, const std::vector<std:
   auto s = str(v);
   if (!s) return std::nullopt;
   if (!contains(allowed, *s)) {
-    report(v, quote(*s) + " is not allowed" + suggestion(*s, allowed) + "; use one of " + join(allowed));
+    report(v, quote(*s) + " is not allowed" + util::did_you_mean(*s, allowed) + "; use one of " + join(allowed));
     return std::nullopt;
   }
   return s;
@@ -610,14 +582,14 @@ Recipe Parser::parse(const std::string& text) {
     DocumentStarts starts;
     if (events.HandleNextDocument(starts) && events.HandleNextDocument(starts)) second_document = starts.last;
   } catch (const YAML::Exception& e) {
-    report(locate(e.mark), "", "YAML syntax: " + e.msg);
+    report(locate(e.mark), "", "YAML syntax: " + e.msg + util::yaml_tab_hint(text, e.mark.line + 1));
     throw RecipeError(problems_);
   }
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    report(locate(e.mark), "", "YAML syntax: " + e.msg);
+    report(locate(e.mark), "", "YAML syntax: " + e.msg + util::yaml_tab_hint(text, e.mark.line + 1));
     throw RecipeError(problems_);
   }
   if (second_document) {
@@ -841,7 +813,7 @@ std::optional<Step> Parser::parse_step(const Value& v) {
   if (!key.IsScalar() || !contains(kStepNames, key.Scalar())) {
     std::string name = key.IsScalar() ? key.Scalar() : "";
     report(locate(key.Mark()), v.field,
-           "unknown step " + (key.IsScalar() ? quote(name) : describe(key)) + suggestion(name, kStepNames) +
+           "unknown step " + (key.IsScalar() ? quote(name) : describe(key)) + util::did_you_mean(name, kStepNames) +
                "; steps are " + join(kStepNames));
     return std::nullopt;
   }

@@ -14,6 +14,7 @@ class BootServer::Resolver : public nbd::ExportResolver {
     if (name.find('/') != std::string::npos) server_.event(BootEvent::Kind::kRootAttached, name);
     return opened;
   }
+  nbd::OpenedExport describe(const std::string& name) override { return server_.exports().describe(name); }
   std::vector<std::pair<std::string, std::string>> list() override { return server_.exports().list(); }
 
  private:

@@ -38,6 +38,7 @@ StoreExports::StoreExports(store::Store& store, block::SessionManager::Options o
     release(s.name());
     util::log_line("session " + s.name() + " ended (" + std::to_string(s.cache().data_bytes()) + " bytes written)");
   };
+  cache_dir_ = options.cache_dir;
   sessions_ = std::make_unique<block::SessionManager>(std::move(options), std::move(hooks));
 }
 
@@ -117,6 +118,24 @@ nbd::OpenedExport StoreExports::open(const std::string& name) {
   out.description = image + "@" + std::to_string(session->pin().version) + ", session " + name + " (" +
                     std::to_string(session->connections()) + " connections)";
   out.release = [this, session] { sessions_->detach(session); };
+  return out;
+}
+
+nbd::OpenedExport StoreExports::describe(const std::string& name) {
+  if (name.find('@') != std::string::npos || name.find('/') != std::string::npos) return open(name);
+  try {
+    store::validate_image_name(name);
+  } catch (const Error& e) {
+    throw Error("export '" + name + "': " + e.what() + "; exports are IMAGE, IMAGE/CLIENT or IMAGE@N");
+  }
+  block::Pin p = pin({name, std::nullopt, false});
+  nbd::OpenedExport out;
+  // The anonymous session a connection would get (same size and flags,
+  // multi-conn off), made outside the manager: no hooks, so no lease and no
+  // log line; its write cache is an unnamed file never written.
+  out.device = std::make_shared<block::Session>("(info)", p, sessions_->open_chain(p.path), cache_dir_,
+                                                /*named=*/false, nullptr);
+  out.description = p.image + "@" + std::to_string(p.version) + " (a fresh session per connection)";
   return out;
 }
 

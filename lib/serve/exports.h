@@ -22,6 +22,9 @@ class StoreExports : public nbd::ExportResolver {
   ~StoreExports() override;
 
   nbd::OpenedExport open(const std::string& name) override;
+  // IMAGE: the active version's size and a writable device with no session
+  // behind it; other names as open().
+  nbd::OpenedExport describe(const std::string& name) override;
   std::vector<std::pair<std::string, std::string>> list() override;
 
   block::SessionManager& sessions() { return *sessions_; }
@@ -50,6 +53,7 @@ class StoreExports : public nbd::ExportResolver {
   std::map<std::string, int64_t> leases_;  // session -> lease id
   uint64_t read_only_counter_ = 0;
   std::unique_ptr<block::SessionManager> sessions_;
+  std::string cache_dir_;  // for describe()'s session-less devices
 };
 
 }  // namespace bootfleet::serve

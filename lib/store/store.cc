@@ -478,12 +478,22 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   }
   std::optional<VersionInfo> parent;
   bool new_base = true;
-  if (latest && !squash_of) {
-    if (disk.size() > latest->size) {
-      throw Error("the disk is " + std::to_string(disk.size()) + " bytes, larger than " + image + "@" +
-                  std::to_string(latest->number) + " (" + std::to_string(latest->size) +
-                  " bytes); versions of an image keep its size (import it as a new image instead)");
-    }
+  const std::string input = options.source ? *options.source + ": " : std::string();
+  if (disk.size() == 0) {
+    throw Error(input + "0 bytes: an empty file is not a disk (expected a raw disk, a VHD or a VHDX)");
+  }
+  // A raw file of the image's nominal size is its size: version 1 was
+  // rounded up to whole CHS cylinders (docs/formats.md).
+  const bool same_size = latest && (disk.size() == latest->size || vhd::round_up_to_geometry(disk.size()) == latest->size);
+  const bool resized = latest && !squash_of && !same_size;
+  if (resized && !options.resize) {
+    throw Error(input + "the disk is " + std::to_string(disk.size()) + " bytes (" + util::format_size(disk.size()) +
+                ") but " + image + "@" + std::to_string(latest->number) + " is " + std::to_string(latest->size) +
+                " bytes (" + util::format_size(latest->size) +
+                "); versions of an image keep its size. Check the file, or say --resize to store it as a new base of "
+                "the new size");
+  }
+  if (latest && !squash_of && !resized) {
     if (latest->depth < kMaxChainDepth) {
       parent = latest;
       new_base = false;
@@ -492,7 +502,8 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
 
   BlockDigests parent_digests = parent ? digests(*parent) : BlockDigests();
   // Every version of an image has the image's size, also a new base.
-  uint64_t out_size = latest ? latest->size : vhd::round_up_to_geometry(disk.size());
+  // A resized one starts a new base of its own size.
+  uint64_t out_size = latest && !resized ? latest->size : vhd::round_up_to_geometry(disk.size());
   BlockDigests new_digests(out_size);
   uint64_t changed = 0;
 

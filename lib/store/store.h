@@ -118,6 +118,10 @@ struct ImportOptions {
   std::optional<std::string> recipe;
   std::optional<std::string> recipe_hash;
   bool publish = false;
+  // Whether the version may have another size than the one before it (then
+  // stored as a new base). Without it such a disk is refused with both
+  // sizes: a smaller file is usually the wrong file, not a smaller disk.
+  bool resize = false;
   // When the disk is a write cache over version `changed_since->first`:
   // the only blocks (of kDigestBlockSize) that may differ from it. If that
   // version becomes the new one's parent, no other block is read, so a

@@ -38,6 +38,7 @@
 #include "util/bytes.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/net.h"
 
 namespace bootfleet::tftp {
 
@@ -149,14 +150,8 @@ std::string seconds_since(Clock::time_point start) {
 
 // Parses "ADDR:PORT" for a UDP socket.
 std::pair<std::string, std::string> split_address(const std::string& address) {
-  auto colon = address.rfind(':');
-  if (colon == std::string::npos) {
-    throw Error("TFTP address " + address + ": expected ADDRESS:PORT, e.g. 127.0.0.1:69, [::1]:69 or :69");
-  }
-  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (port.empty()) throw Error("TFTP address " + address + ": no port");
-  return {host, port};
+  util::HostPort hp = util::parse_listen_address(address, "TFTP address");
+  return {hp.host, std::to_string(hp.port)};
 }
 
 }  // namespace

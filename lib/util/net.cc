@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -13,13 +15,38 @@
 
 namespace bootfleet::util {
 
-ListeningSocket listen_tcp(const std::string& address, const std::string& what) {
+uint16_t parse_port(const std::string& text, const std::string& what, bool allow_zero) {
+  const std::string range = allow_zero ? "0-65535 (0: any free port)" : "1-65535";
+  bool digits = !text.empty() && text.size() <= 9 &&
+                std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); });
+  if (!digits) throw Error(what + ": port '" + text + "' is not a number from " + range);
+  unsigned long n = std::stoul(text);
+  if (n > 65535 || (n == 0 && !allow_zero)) {
+    throw Error(what + ": port " + text + " is outside " + range);
+  }
+  return static_cast<uint16_t>(n);
+}
+
+HostPort parse_listen_address(const std::string& address, const std::string& what, bool allow_zero) {
   auto colon = address.rfind(':');
   if (colon == std::string::npos) {
-    throw Error(address + ": expected ADDRESS:PORT for " + what + ", e.g. 127.0.0.1:8080, [::1]:8080 or :8080");
+    throw Error(what + ": '" + address + "': expected ADDRESS:PORT, e.g. 127.0.0.1:8080, [::1]:8080 or :8080");
   }
-  std::string host = address.substr(0, colon), port = address.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  HostPort hp;
+  hp.host = address.substr(0, colon);
+  if (hp.host.size() >= 2 && hp.host.front() == '[' && hp.host.back() == ']') {
+    hp.host = hp.host.substr(1, hp.host.size() - 2);
+  } else if (hp.host.find(':') != std::string::npos) {
+    throw Error(what + ": '" + address + "': an IPv6 address goes in brackets, e.g. [::1]:8080");
+  }
+  hp.port = parse_port(address.substr(colon + 1), what + ": '" + address + "'", allow_zero);
+  return hp;
+}
+
+ListeningSocket listen_tcp(const std::string& address, const std::string& what) {
+  HostPort hp = parse_listen_address(address, what + " address");
+  const std::string& host = hp.host;
+  const std::string port = std::to_string(hp.port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;

@@ -30,7 +30,7 @@ sha256sum "$V1_FILE" > v1.sum
 
 # 1. Usage errors: exit 2, naming what is wrong.
 expect_exit 2 "$IMGTOOL" boot-test
-expect_contains "version"
+expect_contains "missing IMAGE@N (imgtool boot-test IMAGE@N"
 expect_exit 2 "$IMGTOOL" boot-test tiny-linux
 expect_contains "tiny-linux"
 expect_exit 2 "$IMGTOOL" boot-test nosuch@1

@@ -26,7 +26,12 @@ expect_exit 2 "$PIPELINE" --imgtool "$WORK/no-imgtool" x.yaml
 expect_contains "no-imgtool"
 expect_exit 2 "$PIPELINE" --imgtool "$IMGTOOL" --lint-only "$WORK/missing.yaml"
 expect_contains "missing.yaml"
-pass "usage errors exit 2 and name the problem"
+# Outside a repository, as a newcomer first runs it: refused, nothing made.
+mkdir -p outside/recipes && touch outside/recipes/x.yaml
+expect_exit 2 bash -c "cd outside && '$PIPELINE' --imgtool '$IMGTOOL' --since origin/main"
+expect_contains "--since 'origin/main' is not a commit"
+[ -z "$(ls outside | grep -v '^recipes$')" ] || fail "a refused run left files: $(ls outside)"
+pass "usage errors exit 2, name the problem and leave nothing behind"
 
 mkdir -p repo/recipes
 cd repo

@@ -141,3 +141,44 @@ TEST_CASE("configuration: the API's keys, TLS both or neither", "[api]") {
   CHECK(error_of([&] { load("max_uploads: 0\n"); }).find("key 'max_uploads'") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("configuration: every unknown key with 'did you mean', ports checked at FILE:LINE, tabs, unreadable files", "[config]") {
+  auto dir = std::filesystem::temp_directory_path() / ("bootfleet-config-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::string path = (dir / "c.yaml").string();
+  auto load = [&](const std::string& text) {
+    std::ofstream(path) << text;
+    Config c;
+    load_config_file(path, c);
+    return c;
+  };
+  std::string e = error_of([&] { load("store: /s\nlistn: :1\ncache_rma: 1G\ntftp:\n  rot: /x\nfrobnicate: 1\n"); });
+  CHECK(e.find(path + ":2:1: key 'listn': unknown (did you mean 'listen'?)") != std::string::npos);
+  CHECK(e.find(path + ":3:1: key 'cache_rma': unknown (did you mean 'cache_ram'?)") != std::string::npos);
+  CHECK(e.find(path + ":5:3: key 'tftp.rot': unknown (did you mean 'root'?)") != std::string::npos);
+  CHECK(e.find(path + ":6:1: key 'frobnicate': unknown; known keys are store, listen,") != std::string::npos);
+
+  // Ports outside 1-65535 in every listen key, at the value's place.
+  CHECK(error_of([&] { load("listen: 127.0.0.1:99999\n"); }) ==
+        path + ":1:9: key 'listen': '127.0.0.1:99999': port 99999 is outside 0-65535 (0: any free port)");
+  CHECK(error_of([&] { load("listen: [127.0.0.1:10809, ':65536']\n"); }).find(":1:27: key 'listen': ':65536': port 65536") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("http:\n  listen: :165536\n"); }).find(":2:11: key 'http.listen': ':165536'") != std::string::npos);
+  CHECK(error_of([&] { load("tftp:\n  listen: :70000\n"); }).find(":2:11: key 'tftp.listen': ':70000'") != std::string::npos);
+  CHECK(error_of([&] { load("tftp.listen: :70000\n"); }).find("key 'tftp.listen'") != std::string::npos);
+  CHECK(error_of([&] { load("https_listen: :99999\ntls_cert: c\ntls_key: k\n"); }).find("key 'https_listen': ':99999'") !=
+        std::string::npos);
+  CHECK(load("listen: [unix:/run/b.sock, '127.0.0.1:0']\n").listen.size() == 2);
+
+  // A tab in the indentation: yaml-cpp's words, and what they mean.
+  e = error_of([&] { load("tftp:\n\tlisten: :69\n"); });
+  CHECK(e.find(path + ":") == 0);
+  CHECK(e.find("YAML forbids tabs for indentation and line 2 is indented with one") != std::string::npos);
+
+  // A file that cannot be read says why.
+  CHECK(error_of([&] {
+          Config c;
+          load_config_file((dir / "missing.yaml").string(), c);
+        }) == (dir / "missing.yaml").string() + ": cannot read the configuration file: No such file or directory");
+  std::filesystem::remove_all(dir);
+}

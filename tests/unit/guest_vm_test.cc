@@ -50,13 +50,33 @@ TEST_CASE("first_accel: a forced choice stands; auto tries KVM only where it can
   CHECK(first_accel(Accel::kKvm, true) == Accel::kKvm);
 }
 
-TEST_CASE("looks_like_kvm_failure: aborts, errors and KVM messages, not a clean power-off", "[guest]") {
-  CHECK(looks_like_kvm_failure(true, 6, ""));  // SIGABRT
-  CHECK(looks_like_kvm_failure(false, 1, "qemu-system-x86_64: -accel kvm: failed to initialize kvm: Permission denied"));
-  CHECK(looks_like_kvm_failure(false, 0, "error: kvm run failed Bad address"));
-  CHECK(looks_like_kvm_failure(false, 0, "KVM internal error. Suberror: 1"));
-  CHECK_FALSE(looks_like_kvm_failure(false, 0, ""));
-  CHECK_FALSE(looks_like_kvm_failure(false, 0, "warning: host doesn't support requested feature: CPUID.01H:ECX.pni"));
+TEST_CASE("looks_like_kvm_failure: aborts, errors and KVM messages, not a clean power-off after the kernel ran", "[guest]") {
+  CHECK(looks_like_kvm_failure(true, 6, "", true));  // SIGABRT (-cpu host on some hosts)
+  CHECK(looks_like_kvm_failure(false, 1, "qemu-system-x86_64: -accel kvm: failed to initialize kvm: Permission denied", true));
+  CHECK(looks_like_kvm_failure(false, 0, "error: kvm run failed Bad address", true));
+  CHECK(looks_like_kvm_failure(false, 0, "KVM internal error. Suberror: 1", true));
+  CHECK_FALSE(looks_like_kvm_failure(false, 0, "", true));
+  CHECK_FALSE(looks_like_kvm_failure(false, 0, "warning: host doesn't support requested feature: CPUID.01H:ECX.pni", true));
+}
+
+TEST_CASE("looks_like_kvm_failure: a clean exit before any kernel output is a reset in the firmware", "[guest]") {
+  // Nested KVM without every CPU feature: the PC resets at iPXE's banner
+  // and QEMU (-no-reboot) exits 0.
+  CHECK(looks_like_kvm_failure(false, 0, "warning: host doesn't support requested feature: CPUID.01H:ECX.pni", false));
+  CHECK(looks_like_kvm_failure(false, 0, "", false));
+}
+
+TEST_CASE("ConsoleWatch::kernel_started: the kernel's first line, not iPXE's", "[guest]") {
+  ConsoleWatch w(std::regex("never"));
+  w.feed("\x1b[0;1miPXE 1.0.0+git\x1b[0m -- Open Source Network Boot Firmware\r\n");
+  w.feed("http://10.0.2.2:4242/artifacts/tiny-linux@1/vmlinuz... ok\r\n");
+  CHECK_FALSE(w.kernel_started());
+  w.feed("[    0.000000] Linux version 6.1.0-13-amd64 (debian-kernel@lists.debian.org)\r\n");
+  CHECK(w.kernel_started());
+  w.restart();  // powered on again: the next boot has to show it again
+  CHECK_FALSE(w.kernel_started());
+  w.feed("Linux version 6.1.0 (quiet timestamps)\n");
+  CHECK(w.kernel_started());
 }
 
 TEST_CASE("netboot_qemu_args: iPXE from the NIC ROM, user networking, console in a file", "[guest]") {

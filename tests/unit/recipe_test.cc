@@ -558,3 +558,9 @@ TEST_CASE("recipe: aliases and floods of mistakes are bounded", "[recipe]") {
   CHECK(many.size() == 501);
   CHECK_THAT(many.back().message, Catch::Contains("too many problems"));
 }
+
+TEST_CASE("a tab-indented recipe is told that YAML forbids tabs", "[recipe]") {
+  Problem p = only_problem("image: lab\nbase: lab@1\nsteps:\n  - mkdir:\n\t  path: /x\n");
+  CHECK(p.message.find("YAML syntax: ") == 0);
+  CHECK(p.message.find("YAML forbids tabs for indentation and line 5 is indented with one") != std::string::npos);
+}

@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -325,21 +326,48 @@ TEST_CASE("import stores a base, then differencing versions holding what changed
   CHECK(diff.verified);
 }
 
-TEST_CASE("import refuses a disk larger than the image, naming both sizes", "[store]") {
+TEST_CASE("import refuses a disk of another size than the image, naming both sizes, unless resize", "[store]") {
   TempStore t;
   auto v1 = t.import("lab", 1).version;
   std::string big = t.raw(9, 64u << 20);
   CHECK_THROWS_WITH(t.store->import_disk("lab", *vhd::RawDisk::open(big), {}),
-                    Catch::Contains("the disk is " + std::to_string(64u << 20) + " bytes, larger than lab@1 (" +
-                                    std::to_string(v1.size) + " bytes)"));
+                    Catch::Contains("the disk is " + std::to_string(64u << 20) + " bytes (64 MiB) but lab@1 is " +
+                                    std::to_string(v1.size) + " bytes") &&
+                        Catch::Contains("--resize"));
   CHECK(t.numbers("lab") == std::vector<int64_t>{1});
   CHECK(fs::is_empty(t.path + "/tmp"));
   CHECK_THROWS_WITH(t.store->import_disk("Lab", *vhd::RawDisk::open(big), {}), Catch::Contains("column 1"));
-  // A smaller disk is fine: the version keeps the image's size.
+  // A smaller disk is usually the wrong file: refused the same way.
   std::string small = t.raw(3, 2u << 20);
-  auto v2 = t.store->import_disk("lab", *vhd::RawDisk::open(small), {}).version;
-  CHECK(v2.size == v1.size);
-  CHECK(first_byte(*t.store, v2, 5u << 20) == 0);
+  CHECK_THROWS_WITH(t.store->import_disk("lab", *vhd::RawDisk::open(small), {}),
+                    Catch::Contains("the disk is " + std::to_string(2u << 20) + " bytes"));
+  CHECK(t.numbers("lab") == std::vector<int64_t>{1});
+  // Said explicitly: a new base of the new size.
+  ImportOptions resize;
+  resize.resize = true;
+  auto r2 = t.store->import_disk("lab", *vhd::RawDisk::open(small), resize);
+  CHECK(r2.new_base);
+  CHECK(!r2.version.parent);
+  CHECK(r2.version.size == vhd::round_up_to_geometry(2u << 20));
+  CHECK(first_byte(*t.store, r2.version, 0) == 3);
+  // The raw file of the nominal size is the image's size (CHS rounding).
+  std::string same = t.raw(4, 2u << 20);
+  auto r3 = t.store->import_disk("lab", *vhd::RawDisk::open(same), {});
+  CHECK(r3.version.parent == std::optional<int64_t>(2));
+}
+
+TEST_CASE("import refuses an empty input: 0 bytes is never a disk", "[store]") {
+  TempStore t;
+  std::string empty = t.path + "/empty.raw";
+  { std::ofstream(empty).flush(); }
+  ImportOptions o;
+  o.source = "empty.raw";
+  CHECK_THROWS_WITH(t.store->import_disk("lab", *vhd::RawDisk::open(empty), o),
+                    Catch::StartsWith("empty.raw: 0 bytes: an empty file is not a disk"));
+  t.import("lab", 1);
+  o.resize = true;
+  CHECK_THROWS_WITH(t.store->import_disk("lab", *vhd::RawDisk::open(empty), o), Catch::Contains("0 bytes"));
+  CHECK(t.numbers("lab") == std::vector<int64_t>{1});
 }
 
 TEST_CASE("unknown images and versions: the error lists what exists", "[store]") {

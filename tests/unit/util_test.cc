@@ -7,11 +7,14 @@
 #include <chrono>
 #include <thread>
 
+#include "util/args.h"
 #include "util/bytes.h"
 #include "util/connection_set.h"
 #include "util/error.h"
 #include "util/mac.h"
+#include "util/net.h"
 #include "util/size.h"
+#include "util/text.h"
 
 using namespace bootfleet::util;
 
@@ -122,4 +125,72 @@ TEST_CASE("ConnectionSet: a connection stuck sending to a client that never read
   CHECK(set.size() == 0);
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+TEST_CASE("parse_port and parse_listen_address refuse ports outside 0-65535 by name", "[util]") {
+  CHECK(parse_port("69", "--tftp-listen", false) == 69);
+  CHECK(parse_port("65535", "x", false) == 65535);
+  CHECK(parse_port("0", "x", true) == 0);
+  // getaddrinfo takes 99999 as 34463: every listener comes through here.
+  CHECK_THROWS_WITH(parse_port("99999", "--listen", true), "--listen: port 99999 is outside 0-65535 (0: any free port)");
+  CHECK_THROWS_WITH(parse_port("65536", "x", true), Catch::Contains("outside"));
+  CHECK_THROWS_WITH(parse_port("0", "--http-port", false), "--http-port: port 0 is outside 1-65535");
+  CHECK_THROWS_WITH(parse_port("", "x", true), Catch::Contains("is not a number"));
+  CHECK_THROWS_WITH(parse_port("80a", "x", true), Catch::Contains("'80a' is not a number"));
+  CHECK_THROWS_WITH(parse_port("-1", "x", true), Catch::Contains("is not a number"));
+  CHECK_THROWS_WITH(parse_port("1234567890123", "x", true), Catch::Contains("is not a number"));
+
+  HostPort a = parse_listen_address("127.0.0.1:10809", "--listen");
+  CHECK(a.host == "127.0.0.1");
+  CHECK(a.port == 10809);
+  HostPort b = parse_listen_address("[::1]:69", "--tftp-listen");
+  CHECK(b.host == "::1");
+  CHECK(b.port == 69);
+  HostPort c = parse_listen_address(":8080", "--http-listen");
+  CHECK(c.host.empty());
+  CHECK(c.port == 8080);
+  CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:99999", "--listen"),
+                    "--listen: '127.0.0.1:99999': port 99999 is outside 0-65535 (0: any free port)");
+  CHECK_THROWS_WITH(parse_listen_address(":165536", "--http-listen"), Catch::StartsWith("--http-listen: ':165536': port"));
+  CHECK_THROWS_WITH(parse_listen_address(":0", "--tftp-listen", false), Catch::Contains("outside 1-65535"));
+  CHECK_THROWS_WITH(parse_listen_address("localhost", "--listen"), Catch::Contains("expected ADDRESS:PORT"));
+  CHECK_THROWS_WITH(parse_listen_address("::1:80", "--listen"), Catch::Contains("in brackets"));
+  CHECK_THROWS_WITH(parse_listen_address("127.0.0.1:", "--listen"), Catch::Contains("is not a number"));
+}
+
+TEST_CASE("listen_tcp refuses a port past 65535 instead of binding another", "[util]") {
+  CHECK_THROWS_WITH(listen_tcp("127.0.0.1:99999", "NBD"), Catch::StartsWith("NBD address: '127.0.0.1:99999': port 99999"));
+  ListeningSocket any = listen_tcp("127.0.0.1:0", "NBD");
+  CHECK(any.port != 0);
+  ::close(any.fd);
+}
+
+TEST_CASE("did_you_mean finds a likely typo among known words, or says nothing", "[util]") {
+  CHECK(did_you_mean("listn", {"listen", "store"}) == " (did you mean 'listen'?)");
+  CHECK(did_you_mean("copy_in", {"copy-in", "copy-out"}) == " (did you mean 'copy-in'?)");
+  CHECK(did_you_mean("frobnicate", {"listen", "store"}).empty());
+  CHECK(did_you_mean("ab", {"x"}).empty());  // not closer than the word's own length
+  CHECK(did_you_mean(std::string(100, 'a'), {"a"}).empty());
+  CHECK(edit_distance("kitten", "sitting") == 3);
+}
+
+TEST_CASE("yaml_tab_hint names the first tab-indented line up to the error", "[util]") {
+  CHECK(yaml_tab_hint("a:\n\tb: 1\n", 2) == "; YAML forbids tabs for indentation and line 2 is indented with one (indent with spaces)");
+  CHECK(yaml_tab_hint("a:\n  \tb: 1\n", 3).find("line 2") != std::string::npos);
+  CHECK(yaml_tab_hint("a:\n  b: 1\n\tc: 2\n", 2).empty());  // the tab is after where the parser stopped
+  CHECK(yaml_tab_hint("a: \"x\ty\"\n", 1).empty());          // a tab inside a value is no indentation
+  CHECK(yaml_tab_hint("", 1).empty());
+}
+
+TEST_CASE("move_global_options moves options before the command to after it", "[util]") {
+  using V = std::vector<std::string>;
+  const V global = {"--store", "--config", "-c"};
+  CHECK(move_global_options({"--store", "/s", "versions", "lab"}, global) == V{"versions", "--store", "/s", "lab"});
+  CHECK(move_global_options({"--store=/s", "-c", "f.yaml", "serve", "-l", ":1"}, global) ==
+        V{"serve", "--store=/s", "-c", "f.yaml", "-l", ":1"});
+  CHECK(move_global_options({"versions", "--store", "/s"}, global) == V{"versions", "--store", "/s"});
+  CHECK(move_global_options({"--store", "/s", "--help"}, global) == V{"--help", "--store", "/s"});
+  CHECK(move_global_options({}, global).empty());
+  CHECK_THROWS_WITH(move_global_options({"--store"}, global), Catch::Contains("--store needs a value"));
+  CHECK_THROWS_WITH(move_global_options({"--store", "/s"}, global), Catch::Contains("no command after --store"));
 }

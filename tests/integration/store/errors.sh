@@ -97,9 +97,10 @@ refused 2 "--keep must be 0 or more" it prune lab --keep -1
 refused 2 "--keep and IMAGE@N exclude each other" it prune lab@2 --keep 1
 # A larger disk: the message names both sizes.
 truncate -s 1G big.raw
-refused 2 "the disk is $((1 << 30)) bytes, larger than lab@3 ($(it versions lab --json | json 'j[2]["virtual_size"]') bytes)" \
+refused 2 "the disk is $((1 << 30)) bytes (1 GiB) but lab@3 is $(it versions lab --json | json 'j[2]["virtual_size"]') bytes" \
   it import lab big.raw
 expect_contains "versions of an image keep its size"
+expect_contains "--resize"
 refused 2 "missing.raw: No such file or directory" it import lab missing.raw
 pass "refused with the reason, catalog and files unchanged: publishing a missing version, rolling back with no history, pruning the active version, the rollback target or a parent, a larger disk"
 
