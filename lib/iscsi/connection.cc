@@ -24,6 +24,12 @@
 
 namespace bootfleet::iscsi {
 
+SessionTable::~SessionTable() {
+  for (auto& [key, kept] : kept_) {
+    if (kept.opened.lun0.release) kept.opened.lun0.release();
+  }
+}
+
 uint16_t SessionTable::new_tsih() {
   std::lock_guard lock(mutex_);
   uint16_t t = next_tsih_++;
@@ -52,10 +58,60 @@ void SessionTable::release(const std::string& key, uint64_t connection) {
   }
 }
 
+void SessionTable::retain(const std::string& key, uint64_t connection, uint16_t tsih, const std::string& target,
+                          OpenedTarget opened, std::chrono::seconds retain) {
+  std::optional<OpenedTarget> replaced;
+  {
+    std::lock_guard lock(mutex_);
+    auto old = kept_.find(key);
+    if (old != kept_.end()) replaced = std::move(old->second.opened);
+    kept_[key] = {tsih, target, std::move(opened), std::chrono::steady_clock::now() + retain};
+    auto it = slots_.find(key);
+    if (it != slots_.end() && it->second.connection == connection) slots_.erase(it);
+    released_.notify_all();
+  }
+  if (replaced && replaced->lun0.release) replaced->lun0.release();
+}
+
+std::optional<OpenedTarget> SessionTable::reclaim(const std::string& key, const std::string& target) {
+  std::optional<OpenedTarget> out, other;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = kept_.find(key);
+    if (it == kept_.end()) return std::nullopt;
+    // Another target under the same name and ISID is another session: what
+    // was kept goes.
+    (it->second.target == target ? out : other) = std::move(it->second.opened);
+    kept_.erase(it);
+  }
+  if (other && other->lun0.release) other->lun0.release();
+  return out;
+}
+
 uint16_t SessionTable::tsih_of(const std::string& key) {
   std::lock_guard lock(mutex_);
   auto it = slots_.find(key);
-  return it == slots_.end() ? 0 : it->second.tsih;
+  if (it != slots_.end()) return it->second.tsih;
+  auto k = kept_.find(key);
+  return k == kept_.end() ? 0 : k->second.tsih;
+}
+
+void SessionTable::expire() {
+  std::vector<OpenedTarget> gone;
+  {
+    std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = kept_.begin(); it != kept_.end();) {
+      if (it->second.until <= now) {
+        gone.push_back(std::move(it->second.opened));
+        it = kept_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& g : gone)
+    if (g.lun0.release) g.lun0.release();
 }
 
 namespace {
@@ -189,6 +245,7 @@ class Connection {
   uint16_t cid_ = 0;
   std::string session_key_;
   bool registered_ = false;
+  bool logged_out_ = false;
   std::optional<ChapCredentials> chap_;
   enum class Auth { none_needed, offered, challenged, done } auth_ = Auth::none_needed;
   bool auth_negotiated_ = false;
@@ -212,8 +269,14 @@ class Connection {
 };
 
 Connection::~Connection() {
-  if (registered_) sessions_.release(session_key_, id_);
   if (opened_.lun0.device) opened_.lun0.device->flush();
+  const auto retain = std::chrono::seconds(negotiator_.params().default_time2retain);
+  if (registered_ && !logged_out_ && opened_.lun0.device && retain.count() > 0) {
+    // Gone without a Logout: the initiator may come back (§6.3.5).
+    sessions_.retain(session_key_, id_, tsih_, target_, std::move(opened_), retain);
+    return;
+  }
+  if (registered_) sessions_.release(session_key_, id_);
   if (opened_.lun0.release) opened_.lun0.release();
 }
 
@@ -649,21 +712,8 @@ bool Connection::enter_full_feature(const Pdu& request, uint16_t& status, std::s
     why = "authentication is required and was not completed";
     return false;
   }
-  if (!discovery_) {
-    try {
-      opened_ = targets_.open(target_, initiator_);
-    } catch (const TargetError& e) {
-      status = e.login_status;
-      why = e.what();
-      return false;
-    } catch (const std::exception& e) {
-      status = kLoginTargetError;
-      why = e.what();
-      return false;
-    }
-    lu_ = std::make_unique<LogicalUnit>(opened_.lun0.device, opened_.identity);
-  }
-  // Reinstatement: a connection still holding this session goes first.
+  // Reinstatement: a connection still holding this session goes first, and
+  // what it (or an earlier one that vanished) had open is taken over.
   const bool reinstating = sessions_.tsih_of(session_key_) != 0;
   if (tsih_ == 0) tsih_ = sessions_.new_tsih();
   const int fd = fd_;
@@ -671,6 +721,26 @@ bool Connection::enter_full_feature(const Pdu& request, uint16_t& status, std::s
     status = kLoginServiceUnavailable;
     why = "the session's previous connection did not end in time";
     return false;
+  }
+  if (!discovery_) {
+    if (auto kept = sessions_.reclaim(session_key_, target_)) {
+      opened_ = std::move(*kept);
+    } else {
+      try {
+        opened_ = targets_.open(target_, initiator_);
+      } catch (const TargetError& e) {
+        sessions_.release(session_key_, id_);
+        status = e.login_status;
+        why = e.what();
+        return false;
+      } catch (const std::exception& e) {
+        sessions_.release(session_key_, id_);
+        status = kLoginTargetError;
+        why = e.what();
+        return false;
+      }
+    }
+    lu_ = std::make_unique<LogicalUnit>(opened_.lun0.device, opened_.identity);
   }
   registered_ = true;
   const Params& p = negotiator_.params();
@@ -1172,6 +1242,7 @@ bool Connection::task_management(const Pdu& pdu) {
   log("task management function " + std::to_string(function) + ": response " + std::to_string(response));
   if (function == kTmfTargetColdReset && response == kTmfComplete) {
     stop_reason_ = "closed by TARGET COLD RESET";
+    logged_out_ = true;  // a reset: nothing is kept
     return false;
   }
   return true;
@@ -1257,6 +1328,7 @@ bool Connection::logout(const Pdu& pdu) {
   store_be16(r.bhs + 42, 0);  // Time2Retain
   queue_pdu(r, nullptr, 0);
   stop_reason_ = "logged out";
+  logged_out_ = true;
   return false;
 }
 

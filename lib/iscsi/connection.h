@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 
@@ -38,8 +39,16 @@
 namespace bootfleet::iscsi {
 
 // The sessions logged in on one server, for reinstatement.
+//
+// A connection that ends without a Logout (a network blip, a PC that was
+// reset mid-write, a connection shut by a reinstating login) leaves what it
+// had open here for the session's DefaultTime2Retain: a login with the same
+// InitiatorName and ISID to the same target within that time takes it over.
+// That is what keeps an anonymous session's write cache across a blip; a
+// named session would be found again by name anyway.
 class SessionTable {
  public:
+  ~SessionTable();
   // A fresh TSIH (never 0).
   uint16_t new_tsih();
   // Registers `connection` as the one of session `key`. When another
@@ -48,8 +57,15 @@ class SessionTable {
   bool take(const std::string& key, uint64_t connection, uint16_t tsih, std::function<void()> kill,
             std::chrono::milliseconds wait = std::chrono::seconds(10));
   void release(const std::string& key, uint64_t connection);
-  // The TSIH of a session that is logged in, or 0.
+  // release(), keeping `opened` (of `target`) for `retain` for the next login of `key`.
+  void retain(const std::string& key, uint64_t connection, uint16_t tsih, const std::string& target,
+              OpenedTarget opened, std::chrono::seconds retain);
+  // What a connection of `key` to `target` left behind, if it is still kept.
+  std::optional<OpenedTarget> reclaim(const std::string& key, const std::string& target);
+  // The TSIH of a session that is logged in or kept, or 0.
   uint16_t tsih_of(const std::string& key);
+  // Lets go of what was kept longer than its time.
+  void expire();
 
  private:
   struct Slot {
@@ -57,9 +73,16 @@ class SessionTable {
     uint16_t tsih;
     std::function<void()> kill;
   };
+  struct Kept {
+    uint16_t tsih;
+    std::string target;
+    OpenedTarget opened;
+    std::chrono::steady_clock::time_point until;
+  };
   std::mutex mutex_;
   std::condition_variable released_;
   std::map<std::string, Slot> slots_;
+  std::map<std::string, Kept> kept_;
   uint16_t next_tsih_ = 1;
 };
 

@@ -738,6 +738,10 @@ TEST_CASE("a second login with the same initiator name and ISID reinstates the s
   Pdu r2 = second.login();
   REQUIRE(login_status(r2) == 0);
   CHECK(first.closed_by_server());
+  // The disk the first connection had is taken over, not opened anew: an
+  // anonymous session keeps its write cache across the blip.
+  CHECK(targets.opens == 1);
+  CHECK(targets.releases == 0);
   // A different ISID is a different session: both stay.
   Initiator third(targets, sessions, 8);
   REQUIRE(login_status(third.login()) == 0);
@@ -780,4 +784,38 @@ TEST_CASE("a peer that says nothing is closed when the login time runs out", "[i
   ::close(fds[0]);
   ::close(fds[1]);
   CHECK(targets.opens == 0);
+}
+
+TEST_CASE("what a vanished connection had open is kept for Time2Retain, then let go", "[iscsi]") {
+  MemoryTargets targets;
+  SessionTable sessions;
+  {
+    Initiator gone(targets, sessions, 3);
+    REQUIRE(login_status(gone.login()) == 0);
+  }  // disconnects without a Logout
+  CHECK(targets.opens == 1);
+  CHECK(targets.releases == 0);
+  CHECK(sessions.tsih_of("iqn.2026-11.test:initiator,800000000003") != 0);
+  {
+    Initiator back(targets, sessions, 3);
+    REQUIRE(login_status(back.login()) == 0);
+    CHECK(targets.opens == 1);  // the same disk
+    Pdu lo;
+    lo.set_opcode(kOpLogoutRequest | kImmediateBit);
+    lo.bhs[1] = kFinalBit;
+    lo.set_u32(16, 1);
+    lo.set_u32(24, back.cmdsn_);
+    back.send(lo);
+    REQUIRE(back.receive());
+    CHECK(back.closed_by_server());
+  }
+  // A Logout keeps nothing.
+  CHECK(targets.releases == 1);
+  {
+    Initiator gone(targets, sessions, 4);
+    REQUIRE(login_status(gone.login()) == 0);
+  }
+  CHECK(targets.releases == 1);
+  sessions.expire();  // not yet due
+  CHECK(targets.releases == 1);
 }
