@@ -55,7 +55,7 @@ pass "iSCSIcmdsn, iSCSIdatasn, iSCSIResiduals and iSCSITMF pass against bootsrv"
 PROXY_PORT=$(free_port)
 $PY "$HERE/digest_proxy.py" $PROXY_PORT $ISCSI_PORT digest.counts > proxy.log 2>&1 &
 PROXY=$!
-trap 'kill -9 ${SERVER:-0} ${PROXY:-0} 2>/dev/null || true; stop_tgtd; rm -rf "$WORK"' EXIT
+EXTRA_PIDS=$PROXY
 for _ in $(seq 1 100); do grep -q relaying proxy.log && break; sleep 0.05; done
 before=$(grep -c ', header digest' server.log || true)
 run_suite bootsrv_digest "iscsi://127.0.0.1:$PROXY_PORT/$PREFIX:lab:pc01/0"

@@ -29,7 +29,6 @@ stop_server() {
   kill -TERM $SERVER 2>/dev/null || return 0
   wait $SERVER || fail "bootsrv exited $? on SIGTERM"
 }
-trap 'kill -9 ${SERVER:-0} 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # iurl TARGET-SUFFIX [LUN]: the libiscsi/QEMU URL of PREFIX:SUFFIX.
 iurl() { echo "iscsi://127.0.0.1:$ISCSI_PORT/$PREFIX:$1/${2-0}"; }
 alive() { kill -0 $SERVER 2>/dev/null || fail "bootsrv died: $(tail -20 server.log)"; }
@@ -76,4 +75,14 @@ stop_tgtd() {
   rm -f /var/run/tgtd/socket.$TGT_CONTROL /var/run/tgtd/socket.$TGT_CONTROL.lock
   TGTD=
 }
-trap 'kill -9 ${SERVER:-0} 2>/dev/null || true; stop_tgtd; rm -rf "$WORK"' EXIT
+# On exit: what the test started, then its directory. (Never "kill -9 0",
+# which would take the whole process group, ctest included, when a test
+# exits before its server started.)
+EXTRA_PIDS=
+cleanup() {
+  local pid
+  for pid in ${SERVER:-} $EXTRA_PIDS; do kill -9 "$pid" 2>/dev/null || true; done
+  stop_tgtd
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
