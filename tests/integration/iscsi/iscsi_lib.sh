@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # For the iSCSI tests: a store with one image "lab" (64 MiB, published as
 # version 1), and bootsrv serving it over iSCSI and NBD on free loopback
 # ports, killed on exit. Target names are those of docs/iscsi.md.
