@@ -437,4 +437,8 @@ if __name__ == "__main__":
         except (Failure, EOFError, OSError, socket.timeout) as e:
             failed += 1
             print(f"FAIL: {case.__name__}: {type(e).__name__}: {e}", flush=True)
+            try:  # a failed case must not take the others down either
+                well_behaved(f"the failed case {case.__name__}")
+            except Failure as e2:
+                print(f"FAIL: {e2}", flush=True)
     sys.exit(1 if failed else 0)
