@@ -35,8 +35,12 @@ P_NBD=$(port); P_ISCSI=$(port)
 "$BOOTSRV" serve --listen 127.0.0.1:$P_NBD --iscsi-listen 127.0.0.1:$P_ISCSI > bootsrv.log 2>&1 & pids+=($!)
 BOOT_PID=$!
 # tgtd on its own portal and control port, in the foreground.
-P_TGT=$(port); CTL=$(( 20000 + RANDOM % 20000 ))
+# tgtd -f ignores SIGTERM: cleanup's kill is followed by SIGKILL below.
+P_TGT=$(port); CTL=$(( 100 + RANDOM % 800 ))
+while [ -e /var/run/tgtd/socket.$CTL ]; do CTL=$(( CTL + 1 )); done
 tgtd -f --iscsi portal=127.0.0.1:$P_TGT -C $CTL > tgtd.log 2>&1 & pids+=($!)
+TGT_PID=$!
+trap 'kill -9 $TGT_PID 2>/dev/null; rm -f /var/run/tgtd/socket.$CTL /var/run/tgtd/socket.$CTL.lock; cleanup' EXIT
 for _ in $(seq 1 100); do tgtadm -C $CTL --lld iscsi --mode target --op show >/dev/null 2>&1 && break; sleep 0.1; done
 tgtadm -C $CTL --lld iscsi --mode target --op new --tid 1 --targetname $IQN.bench:tgt
 tgtadm -C $CTL --lld iscsi --mode logicalunit --op new --tid 1 --lun 1 --backing-store "$work/tgt.raw"
