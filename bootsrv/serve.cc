@@ -98,6 +98,12 @@ int serve_command(const std::vector<std::string>& args) {
   serve::BootServerOptions server_options;
   server_options.nbd_listen = config.listen;
   server_options.nbd_busy_poll = config.nbd_busy_poll;
+  const Limits& limits = config.limits;
+  server_options.nbd_limits = {limits.nbd_per_peer, limits.nbd_connections,
+                               std::chrono::duration_cast<std::chrono::milliseconds>(limits.nbd_handshake_timeout), "NBD"};
+  server_options.http_max_connections = limits.http_connections;
+  server_options.http_per_peer = limits.http_per_peer;
+  server_options.http_request_timeout = limits.http_request_timeout;
   server_options.http_listen = config.http_listen;
   server_options.https_listen = config.https_listen;
   if (!config.https_listen.empty()) {
@@ -148,6 +154,10 @@ int serve_command(const std::vector<std::string>& args) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
     tftp_options.root = config.tftp_root;
+    tftp_options.max_transfers = config.limits.tftp_transfers;
+    tftp_options.max_per_peer = config.limits.tftp_per_peer;
+    tftp_options.limits.max_timeout = static_cast<uint8_t>(config.limits.tftp_max_timeout);
+    tftp_options.give_up = config.limits.tftp_give_up;
     if (http) {
       // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
       // is a specific one, else to the server the PC got its loader from.

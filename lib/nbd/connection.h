@@ -53,6 +53,9 @@ struct ConnectionOptions {
   // How long a reader whose client keeps it busy polls the socket before it
   // sleeps (see receive() in connection.cc); 0: never.
   std::chrono::microseconds busy_poll{50};
+  // Called once when the handshake is over and transmission begins (the
+  // server lifts the handshake deadline: util::PeerLimits::Slot::established).
+  std::function<void()> on_established;
 };
 
 // Serves the client until it disconnects or breaks the protocol. Never

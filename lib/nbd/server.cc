@@ -20,8 +20,8 @@ namespace bootfleet::nbd {
 
 using util::Error;
 
-Server::Server(ExportResolver& resolver, ConnectionOptions connection_options)
-    : resolver_(resolver), connection_options_(connection_options) {}
+Server::Server(ExportResolver& resolver, ConnectionOptions connection_options, util::PeerLimits::Options limits)
+    : resolver_(resolver), connection_options_(connection_options), limits_(std::move(limits)) {}
 
 Server::~Server() {
   stop();
@@ -61,19 +61,21 @@ void Server::start() {
 }
 
 namespace {
-std::string peer_name(const sockaddr_storage& sa) {
+// The peer's address, and the same with its port ("10.0.0.5", "10.0.0.5:4711").
+std::pair<std::string, std::string> peer_name(const sockaddr_storage& sa) {
   char host[INET6_ADDRSTRLEN] = "?";
   if (sa.ss_family == AF_INET) {
     auto* in = reinterpret_cast<const sockaddr_in*>(&sa);
     ::inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-    return std::string(host) + ":" + std::to_string(ntohs(in->sin_port));
+    return {host, std::string(host) + ":" + std::to_string(ntohs(in->sin_port))};
   }
   if (sa.ss_family == AF_INET6) {
     auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sa);
     ::inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-    return "[" + std::string(host) + "]:" + std::to_string(ntohs(in6->sin6_port));
+    std::string h = "[" + std::string(host) + "]";
+    return {h, h + ":" + std::to_string(ntohs(in6->sin6_port))};
   }
-  return "unix";
+  return {"unix", "unix"};
 }
 }  // namespace
 
@@ -93,12 +95,22 @@ void Server::accept_loop(int listen_fd) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    std::string peer = peer_name(sa);
+    auto [host, peer] = peer_name(sa);
+    if (sa.ss_family == AF_UNIX) host += "#" + std::to_string(fd);  // local: each is its own peer
+    std::string refusal;
+    auto slot = std::make_shared<util::PeerLimits::Slot>(limits_.admit(fd, host, refusal));
+    if (!*slot) {
+      util::log_line(refusal);
+      ::close(fd);
+      continue;
+    }
     connections_.add(fd, peer);
-    std::thread([this, fd, peer] {
+    std::thread([this, fd, peer, slot] {
       ConnectionOptions options = connection_options_;
       options.stopping = connections_.stopping_flag();
+      options.on_established = [slot] { slot->established(); };
       serve_connection(fd, resolver_, peer, options);
+      slot->release();  // before the descriptor can be reused
       ::close(fd);
       connections_.remove(fd);
     }).detach();

@@ -43,6 +43,9 @@ struct BootEvent {
 struct BootServerOptions {
   std::vector<std::string> nbd_listen{"127.0.0.1:0"};  // see nbd::Server::listen
   std::chrono::microseconds nbd_busy_poll{50};         // see nbd::ConnectionOptions
+  util::PeerLimits::Options nbd_limits = nbd::Server::default_limits();  // see nbd::Server
+  size_t http_max_connections = 256, http_per_peer = 32;  // see http::ServerOptions
+  std::chrono::seconds http_request_timeout{10};
   std::string http_listen = "127.0.0.1:0";             // empty: no HTTP
   std::string https_listen;                            // empty: no HTTPS
   std::shared_ptr<const http::TlsContext> tls;         // the certificate for https_listen
