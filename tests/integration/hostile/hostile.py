@@ -180,17 +180,21 @@ def tftp_flood(port, srcs, per_src, name):
             u.sendto(tftp_rrq(name, [("timeout", "255"), ("tsize", "0")]), ("127.0.0.1", port))
             socks.append(u)
     time.sleep(1.0)
+    # Per socket (a transfer retransmits its OACK): what it was answered.
     oack_timeouts, errors, data = [], [], 0
     for u in socks:
+        got_oack = got_error = False
         try:
             while True:
                 pkt = u.recv(2048, socket.MSG_DONTWAIT)
                 op = struct.unpack(">H", pkt[:2])[0]
-                if op == 6:
+                if op == 6 and not got_oack:
+                    got_oack = True
                     fields = pkt[2:].split(b"\0")
                     opts = dict(zip(fields[0::2], fields[1::2]))
                     oack_timeouts.append(opts.get(b"timeout", b"").decode())
-                elif op == 5:
+                elif op == 5 and not got_error:
+                    got_error = True
                     errors.append(pkt[4:-1].decode(errors="replace"))
                 elif op == 3:
                     data += 1

@@ -88,7 +88,7 @@ tftp_get loader.bin got.bin && cmp got.bin root/loader.bin || fail "served again
 alive
 stop_server
 chmod 777 root
-expect_exit 1 "$BOOTSRV" serve --listen 127.0.0.1:$(free_port) --tftp-listen 127.0.0.1:$TPORT --tftp-root "$WORK/root"
+expect_exit 2 "$BOOTSRV" serve --listen 127.0.0.1:$(free_port) --tftp-listen 127.0.0.1:$TPORT --tftp-root "$WORK/root"
 expect_contains "writable by every user"
 chmod 755 root
 pass "a root writable by everyone: nothing served while it is (logged), and bootsrv will not start on one"
