@@ -10,6 +10,7 @@
 
 #include "api_error.h"
 #include "config.h"
+#include "json_body.h"
 #include "tokens.h"
 #include "uploads.h"
 
@@ -140,4 +141,39 @@ TEST_CASE("configuration: the API's keys, TLS both or neither", "[api]") {
         std::string::npos);
   CHECK(error_of([&] { load("max_uploads: 0\n"); }).find("key 'max_uploads'") != std::string::npos);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("JSON bodies: nesting and size refused before parsing, nothing echoed", "[api]") {
+  CHECK(parse_json_body_text("").is_object());
+  CHECK(parse_json_body_text("{\"version\": 3}")["version"] == 3);
+  CHECK(json_depth("{\"a\": [[1]], \"b\": \"[[[[[[\"}") == 3);  // brackets in strings do not count
+  CHECK(json_depth("\"\\\"[[[\"") == 0);                       // nor after an escaped quote
+  std::string deep = "{\"version\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  try {
+    parse_json_body_text(deep);
+    FAIL("100 000 levels parsed");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 400);
+    CHECK_THAT(e.what(), Catch::Contains("more than 16 deep"));
+    CHECK(std::string(e.what()).find("[[") == std::string::npos);
+  }
+  CHECK_NOTHROW(parse_json_body_text(std::string(16, '[') + std::string(16, ']')));
+  CHECK_THROWS(parse_json_body_text(std::string(17, '[') + std::string(17, ']')));
+  try {
+    parse_json_body_text("{\"version\": <secret-value>}");
+    FAIL("not JSON parsed");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 400);
+    CHECK(std::string(e.what()).find("secret") == std::string::npos);
+  }
+  try {
+    parse_json_body_text(std::string((1 << 20) + 1, ' '));
+    FAIL("a body over 1 MiB parsed");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 413);
+  }
+  CHECK(json_kind(nlohmann::json::parse("\"x\"")) == "a string");
+  CHECK(json_kind(nlohmann::json::parse("[1]")) == "an array");
+  CHECK(json_kind(nlohmann::json::parse("-4")) == "a negative number");
+  CHECK(json_kind(nlohmann::json::parse("1.5")) == "a number with a fraction or exponent");
 }
