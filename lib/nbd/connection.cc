@@ -333,9 +333,12 @@ void Connection::run() {
     }
     std::vector<uint8_t> data(length);
     if (length && !read_exact(data.data(), length)) return;
+    // The client has asked for its export: what is left (opening it, which
+    // may wait on the store when many PCs boot at once) is our time, not
+    // the peer's, and must not count against its handshake deadline.
+    if ((option == kOptExportName || option == kOptGo) && options_.on_established) options_.on_established();
     if (!handle_option(option, data, done)) return;
   }
-  if (options_.on_established) options_.on_established();
   transmission();
 }
 

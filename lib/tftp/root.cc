@@ -123,7 +123,9 @@ std::variant<Refusal, std::string> Root::normalize(const std::string& name, cons
 
 std::variant<Refusal, util::UniqueFd> Root::open_trusted_link(const std::string& relative, bool have_openat2) const {
   struct stat root {};
-  if (::fstat(dir_fd_.get(), &root) != 0 || !root_only(root)) return untrusted_link(relative, "the root is not owned by root or is writable by group or others");
+  if (::fstat(dir_fd_.get(), &root) != 0 || !root_only(root)) {
+    return untrusted_link(relative, "the root is not owned by root or is writable by group or others");
+  }
   // Walk the directories beneath the root without following symlinks; each
   // must be root's alone, like the root.
   util::UniqueFd dir;
