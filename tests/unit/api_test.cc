@@ -177,3 +177,42 @@ TEST_CASE("JSON bodies: nesting and size refused before parsing, nothing echoed"
   CHECK(json_kind(nlohmann::json::parse("-4")) == "a negative number");
   CHECK(json_kind(nlohmann::json::parse("1.5")) == "a number with a fraction or exponent");
 }
+
+TEST_CASE("configuration: limits:, each key checked and named with its place", "[api]") {
+  auto dir = std::filesystem::temp_directory_path() / ("bootfleet-limits-config-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto load = [&](const std::string& text) {
+    std::string path = (dir / "c.yaml").string();
+    std::ofstream(path) << text;
+    Config c;
+    load_config_file(path, c);
+    return c;
+  };
+  Config d = load("store: /s\n");
+  CHECK(d.limits.nbd_per_peer == 16);
+  CHECK(d.limits.http_request_timeout == std::chrono::seconds(10));
+  CHECK(d.limits.tftp_max_timeout == 5);
+  Config c = load("limits:\n  nbd_connections: 100\n  nbd_per_peer: 4\n  nbd_handshake_timeout: 30s\n"
+                  "  http_connections: 50\n  http_per_peer: 5\n  http_request_timeout: 1m\n"
+                  "  tftp_transfers: 10\n  tftp_per_peer: 2\n  tftp_max_timeout: 3\n  tftp_give_up: 20\n");
+  CHECK(c.limits.nbd_connections == 100);
+  CHECK(c.limits.nbd_per_peer == 4);
+  CHECK(c.limits.nbd_handshake_timeout == std::chrono::seconds(30));
+  CHECK(c.limits.http_connections == 50);
+  CHECK(c.limits.http_per_peer == 5);
+  CHECK(c.limits.http_request_timeout == std::chrono::seconds(60));
+  CHECK(c.limits.tftp_transfers == 10);
+  CHECK(c.limits.tftp_per_peer == 2);
+  CHECK(c.limits.tftp_max_timeout == 3);
+  CHECK(c.limits.tftp_give_up == std::chrono::seconds(20));
+  CHECK(error_of([&] { load("limits:\n  nbd_per_peer: 0\n"); }).find("c.yaml:2:17: key 'limits.nbd_per_peer': expected a number from 1 to 100000") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits:\n  tftp_max_timeout: 256\n"); }).find("expected a number from 1 to 255") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits:\n  http_request_timeout: soon\n"); }).find("key 'limits.http_request_timeout'") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits:\n  nbd_handshake: 10s\n"); }).find("c.yaml:2:3: key 'limits.nbd_handshake': unknown; known keys are") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits: 5\n"); }).find("key 'limits': expected a mapping") != std::string::npos);
+  std::filesystem::remove_all(dir);
+}
