@@ -95,7 +95,8 @@ void Server::accept_loop(int listen_fd) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    auto [host, peer] = peer_name(sa);
+    auto names = peer_name(sa);
+    std::string host = names.first, peer = names.second;  // plain variables: lambdas capture them
     if (sa.ss_family == AF_UNIX) host += "#" + std::to_string(fd);  // local: each is its own peer
     std::string refusal;
     auto slot = std::make_shared<util::PeerLimits::Slot>(limits_.admit(fd, host, refusal));
