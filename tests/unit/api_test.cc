@@ -115,16 +115,19 @@ TEST_CASE("upload declarations: every field checked, each error names it", "[api
   CHECK(error_of([&] { UploadDeclaration::from_json("lab", v1); }).find("has no parent") != std::string::npos);
 }
 
+// `text` written to DIR/c.yaml and loaded as bootsrv's configuration.
+static Config load_config_text(const std::filesystem::path& dir, const std::string& text) {
+  std::string path = (dir / "c.yaml").string();
+  std::ofstream(path) << text;
+  Config c;
+  load_config_file(path, c);
+  return c;
+}
+
 TEST_CASE("configuration: the API's keys, TLS both or neither", "[api]") {
   auto dir = std::filesystem::temp_directory_path() / ("bootfleet-api-config-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  auto load = [&](const std::string& text) {
-    std::string path = (dir / "c.yaml").string();
-    std::ofstream(path) << text;
-    Config c;
-    load_config_file(path, c);
-    return c;
-  };
+  auto load = [&](const std::string& text) { return load_config_text(dir, text); };
   Config c = load("api_tokens: /etc/t\ntls_cert: c.pem\ntls_key: k.pem\nhttps_listen: :8443\napi_plain_http: true\n"
                   "upload_dir: /u\nupload_ttl: 2m\nmax_uploads: 2\n");
   CHECK(c.api_tokens == "/etc/t");
@@ -181,13 +184,7 @@ TEST_CASE("JSON bodies: nesting and size refused before parsing, nothing echoed"
 TEST_CASE("configuration: limits:, each key checked and named with its place", "[api]") {
   auto dir = std::filesystem::temp_directory_path() / ("bootfleet-limits-config-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  auto load = [&](const std::string& text) {
-    std::string path = (dir / "c.yaml").string();
-    std::ofstream(path) << text;
-    Config c;
-    load_config_file(path, c);
-    return c;
-  };
+  auto load = [&](const std::string& text) { return load_config_text(dir, text); };
   Config d = load("store: /s\n");
   CHECK(d.limits.nbd_per_peer == 16);
   CHECK(d.limits.http_request_timeout == std::chrono::seconds(10));

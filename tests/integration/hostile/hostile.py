@@ -88,23 +88,23 @@ def nbd_halfopen(port, src, count, wait):
         closed_later=closed_later, still_open=len(pending))
 
 
-def nbd_handshake(s, export):
-    hello = b""
-    while len(hello) < 18:
-        chunk = s.recv(18 - len(hello))
+def recv_exact(s, n, what):
+    data = b""
+    while len(data) < n:
+        chunk = s.recv(n - len(data))
         if not chunk:
-            raise SystemExit("closed during the greeting")
-        hello += chunk
+            raise SystemExit(what)
+        data += chunk
+    return data
+
+
+def nbd_handshake(s, export):
+    hello = recv_exact(s, 18, "closed during the greeting")
     assert hello[:8] == b"NBDMAGIC", hello
     s.sendall(struct.pack(">I", 3))  # fixed newstyle, no zeroes
     name = export.encode()
     s.sendall(b"IHAVEOPT" + struct.pack(">II", 1, len(name)) + name)  # NBD_OPT_EXPORT_NAME
-    reply = b""
-    while len(reply) < 10:
-        chunk = s.recv(10 - len(reply))
-        if not chunk:
-            raise SystemExit("export refused")
-        reply += chunk
+    reply = recv_exact(s, 10, "export refused")  # size and flags (no zeroes)
     return struct.unpack(">Q", reply[:8])[0]
 
 
