@@ -33,7 +33,7 @@ int serve_command(const std::vector<std::string>& args) {
   options.add_options()
       ("help,h", "show this help")
       ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
-      ("config,c", po::value(&config_file), "a YAML configuration file")
+      ("config,c", po::value(&config_file), "a YAML configuration file (see bootsrv(1); its limits: mapping sets what one peer may hold)")
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
@@ -188,7 +188,7 @@ int serve_command(const std::vector<std::string>& args) {
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
         server.set_housekeeping_interval(std::min(config.heartbeat, std::chrono::seconds(10)));
-        util::log_line("configuration reloaded, API tokens re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache and upload settings change only on restart)");
+        util::log_line("configuration reloaded, API tokens re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache, upload settings and limits change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }
