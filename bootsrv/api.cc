@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "api_error.h"
+#include "json_body.h"
 #include "store/version_json.h"
 #include "store/version_ref.h"
 #include "util/error.h"
@@ -18,8 +19,6 @@ namespace bootfleet::bootsrv {
 using nlohmann::json;
 
 namespace {
-
-constexpr uint64_t kMaxJsonBody = 1 << 20;  // publish, rollback, upload declarations
 
 http::Response json_response(int status, const json& body) {
   http::Response r;
@@ -55,15 +54,7 @@ int64_t version_number(const std::string& text, const std::string& what) {
   return std::stoll(text);
 }
 
-json parse_json_body(http::Body& body) {
-  std::string text = body.read_all(kMaxJsonBody);
-  if (text.empty()) return json::object();
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    throw ApiError(400, std::string("the request body is not JSON: ") + e.what());
-  }
-}
+json parse_json_body(http::Body& body) { return parse_json_body_text(body.read_all(kMaxJsonBody)); }
 
 std::optional<int64_t> json_version(const json& body, const char* name, bool required) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
@@ -72,7 +63,7 @@ std::optional<int64_t> json_version(const json& body, const char* name, bool req
     return std::nullopt;
   }
   if (!body[name].is_number_integer() || body[name].get<int64_t>() < 1) {
-    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + body[name].dump());
+    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + json_kind(body[name]));
   }
   return body[name].get<int64_t>();
 }
@@ -162,7 +153,7 @@ json Api::version_json(const store::VersionInfo& v, std::optional<int64_t> activ
 }
 
 http::Response Api::handle(const http::Request& request, const http::Connection& connection, http::Body& body) {
-  const std::string line = "\"" + request.method + " " + request.target + "\"";
+  const std::string line = "\"" + request.method + " " + http::loggable_target(request.target) + "\"";
   try {
     auto path = http::split_path(request.target);
     if (!path) throw ApiError(400, "the path is not a clean /-separated path");

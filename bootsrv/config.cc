@@ -4,6 +4,7 @@
 
 #include <fstream>
 #include <iterator>
+#include <functional>
 #include <map>
 
 #include "util/error.h"
@@ -23,7 +24,7 @@ const std::vector<std::string> kKnownKeys = {
     "store",        "listen",      "nbd_busy_poll_us", "cache_dir", "cache_ram",      "idle_timeout",
     "heartbeat",    "tftp",        "tftp.listen",      "tftp.root", "http",           "http.listen",
     "default_image", "kernel_cmdline", "api_tokens",   "tls_cert",  "tls_key",        "https_listen",
-    "api_plain_http", "upload_dir", "upload_ttl",      "max_uploads", "iscsi", "iscsi.listen", "iscsi.iqn_prefix",
+    "api_plain_http", "upload_dir", "upload_ttl",      "max_uploads", "limits", "iscsi", "iscsi.listen", "iscsi.iqn_prefix",
     "iscsi.chap_secrets"};
 
 std::string known_keys_text() {
@@ -49,6 +50,51 @@ std::chrono::seconds parse_duration(const std::string& text, const std::string& 
   if (unit == "d") return std::chrono::seconds(n * 86400);
   throw Error(what + ": '" + text + "' has an unknown unit '" + unit + "'; use s, m, h or d");
 }
+
+namespace {
+
+// The `limits:` mapping; errors name the file, line and key, and the range.
+void load_limits(const YAML::Node& v, Limits& limits,
+                 const std::function<std::string(const YAML::Node&, const std::string&)>& where) {
+  if (!v.IsMap()) throw Error(where(v, "limits") + ": expected a mapping, e.g. limits: {nbd_per_peer: 16}");
+  for (const auto& sub : v) {
+    const std::string name = sub.first.as<std::string>();
+    const std::string at = where(sub.second, "limits." + name);
+    auto count = [&](size_t& out, long long most) {
+      long long n = 0;
+      if (!YAML::convert<long long>::decode(sub.second, n) || n < 1 || n > most) {
+        throw Error(at + ": expected a number from 1 to " + std::to_string(most));
+      }
+      out = static_cast<size_t>(n);
+    };
+    auto seconds = [&](std::chrono::seconds& out, long long most) {
+      out = parse_duration(sub.second.as<std::string>(), at);
+      if (out.count() < 1 || out.count() > most) {
+        throw Error(at + ": expected 1s to " + std::to_string(most) + "s");
+      }
+    };
+    if (name == "nbd_connections") count(limits.nbd_connections, 100000);
+    else if (name == "nbd_per_peer") count(limits.nbd_per_peer, 100000);
+    else if (name == "nbd_handshake_timeout") seconds(limits.nbd_handshake_timeout, 3600);
+    else if (name == "http_connections") count(limits.http_connections, 100000);
+    else if (name == "http_per_peer") count(limits.http_per_peer, 100000);
+    else if (name == "http_request_timeout") seconds(limits.http_request_timeout, 3600);
+    else if (name == "tftp_transfers") count(limits.tftp_transfers, 10000);
+    else if (name == "tftp_per_peer") count(limits.tftp_per_peer, 10000);
+    else if (name == "tftp_give_up") seconds(limits.tftp_give_up, 3600);
+    else if (name == "tftp_max_timeout") {
+      size_t n = 0;
+      count(n, 255);
+      limits.tftp_max_timeout = static_cast<unsigned>(n);
+    } else {
+      throw Error(where(sub.first, "limits." + name) +
+                  ": unknown; known keys are nbd_connections, nbd_per_peer, nbd_handshake_timeout, http_connections, "
+                  "http_per_peer, http_request_timeout, tftp_transfers, tftp_per_peer, tftp_max_timeout, tftp_give_up");
+    }
+  }
+}
+
+}  // namespace
 
 void load_config_file(const std::string& path, Config& config) {
   std::ifstream in(path);
@@ -174,6 +220,8 @@ void load_config_file(const std::string& path, Config& config) {
           throw Error(where(v, key) + ": expected a number of uploads from 1 to 1000");
         }
         config.max_uploads = static_cast<size_t>(n);
+      } else if (key == "limits") {
+        load_limits(v, config.limits, where);
       } else if (key == "tftp") {
         if (!v.IsMap()) throw Error(where(v, key) + ": expected a mapping with listen and root");
         for (const auto& sub : v) {

@@ -3,10 +3,26 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <string>
 #include <vector>
 
 namespace bootfleet::bootsrv {
+
+// What one LAN peer may hold (docs/bootsrv.md, "What a LAN peer can and
+// cannot do"): the `limits:` mapping of the configuration file.
+struct Limits {
+  size_t nbd_connections = 512;                  // NBD connections in all
+  size_t nbd_per_peer = 16;                      // ... from one address
+  std::chrono::seconds nbd_handshake_timeout{10};  // connect to export chosen
+  size_t http_connections = 256;                 // HTTP and HTTPS connections in all
+  size_t http_per_peer = 32;                     // ... from one address
+  std::chrono::seconds http_request_timeout{10};  // connect (TLS included) to a whole request head
+  size_t tftp_transfers = 64;                    // TFTP transfers in all
+  size_t tftp_per_peer = 8;                      // ... to one address
+  unsigned tftp_max_timeout = 5;                 // largest RFC 2349 timeout granted, seconds
+  std::chrono::seconds tftp_give_up{15};         // a transfer without progress this long ends
+};
 
 struct Config {
   std::string store;                     // the store directory
@@ -33,6 +49,7 @@ struct Config {
   std::string upload_dir;                // uploads in progress; default CACHE_DIR/uploads
   std::chrono::seconds upload_ttl{3600};  // an upload untouched this long is removed
   size_t max_uploads = 4;                // uploads open at once
+  Limits limits;
 };
 
 // Reads `path` into `config`: only keys present in the file change it.

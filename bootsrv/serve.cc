@@ -36,7 +36,7 @@ int serve_command(const std::vector<std::string>& args) {
   options.add_options()
       ("help,h", "show this help")
       ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
-      ("config,c", po::value(&config_file), "a YAML configuration file")
+      ("config,c", po::value(&config_file), "a YAML configuration file (see bootsrv(1); its limits: mapping sets what one peer may hold)")
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
@@ -115,6 +115,12 @@ int serve_command(const std::vector<std::string>& args) {
   if (!config.iscsi_chap_secrets.empty()) {
     server_options.iscsi_chap = std::make_shared<iscsi::ChapSecrets>(iscsi::ChapSecrets::load(config.iscsi_chap_secrets));
   }
+  const Limits& limits = config.limits;
+  server_options.nbd_limits = {limits.nbd_per_peer, limits.nbd_connections,
+                               std::chrono::duration_cast<std::chrono::milliseconds>(limits.nbd_handshake_timeout), "NBD"};
+  server_options.http_max_connections = limits.http_connections;
+  server_options.http_per_peer = limits.http_per_peer;
+  server_options.http_request_timeout = limits.http_request_timeout;
   server_options.http_listen = config.http_listen;
   server_options.https_listen = config.https_listen;
   if (!config.https_listen.empty()) {
@@ -151,6 +157,10 @@ int serve_command(const std::vector<std::string>& args) {
     tftp::ServerOptions tftp_options;
     tftp_options.listen = config.tftp_listen;
     tftp_options.root = config.tftp_root;
+    tftp_options.max_transfers = config.limits.tftp_transfers;
+    tftp_options.max_per_peer = config.limits.tftp_per_peer;
+    tftp_options.limits.max_timeout = static_cast<uint8_t>(config.limits.tftp_max_timeout);
+    tftp_options.give_up = config.limits.tftp_give_up;
     if (http) {
       // boot.ipxe over TFTP hands over to HTTP: to the HTTP address when it
       // is a specific one, else to the server the PC got its loader from.
@@ -213,7 +223,7 @@ int serve_command(const std::vector<std::string>& args) {
         config.idle_timeout = fresh.idle_timeout;
         config.heartbeat = fresh.heartbeat;
         server.set_housekeeping_interval(std::min(config.heartbeat, std::chrono::seconds(10)));
-        util::log_line("configuration reloaded, API tokens and iSCSI CHAP secrets re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache and upload settings change only on restart)");
+        util::log_line("configuration reloaded, API tokens and iSCSI CHAP secrets re-read (listen addresses, TFTP, HTTP, TLS, default image, kernel command line, store, cache, upload settings and limits change only on restart)");
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "api_error.h"
+#include "json_body.h"
 #include "store/digests.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -48,8 +49,9 @@ void validate_artifact_name(const std::string& name) {
                 c == '-');
   }
   if (!ok) {
-    throw ApiError(400, "artifact name '" + name +
-                            "' is not allowed: 1-128 letters, digits, '.', '_', '-', not starting with '.'");
+    // Not echoed: it is what was refused (it may come from a JSON body).
+    throw ApiError(400, "an artifact name (" + std::to_string(name.size()) +
+                            " bytes) is not allowed: 1-128 letters, digits, '.', '_', '-', not starting with '.'");
   }
 }
 
@@ -61,14 +63,14 @@ const json& field(const json& j, const char* name) {
 int64_t positive(const json& j, const char* name) {
   const json& v = field(j, name);
   if (!v.is_number_integer() || v.get<int64_t>() < 1) {
-    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + v.dump());
+    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + json_kind(v));
   }
   return v.get<int64_t>();
 }
 uint64_t count(const json& j, const char* name) {
   const json& v = field(j, name);
   if (!v.is_number_integer() || v.get<int64_t>() < 0) {
-    throw ApiError(400, std::string("the field '") + name + "' must be a number of bytes, not " + v.dump());
+    throw ApiError(400, std::string("the field '") + name + "' must be a number of bytes, not " + json_kind(v));
   }
   return v.get<uint64_t>();
 }
@@ -79,7 +81,7 @@ std::optional<std::string> optional_text(const json& j, const char* name) {
 }
 std::string digest_field(const json& v, const std::string& what) {
   if (!v.is_string() || !is_digest_hex(v.get<std::string>())) {
-    throw ApiError(400, what + " must be 64 lower-case hex digits (a SHA-256), not " + v.dump());
+    throw ApiError(400, what + " must be 64 lower-case hex digits (a SHA-256), not " + json_kind(v));
   }
   return v.get<std::string>();
 }
@@ -131,7 +133,7 @@ UploadDeclaration UploadDeclaration::from_json(const std::string& image, const j
   uint64_t block_count = (d.size + store::kDigestBlockSize - 1) / store::kDigestBlockSize;
   for (const auto& pair : blocks) {
     if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_integer()) {
-      throw ApiError(400, "block_digests: " + pair.dump() + " is not a [block, digest] pair");
+      throw ApiError(400, "block_digests: an entry is " + json_kind(pair) + ", not a [block, digest] pair");
     }
     int64_t block = pair[0].get<int64_t>();
     if (block < 0 || static_cast<uint64_t>(block) >= block_count) {
@@ -147,10 +149,10 @@ UploadDeclaration UploadDeclaration::from_json(const std::string& image, const j
   if (j.contains("artifacts") && !j.at("artifacts").is_null()) {
     if (!j.at("artifacts").is_array()) throw ApiError(400, "the field 'artifacts' must be a list");
     for (const auto& a : j.at("artifacts")) {
-      if (!a.is_object()) throw ApiError(400, "artifacts: " + a.dump() + " is not an object");
+      if (!a.is_object()) throw ApiError(400, "artifacts: an entry is " + json_kind(a) + ", not an object");
       Artifact art;
       const json& name = field(a, "name");
-      if (!name.is_string()) throw ApiError(400, "artifacts: a name must be a string, not " + name.dump());
+      if (!name.is_string()) throw ApiError(400, "artifacts: a name must be a string, not " + json_kind(name));
       art.name = name.get<std::string>();
       validate_artifact_name(art.name);
       art.size = count(a, "size");

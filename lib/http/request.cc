@@ -50,14 +50,22 @@ std::optional<std::string> percent_decode(std::string_view raw, bool plus_is_spa
 }
 
 // Digits only, no sign, at most 19 of them (fits in uint64_t).
+// A decimal number that fits 64 bits (every one of them: 20 digits reach
+// 18446744073709551615); nullopt when not digits or too large.
 std::optional<uint64_t> parse_u64(std::string_view s) {
-  if (s.empty() || s.size() > 19) return std::nullopt;
+  if (s.empty() || s.size() > 20) return std::nullopt;
   uint64_t v = 0;
   for (char c : s) {
     if (c < '0' || c > '9') return std::nullopt;
-    v = v * 10 + static_cast<uint64_t>(c - '0');
+    uint64_t d = static_cast<uint64_t>(c - '0');
+    if (v > (UINT64_MAX - d) / 10) return std::nullopt;
+    v = v * 10 + d;
   }
   return v;
+}
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 }  // namespace
@@ -194,7 +202,10 @@ std::optional<std::vector<std::string>> split_path(std::string_view target) {
     }
     if (segment == "." || segment == "..") return std::nullopt;
     if (segment.empty()) {
-      if (!last) return std::nullopt;  // "//" inside the path
+      // "//" inside the path, or a trailing "/" after a segment: routes
+      // name files and lists, never directories, and "x/" must not answer
+      // as "x" (nor reach a handler that reads "x/" as "x" plus nothing).
+      if (!last || !segments.empty()) return std::nullopt;
     } else {
       segments.push_back(std::move(segment));
     }
@@ -217,6 +228,7 @@ RangeRequest parse_range(std::string_view header, uint64_t size) {
   if (a.empty()) {
     // Suffix: the last N bytes.
     auto n = parse_u64(b);
+    if (!n && all_digits(b)) n = UINT64_MAX;  // more than any file has: all of it
     if (!n) return whole;
     if (*n == 0 || size == 0) return {RangeRequest::kUnsatisfiable, 0, 0};
     r.kind = RangeRequest::kPartial;
@@ -225,10 +237,16 @@ RangeRequest parse_range(std::string_view header, uint64_t size) {
     return r;
   }
   auto first = parse_u64(a);
-  if (!first) return whole;
+  if (!first) {
+    // A first byte past what 64 bits hold is past the end of any file.
+    return all_digits(a) ? RangeRequest{RangeRequest::kUnsatisfiable, 0, 0} : whole;
+  }
   std::optional<uint64_t> last;
   if (!b.empty()) {
     last = parse_u64(b);
+    // RFC 9110 14.1.2: a last byte at or past the end means "to the end",
+    // however large the number: clamped, not ignored.
+    if (!last && all_digits(b)) last = UINT64_MAX;
     if (!last || *last < *first) return whole;  // invalid: ignored per RFC 9110
   }
   if (*first >= size) return {RangeRequest::kUnsatisfiable, 0, 0};
@@ -236,6 +254,27 @@ RangeRequest parse_range(std::string_view header, uint64_t size) {
   r.first = *first;
   r.last = last ? std::min(*last, size - 1) : size - 1;
   return r;
+}
+
+std::string loggable_target(std::string_view target) {
+  size_t q = target.find('?');
+  std::string out(target.substr(0, std::min(q, target.find('#'))));
+  if (q == std::string_view::npos) return out;
+  std::string_view query = target.substr(q + 1);
+  query = query.substr(0, query.find('#'));
+  out += '?';
+  size_t start = 0;
+  while (start <= query.size()) {
+    size_t amp = query.find('&', start);
+    std::string_view pair = query.substr(start, amp == std::string_view::npos ? std::string_view::npos : amp - start);
+    std::string_view name = pair.substr(0, pair.find('='));
+    if (start > 0) out += '&';
+    out += name.substr(0, 64);
+    if (pair.find('=') != std::string_view::npos) out += "=\xe2\x80\xa6";
+    if (amp == std::string_view::npos) break;
+    start = amp + 1;
+  }
+  return out;
 }
 
 bool valid_host(std::string_view host) {

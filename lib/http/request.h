@@ -68,10 +68,15 @@ bool expects_continue(const Request& request);
 // "5"), percent-decoded; nullopt when absent or badly escaped.
 std::optional<std::string> query_param(std::string_view target, std::string_view name);
 
+// `target` as logs show it: the path, and of the query only the names
+// ("/api/v1/x?token=…&offset=…"). A client may put a secret in a query
+// (a token where a header was meant); logs must never keep it.
+std::string loggable_target(std::string_view target);
+
 // The decoded segments of an origin-form target's path ("/a/b%20c?x" ->
 // {"a", "b c"}), or nullopt when it is not a clean path: not starting with
 // '/', a bad percent escape, or a segment that is empty (other than a
-// trailing one), ".", "..", or holds '/', '\\', NUL or another control byte
+// trailing "/" that is the whole path), ".", "..", or holds '/', '\\', NUL or another control byte
 // once decoded.
 std::optional<std::vector<std::string>> split_path(std::string_view target);
 

@@ -132,6 +132,9 @@ uint16_t Server::listen_tls(const std::string& address, std::shared_ptr<const Tl
 }
 
 void Server::start() {
+  limits_ = std::make_unique<util::PeerLimits>(util::PeerLimits::Options{
+      options_.max_connections_per_peer, options_.max_connections,
+      std::chrono::duration_cast<std::chrono::milliseconds>(options_.request_timeout), "HTTP"});
   for (const auto& l : listeners_) acceptors_.emplace_back([this, l] { accept_loop(l); });
 }
 
@@ -173,34 +176,37 @@ void Server::accept_loop(const Listener& listener) {
     socklen_t local_len = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len);
     std::tie(connection.local_host, connection.local_port) = util::address_of(local);
-    if (!connections_.add(fd, connection.peer, options_.max_connections)) {
+    std::string refusal;
+    auto slot = std::make_shared<util::PeerLimits::Slot>(limits_->admit(fd, peer_host, refusal));
+    if (!*slot) {
       // Plain text even on a TLS port: no handshake is spent on a refusal.
       static const char kBusy[] =
           "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 5\r\nConnection: close\r\nRetry-After: 5\r\n\r\nbusy\n";
       if (!listener.tls) send_all(fd, kBusy, sizeof kBusy - 1);
       ::close(fd);
-      log("http " + connection.peer + " refused: " + std::to_string(options_.max_connections) +
-          " connections open (503)");
+      log(refusal + " (503)");
       continue;
     }
-    std::thread([this, fd, connection, tls = listener.tls, scheme] {
+    connections_.add(fd, connection.peer);
+    std::thread([this, fd, connection, tls = listener.tls, scheme, slot] {
       // Bounds every blocking read and write, the TLS handshake's included.
       set_socket_timeouts(fd, options_.idle_timeout);
       try {
         std::unique_ptr<Stream> stream;
         if (tls) stream = std::make_unique<TlsStream>(*tls, fd);
         else stream = std::make_unique<PlainStream>(fd);
-        serve(*stream, connection);
+        serve(*stream, connection, *slot);
       } catch (const std::exception& e) {
         log(scheme + " " + connection.peer + ": connection ended: " + e.what());
       }
+      slot->release();  // before the descriptor can be reused
       ::close(fd);
       connections_.remove(fd);
     }).detach();
   }
 }
 
-void Server::serve(Stream& stream, const Connection& connection) {
+void Server::serve(Stream& stream, const Connection& connection, util::PeerLimits::Slot& slot) {
   std::string buffer;  // bytes read and not yet parsed (pipelined requests, the start of a body)
   char chunk[16384];
   while (!connections_.stopping()) {
@@ -224,6 +230,7 @@ void Server::serve(Stream& stream, const Connection& connection) {
       buffer.append(chunk, n);
       continue;
     }
+    slot.established();  // a whole head: no deadline until the next one
     std::string head = buffer.substr(0, head_length);
     buffer.erase(0, head_length);
     Request request;
@@ -245,6 +252,7 @@ void Server::serve(Stream& stream, const Connection& connection) {
       // The body (if any) was not read: the connection cannot go on.
       keep_alive = keep_alive && body_bytes == 0;
       if (!respond(stream, connection, &request, std::move(r), keep_alive) || !keep_alive) return;
+      slot.waiting(std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_timeout));
       continue;
     }
     Body body(stream, buffer, body_bytes, expects_continue(request));
@@ -252,18 +260,19 @@ void Server::serve(Stream& stream, const Connection& connection) {
     try {
       response = handler_(request, connection, body);
     } catch (const BodyAborted& e) {
-      log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + request.method + " " + request.target + "\": " + e.what());
+      log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + request.method + " " + loggable_target(request.target) + "\": " + e.what());
       return;  // nobody to answer
     } catch (const BadRequest& e) {
       response = Response::text(e.status(), e.what());
     } catch (const std::exception& e) {
-      log("http " + connection.peer + " " + request.target + ": " + e.what());
+      log("http " + connection.peer + " " + loggable_target(request.target) + ": " + e.what());
       response = Response::text(500, "internal error");
     }
     // An unread body cannot be told apart from the next request: close after
     // answering (RFC 9112 section 9.6).
     if (body.remaining() > 0) keep_alive = false;
     if (!respond(stream, connection, &request, std::move(response), keep_alive) || !keep_alive) return;
+    slot.waiting(std::chrono::duration_cast<std::chrono::milliseconds>(options_.idle_timeout));
   }
 }
 
@@ -323,7 +332,7 @@ bool Server::respond(Stream& stream, const Connection& connection, const Request
     if (ok && !head_only) ok = stream.send_file(file_fd, offset, length, sent);
   }
   if (file_fd >= 0) ::close(file_fd);
-  log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + (request ? request->method + " " + request->target : std::string("-")) +
+  log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + (request ? request->method + " " + loggable_target(request->target) : std::string("-")) +
       "\" " + std::to_string(response.status) + " " + std::to_string(sent) + (ok ? "" : " (aborted)"));
   return ok;
 }

@@ -4,9 +4,18 @@
 // Content-Length (POST, PUT), streamed; persistent connections and
 // pipelining; plain or TLS per listener. No chunked encoding.
 //
-// One thread per connection, bounded by max_connections (past it a client
-// gets 503 and a close). A connection idle for idle_timeout is closed; so is
-// one that sends a malformed request (after a 4xx). The handler never sees
+// One thread per connection, admitted by a util::PeerLimits: at most
+// max_connections_per_peer from one address (past it: 503 and a close) and
+// max_connections in all, where a newcomer to a full server takes the place
+// of the oldest connection that has not sent a whole request head, so
+// sockets that only trickle bytes (slowloris) can hold a place for
+// request_timeout at most and never lock out the boot scripts, kernels or
+// the API, which share the one pool. Each request head must be complete
+// within request_timeout of the connection (or, on a kept-alive connection,
+// within idle_timeout of the previous response): a deadline for the whole
+// head, which bytes arriving do not push back. A connection idle for
+// idle_timeout is closed; so is one that sends a malformed request (after
+// a 4xx). The handler never sees
 // a request the parser refused, and never writes to the socket: it reads the
 // body through a Body (in bounded pieces, so an upload of any size goes to
 // its destination in constant memory), returns a Response, and the server
@@ -32,6 +41,7 @@
 
 #include "http/request.h"
 #include "util/connection_set.h"
+#include "util/peer_limits.h"
 #include "http/stream.h"
 
 namespace bootfleet::http {
@@ -96,6 +106,8 @@ using SimpleHandler = std::function<Response(const Request&, const Connection&)>
 
 struct ServerOptions {
   size_t max_connections = 256;
+  size_t max_connections_per_peer = 32;
+  std::chrono::seconds request_timeout{10};  // connect (TLS included) to a whole request head
   std::chrono::seconds idle_timeout{30};
   // Methods passed to the handler; others get 405 with Allow.
   std::vector<std::string> methods = {"GET", "HEAD"};
@@ -130,7 +142,7 @@ class Server {
     std::shared_ptr<const TlsContext> tls;  // null: plain HTTP
   };
   void accept_loop(const Listener& listener);
-  void serve(Stream& stream, const Connection& connection);
+  void serve(Stream& stream, const Connection& connection, util::PeerLimits::Slot& slot);
   // Sends the response; false when the connection must close.
   bool respond(Stream& stream, const Connection& connection, const Request* request, Response response,
                bool keep_alive);
@@ -141,6 +153,7 @@ class Server {
   std::vector<Listener> listeners_;
   std::vector<std::thread> acceptors_;
   util::ConnectionSet connections_;
+  std::unique_ptr<util::PeerLimits> limits_;  // made in start(), from options_
 };
 
 // "HTTP/1.1 200 OK"-style reason phrases for the statuses we send.

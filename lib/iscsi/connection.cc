@@ -429,6 +429,7 @@ void Connection::run() {
     return;
   }
   set_receive_timeout(fd_, std::chrono::seconds(0));
+  if (options_.on_established) options_.on_established();
   full_feature();
   flush_output();
   // Tasks still waiting for data were never acknowledged: nothing of them is kept.

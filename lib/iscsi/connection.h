@@ -91,8 +91,11 @@ struct ConnectionOptions {
   TargetLimits limits;
   uint32_t cmdsn_window = 32;  // commands in flight an initiator may have
   // A login must be done within this (a peer that connects and says
-  // nothing, or stops half way, holds a thread until then).
+  // nothing, or stops half way, holds a thread until then). iscsi::Server
+  // also holds logins to its PeerLimits' handshake deadline.
   std::chrono::seconds login_timeout{30};
+  // Called once the login is done (iscsi::Server lifts the handshake deadline).
+  std::function<void()> on_established;
   bool log_commands = false;
 };
 

@@ -2,12 +2,12 @@
 
 namespace bootfleet::iscsi {
 
-Server::Server(Targets& targets, ConnectionOptions connection_options)
-    : server_("iSCSI", [this, &targets, connection_options](int fd, const std::string& peer,
-                                                            const std::atomic<bool>* stopping) {
+Server::Server(Targets& targets, ConnectionOptions connection_options, util::PeerLimits::Options limits)
+    : server_(std::move(limits), [this, &targets, connection_options](const util::StreamServer::Connection& c) {
         ConnectionOptions options = connection_options;
-        options.stopping = stopping;
-        serve_connection(fd, targets, sessions_, peer, options);
+        options.stopping = c.stopping;
+        options.on_established = c.established;
+        serve_connection(c.fd, targets, sessions_, c.peer, options);
       }) {}
 
 Server::~Server() {

@@ -15,7 +15,13 @@ namespace bootfleet::iscsi {
 
 class Server {
  public:
-  explicit Server(Targets& targets, ConnectionOptions connection_options = {});
+  // Each peer address may hold `per_peer` connections (a PC has one, and a
+  // second while it reinstates), and a login must be done within `handshake`.
+  explicit Server(Targets& targets, ConnectionOptions connection_options = {},
+                  util::PeerLimits::Options limits = default_limits());
+  static util::PeerLimits::Options default_limits() {
+    return {.per_peer = 8, .total = 512, .handshake = std::chrono::seconds(30), .what = "iSCSI"};
+  }
   ~Server();
 
   // "127.0.0.1:3260", "[::1]:3260", ":3260". Throws util::Error naming the

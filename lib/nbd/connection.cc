@@ -35,13 +35,19 @@ constexpr uint64_t kMaxDiscard = 64u << 20;
 // Replies gathered for one send by the reading thread; reads up to about
 // this size are answered from it.
 constexpr size_t kBatchBytes = 256u << 10;
-// The reader keeps a buffer for large reads up to this size between requests.
-constexpr size_t kKeptLargeRead = 4u << 20;
+// Reads larger than this are read and sent a piece at a time, so what a
+// reply holds in memory does not grow with the request: a client that asks
+// for 32 MiB and never reads the answer pins one piece, not 32 MiB (the
+// socket's send buffer holds the rest, and the reader, blocked in send,
+// reads no further requests). The reader keeps one piece between requests.
+constexpr size_t kReadPiece = 1u << 20;
 // Threads per connection for requests that may wait on a disk, and what they
-// may hold between them before the reader stops reading.
+// may hold between them before the reader stops reading. With kReadPiece,
+// this bounds a connection's memory: about kMaxBytesHeld + (kWorkers + 1)
+// pieces + one batch, whatever the client sends or leaves unread.
 constexpr size_t kWorkers = 4;
 constexpr size_t kMaxJobsHeld = 32;
-constexpr uint64_t kMaxBytesHeld = 64u << 20;
+constexpr uint64_t kMaxBytesHeld = 8u << 20;
 
 // Reply headers: a simple reply (16 bytes), a structured chunk with DONE (20).
 void simple_reply_header(uint8_t* h, uint32_t error, uint64_t cookie) {
@@ -76,6 +82,7 @@ class Connection {
   ssize_t receive(void* buf, size_t n);
   bool discard(uint64_t n);
   bool send(std::initializer_list<std::pair<const void*, size_t>> parts);
+  bool send_locked(std::initializer_list<std::pair<const void*, size_t>> parts);  // send_mutex_ held
   bool send_option_reply(uint32_t option, uint32_t type, const void* data = nullptr, size_t length = 0);
   bool send_option_error(uint32_t option, uint32_t type, const std::string& message);
   // Returns false to close the connection; sets `done` when transmission begins.
@@ -92,6 +99,7 @@ class Connection {
   // Where a reply goes: into the reading thread's output batch, or straight
   // onto the socket (worker threads).
   enum class Via { batch, direct };
+  bool send_read_in_pieces(const Request& r, uint8_t* piece, size_t have, Via via);
   void transmission();
   void read_requests();
   bool read_request(Job& job);
@@ -132,7 +140,7 @@ class Connection {
   std::unique_ptr<uint8_t[]> out_;  // replies waiting for one send
   size_t out_capacity_ = 0;         // grows with the batches the client makes, up to kBatchBytes
   size_t out_used_ = 0;
-  std::vector<uint8_t> large_;      // the reader's buffer for reads too big to batch
+  std::vector<uint8_t> large_;      // the reader's buffer for reads too big to batch (one piece)
   std::mutex send_mutex_;  // one writer on the socket at a time
   std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
 
@@ -234,6 +242,10 @@ bool Connection::discard(uint64_t n) {
 
 bool Connection::send(std::initializer_list<std::pair<const void*, size_t>> parts) {
   std::lock_guard lock(send_mutex_);
+  return send_locked(parts);
+}
+
+bool Connection::send_locked(std::initializer_list<std::pair<const void*, size_t>> parts) {
   iovec iov[4];
   int count = 0;
   for (const auto& [p, n] : parts) {
@@ -321,6 +333,10 @@ void Connection::run() {
     }
     std::vector<uint8_t> data(length);
     if (length && !read_exact(data.data(), length)) return;
+    // The client has asked for its export: what is left (opening it, which
+    // may wait on the store when many PCs boot at once) is our time, not
+    // the peer's, and must not count against its handshake deadline.
+    if ((option == kOptExportName || option == kOptGo) && options_.on_established) options_.on_established();
     if (!handle_option(option, data, done)) return;
   }
   transmission();
@@ -582,6 +598,31 @@ bool Connection::reply_read(const Request& r, const uint8_t* data, uint32_t leng
   return emit(via, {{h, n}, {data, length}});
 }
 
+// A read larger than a piece: its first `have` bytes are in `piece` (a
+// buffer of kReadPiece bytes); the rest is read into it a piece at a time,
+// each sent before the next is read, under one hold of the send lock so the
+// reply stays whole on the wire. A read that fails after the header went
+// out cannot be reported any more: the connection ends (logged), which the
+// client sees as an I/O error, as it would for a lost server.
+bool Connection::send_read_in_pieces(const Request& r, uint8_t* piece, size_t have, Via via) {
+  if (via == Via::batch && !flush_output()) return false;
+  std::lock_guard lock(send_mutex_);
+  uint8_t h[28];
+  size_t n = read_reply_header(h, r, r.length);
+  if (!send_locked({{h, n}, {piece, have}})) return false;
+  for (uint64_t done = have; done < r.length;) {
+    size_t length = static_cast<size_t>(std::min<uint64_t>(kReadPiece, r.length - done));
+    if (int rc = export_.device->read(r.offset + done, length, piece); rc != 0) {
+      log("read of " + std::to_string(length) + " bytes at " + std::to_string(r.offset + done) +
+          " failed in the middle of a reply, which cannot carry the error: closing: " + std::strerror(rc));
+      return false;
+    }
+    if (!send_locked({{piece, length}})) return false;
+    done += length;
+  }
+  return true;
+}
+
 bool Connection::reply_block_status(const Request& r, Via via) {
   std::vector<vhd::Extent> extents;
   int rc = export_.device->extents(r.offset, r.length, extents);
@@ -680,12 +721,14 @@ bool Connection::answer_inline(Job& job) {
   if (r.type != kCmdRead || !valid_read(r, size)) return execute(job, Via::batch);
   if (r.length > kBatchBytes - header) {
     // Too big for the batch: read into a buffer of the reader's own and
-    // send it on its own (sequential readers ask for 1 MiB and more).
-    if (large_.size() < r.length) large_.resize(r.length);
-    bool cached = dev.try_read(r.offset, r.length, large_.data()) == 0;
-    bool sent = cached && reply_read(r, large_.data(), r.length, Via::batch);
-    if (large_.size() > kKeptLargeRead) std::vector<uint8_t>().swap(large_);
-    return cached ? sent : hand_to_worker(std::move(job));
+    // send it on its own (sequential readers ask for 1 MiB and more), a
+    // piece at a time past kReadPiece. Only the first piece must be
+    // cached for the reader to go on with it: a large read is sequential.
+    const size_t first = std::min<size_t>(r.length, kReadPiece);
+    if (large_.size() < first) large_.resize(first);
+    if (dev.try_read(r.offset, first, large_.data()) != 0) return hand_to_worker(std::move(job));
+    if (r.length > first) return send_read_in_pieces(r, large_.data(), first, Via::batch);
+    return reply_read(r, large_.data(), r.length, Via::batch);
   }
   uint8_t* p = reserve_output(header + r.length);
   if (p == nullptr) return false;
@@ -696,9 +739,9 @@ bool Connection::answer_inline(Job& job) {
 }
 
 // What a job held for a worker counts against kMaxBytesHeld: a write's
-// payload, or the buffer a read will fill.
+// payload, or the buffer a read will fill (one piece at most).
 uint64_t held_bytes(const Request& r, const std::vector<uint8_t>& payload) {
-  return payload.size() + (r.type == kCmdRead ? r.length : 0);
+  return payload.size() + (r.type == kCmdRead ? std::min<uint64_t>(r.length, kReadPiece) : 0);
 }
 
 bool Connection::hand_to_worker(Job&& job) {
@@ -806,18 +849,24 @@ bool Connection::execute(Job& job, Via via) {
       // disk anyway, so a buffer of its own costs nothing that shows, and
       // worker threads hold no memory between jobs.
       std::vector<uint8_t>& data = job.payload;
-      data.resize(r.length);
-      if (int rc = dev.read(r.offset, r.length, data.data()); rc != 0) {
-        log("read of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
+      const size_t first = std::min<size_t>(r.length, kReadPiece);
+      data.resize(first);
+      if (int rc = dev.read(r.offset, first, data.data()); rc != 0) {
+        log("read of " + std::to_string(first) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
         return reply_error(r, to_nbd_error(rc), std::strerror(rc), via);
       }
+      if (r.length > first) return send_read_in_pieces(r, data.data(), first, via);
       return reply_read(r, data.data(), r.length, via);
     }
     case kCmdWrite: {
       if (dev.read_only()) return reply_error(r, kErrPerm, "the export is read-only", via);
       if (!in_range) return reply_error(r, kErrNoSpc, "write past the end of the export", via);
       if (r.length == 0) return reply_ok(r, via);
-      if (int rc = dev.write(r.offset, r.length, job.payload.data(), r.flags & kCmdFlagFua); rc != 0) {
+      int rc = dev.write(r.offset, r.length, job.payload.data(), r.flags & kCmdFlagFua);
+      // Written: the payload is not kept while the reply waits for a client
+      // that may not be reading.
+      std::vector<uint8_t>().swap(job.payload);
+      if (rc != 0) {
         log("write of " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(rc));
         return reply_error(r, to_nbd_error(rc), std::strerror(rc), via);
       }

@@ -40,6 +40,11 @@ struct ConnectionOptions {
   // How long a reader whose client keeps it busy polls the socket before it
   // sleeps (see receive() in connection.cc); 0: never.
   std::chrono::microseconds busy_poll{50};
+  // Called when the client has sent its choice of export (NBD_OPT_GO or
+  // NBD_OPT_EXPORT_NAME): the server lifts the handshake deadline
+  // (util::PeerLimits::Slot::established), which bounds the peer's
+  // slowness, not the time the export takes to open.
+  std::function<void()> on_established;
 };
 
 // Serves the client until it disconnects or breaks the protocol. Never

@@ -2,11 +2,12 @@
 
 namespace bootfleet::nbd {
 
-Server::Server(ExportResolver& resolver, ConnectionOptions connection_options)
-    : server_("NBD", [&resolver, connection_options](int fd, const std::string& peer, const std::atomic<bool>* stopping) {
+Server::Server(ExportResolver& resolver, ConnectionOptions connection_options, util::PeerLimits::Options limits)
+    : server_(std::move(limits), [&resolver, connection_options](const util::StreamServer::Connection& c) {
         ConnectionOptions options = connection_options;
-        options.stopping = stopping;
-        serve_connection(fd, resolver, peer, options);
+        options.stopping = c.stopping;
+        options.on_established = c.established;
+        serve_connection(c.fd, resolver, c.peer, options);
       }) {}
 
 }  // namespace bootfleet::nbd

@@ -69,7 +69,7 @@ void BootServer::start() {
   started_ = true;
   nbd::ConnectionOptions connection_options;
   connection_options.busy_poll = options_.nbd_busy_poll;
-  nbd_ = std::make_unique<nbd::Server>(*resolver_, connection_options);
+  nbd_ = std::make_unique<nbd::Server>(*resolver_, connection_options, options_.nbd_limits);
   for (const auto& address : options_.nbd_listen) {
     uint16_t port = nbd_->listen(address);
     nbd_ports_.push_back(port);
@@ -96,6 +96,9 @@ void BootServer::start() {
   if (!options_.http_listen.empty() || !options_.https_listen.empty()) {
     if (first_tcp) boot_http_ = std::make_unique<BootHttp>(*exports_, options_.boot);
     http::ServerOptions http_options;
+    http_options.max_connections = options_.http_max_connections;
+    http_options.max_connections_per_peer = options_.http_per_peer;
+    http_options.request_timeout = options_.http_request_timeout;
     if (options_.extra_routes) {
       http_options.methods = {"GET", "HEAD", "POST", "PUT", "DELETE"};
       http_options.max_body_bytes = options_.max_body_bytes;

@@ -48,6 +48,9 @@ struct BootServerOptions {
   std::vector<std::string> iscsi_listen;               // empty: no iSCSI (see iscsi::Server::listen)
   std::string iscsi_prefix = kDefaultIqnPrefix;        // target names (serve/iscsi_targets.h)
   std::shared_ptr<const iscsi::ChapSecrets> iscsi_chap;  // null: no CHAP
+  util::PeerLimits::Options nbd_limits = nbd::Server::default_limits();  // see nbd::Server
+  size_t http_max_connections = 256, http_per_peer = 32;  // see http::ServerOptions
+  std::chrono::seconds http_request_timeout{10};
   std::string http_listen = "127.0.0.1:0";             // empty: no HTTP
   std::string https_listen;                            // empty: no HTTPS
   std::shared_ptr<const http::TlsContext> tls;         // the certificate for https_listen

@@ -222,8 +222,10 @@ Negotiation negotiate(const OptionList& options, const Limits& limits, uint64_t 
       result.oack.emplace_back(name, std::to_string(result.params.windowsize));
     } else if (name == "timeout") {
       // RFC 2349: 1..255 seconds, and the server must echo it unchanged or
-      // leave it out, so out-of-range values are ignored, not clamped.
-      auto n = parse_option_number(name, value, 1, 255);
+      // leave it out, so out-of-range values are ignored, not clamped. Our
+      // range stops at limits.max_timeout: a peer that asks for 255 s (and
+      // never answers) would otherwise hold a transfer for 255 s per retry.
+      auto n = parse_option_number(name, value, 1, std::max<uint64_t>(limits.max_timeout, 1));
       if (auto* e = std::get_if<ParseError>(&n)) {
         result.ignored.push_back(e->message);
         continue;

@@ -89,6 +89,7 @@ std::vector<uint8_t> build_oack(const OptionList& options);
 struct Limits {
   uint16_t max_blksize = 1468;   // 1500-byte MTU - 20 (IPv4) - 8 (UDP) - 4 (TFTP header)
   uint16_t max_windowsize = 64;  // RFC 7440 allows 65535; a bound keeps bursts sane
+  uint8_t max_timeout = 5;       // seconds; RFC 2349 allows 255; larger asks are ignored
 };
 
 // What a transfer uses after negotiation.

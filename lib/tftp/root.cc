@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 
 #include "util/error.h"
@@ -55,6 +56,12 @@ int open_beneath(int dir_fd, const std::string& relative) {
 // anything here.
 bool root_only(const struct stat& st) { return st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) == 0; }
 
+std::string mode_text(mode_t mode) {
+  char text[8];
+  std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+  return text;
+}
+
 Refusal untrusted_link(const std::string& name, const std::string& why) {
   return Refusal{ErrorCode::access_violation, "access violation: " + name +
                                                   " leads outside the served directory (" + why + ")"};
@@ -67,8 +74,21 @@ Root::Root(const std::string& directory) {
   if (!::realpath(directory.c_str(), resolved)) throw util::errno_error("TFTP root " + directory);
   real_path_ = resolved;
   dir_fd_ = util::open_file(real_path_, O_RDONLY | O_DIRECTORY);
+  if (auto why = writable_by_others()) throw util::Error("TFTP root " + real_path_ + ": " + *why);
+}
+
+// Asked on every request, not once at start: the root's owner and mode may
+// change while the server runs (a `chmod 775` after start must not leave
+// root's links trusted, nor a `chmod 777` leave the root served).
+std::optional<std::string> Root::writable_by_others() const {
   struct stat st {};
-  root_only_ = ::fstat(dir_fd_.get(), &st) == 0 && root_only(st);
+  if (::fstat(dir_fd_.get(), &st) != 0) return std::string("cannot stat the directory: ") + std::strerror(errno);
+  if (st.st_mode & S_IWOTH) {
+    return std::string("the directory is writable by every user (mode ") + mode_text(st.st_mode) +
+           "), so anyone on this machine could put files in it for every client to boot; "
+           "make it writable by its owner only (chmod o-w)";
+  }
+  return std::nullopt;
 }
 
 std::variant<Refusal, std::string> Root::normalize(const std::string& name, const std::string& root_path) {
@@ -102,7 +122,10 @@ std::variant<Refusal, std::string> Root::normalize(const std::string& name, cons
 }
 
 std::variant<Refusal, util::UniqueFd> Root::open_trusted_link(const std::string& relative, bool have_openat2) const {
-  if (!root_only_) return untrusted_link(relative, "the root is not owned by root or is writable by group or others");
+  struct stat root {};
+  if (::fstat(dir_fd_.get(), &root) != 0 || !root_only(root)) {
+    return untrusted_link(relative, "the root is not owned by root or is writable by group or others");
+  }
   // Walk the directories beneath the root without following symlinks; each
   // must be root's alone, like the root.
   util::UniqueFd dir;
@@ -140,6 +163,9 @@ std::variant<Refusal, util::UniqueFd> Root::open_trusted_link(const std::string&
 }
 
 std::variant<Refusal, util::UniqueFd> Root::open(const std::string& relative) const {
+  if (auto why = writable_by_others()) {
+    return Refusal{ErrorCode::access_violation, "access violation: the served directory is writable by every user; nothing is served from it"};
+  }
   int fd = open_beneath(dir_fd_.get(), relative);
   if (fd < 0 && errno == EXDEV) {
     auto trusted = open_trusted_link(relative, true);

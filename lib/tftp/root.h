@@ -14,12 +14,17 @@
 // Debian's /usr/lib/ipxe/ipxe.efi -> /boot/ipxe.efi: a symlink that leaves the
 // root is followed when nobody but root could have planted it, that is when
 // the symlink, the root and every directory between them are owned by root
-// and not writable by group or others. Its target is opened as written,
+// and not writable by group or others. That is decided on every request
+// from the directories as they are then, never remembered from the start: a
+// root made group-writable while the server runs stops the links at once.
+// A root writable by every user serves nothing at all (and is refused at
+// start): anyone on the machine could put a loader there for every client. Its target is opened as written,
 // following no further symlink (openat2 RESOLVE_NO_SYMLINKS; without openat2,
 // O_NOFOLLOW on the last component), and must be a regular file. A directory
 // on the way that is itself a symlink out of the root is never followed.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -52,9 +57,12 @@ class Root {
   // A symlink out of the root, allowed only if root alone could have made it.
   std::variant<Refusal, util::UniqueFd> open_trusted_link(const std::string& relative, bool have_openat2) const;
 
+  // Why the root must not be served from now (writable by every user), or
+  // nullopt. Looked at on every request.
+  std::optional<std::string> writable_by_others() const;
+
   std::string real_path_;
   util::UniqueFd dir_fd_;
-  bool root_only_ = false;  // the root is owned by root and not group/other-writable
 };
 
 }  // namespace bootfleet::tftp

@@ -156,6 +156,15 @@ std::pair<std::string, std::string> split_address(const std::string& address) {
 
 }  // namespace
 
+// One transfer as admission sees it: its peer's address (no port), and
+// whether its client ever acknowledged anything (it then exists: a spoofed
+// source cannot), or it was evicted for a newcomer.
+struct Server::Transfer {
+  std::string host;
+  std::atomic<bool> acknowledged{false};
+  std::atomic<bool> evicted{false};
+};
+
 Server::Server(ServerOptions options) : options_(std::move(options)) {}
 
 Server::~Server() { stop(); }
@@ -304,17 +313,37 @@ void Server::handle_request(const uint8_t* data, size_t size, const Endpoint& pe
            what + ": refused: mode '" + request->mode + "'");
     return;
   }
-  bool admitted = false;
+  std::string host = endpoint_name(peer);
+  host = host.substr(0, host.rfind(':'));
+  auto transfer = std::make_shared<Transfer>();
+  transfer->host = host;
+  std::string refusal, eviction;
   {
     std::lock_guard lock(mutex_);
-    if (transfers_ < options_.max_transfers) {
+    size_t mine = 0;
+    for (const auto& t : running_) mine += t->host == host;
+    if (mine >= options_.max_per_peer) {
+      refusal = "refused: " + std::to_string(mine) + " transfers from this address already (the cap per peer is " +
+                std::to_string(options_.max_per_peer) + ")";
+    } else if (running_.size() >= options_.max_transfers) {
+      auto oldest = std::find_if(running_.begin(), running_.end(), [](const auto& t) { return !t->acknowledged; });
+      if (oldest == running_.end()) {
+        refusal = "refused: busy (" + std::to_string(options_.max_transfers) + " transfers running, each acknowledged)";
+      } else {
+        (*oldest)->evicted = true;  // its thread sees it within kPollSlice and ends
+        eviction = "tftp " + (*oldest)->host + ": a transfer never acknowledged was evicted: " +
+                   std::to_string(options_.max_transfers) + " transfers running and " + host + " asked for another";
+        running_.erase(oldest);
+      }
+    }
+    if (refusal.empty()) {
+      running_.push_back(transfer);
       ++transfers_;
-      admitted = true;
     }
   }
-  if (!admitted) {
-    refuse(peer, local, ErrorCode::not_defined, "busy, try again later",
-           what + ": refused: busy (" + std::to_string(options_.max_transfers) + " transfers running)");
+  if (!eviction.empty()) log(eviction);
+  if (!refusal.empty()) {
+    refuse(peer, local, ErrorCode::not_defined, "busy, try again later", what + ": " + refusal);
     return;
   }
   int fd = open_transfer_socket(local);
@@ -322,12 +351,10 @@ void Server::handle_request(const uint8_t* data, size_t size, const Endpoint& pe
     log("tftp " + endpoint_name(peer) + " " + what + ": no transfer socket: " + std::strerror(errno));
   } else {
     try {
-      std::thread([this, request = *request, peer, fd] {
-        run_transfer(request, peer, fd);
+      std::thread([this, request = *request, peer, fd, transfer] {
+        run_transfer(request, peer, fd, *transfer);
         ::close(fd);
-        std::lock_guard lock(mutex_);
-        --transfers_;
-        idle_.notify_all();
+        end_transfer(transfer);
       }).detach();
       return;
     } catch (const std::system_error& e) {
@@ -335,12 +362,17 @@ void Server::handle_request(const uint8_t* data, size_t size, const Endpoint& pe
       log("tftp " + endpoint_name(peer) + " " + what + ": no thread for the transfer: " + e.what());
     }
   }
+  end_transfer(transfer);
+}
+
+void Server::end_transfer(const std::shared_ptr<Transfer>& transfer) {
   std::lock_guard lock(mutex_);
+  running_.remove(transfer);  // unless evicted already
   --transfers_;
   idle_.notify_all();
 }
 
-void Server::run_transfer(const Request& request, const Endpoint& peer, int fd) {
+void Server::run_transfer(const Request& request, const Endpoint& peer, int fd, Transfer& transfer) {
   const auto start = Clock::now();
   const std::string who = "tftp " + endpoint_name(peer) + " '" + request.filename + "'";
   auto fail = [&](ErrorCode code, const std::string& message) {
@@ -410,15 +442,26 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd) 
   try {
     send_window();
     auto deadline = Clock::now() + timeout;
+    auto last_progress = Clock::now();
     while (true) {
       if (stopping_) {
         fail(ErrorCode::not_defined, "server shutting down");
         return;
       }
+      if (transfer.evicted) {
+        fail(ErrorCode::not_defined, "busy, try again later");
+        log(who + ": evicted: never acknowledged, and a newcomer needed its place");
+        return;
+      }
       auto now = Clock::now();
+      if (now - last_progress >= options_.give_up) {
+        log(who + ": gave up: nothing acknowledged for " + seconds_since(last_progress) + " (tftp_give_up) at block " +
+            std::to_string(acked + 1) + " of " + std::to_string(total_blocks) + " (" + describe() + ")");
+        return;
+      }
       if (now >= deadline) {
         if (++retries > options_.max_retries) {
-          log(who + ": timed out after " + std::to_string(options_.max_retries) + " retransmissions at block " +
+          log(who + ": gave up: timed out after " + std::to_string(options_.max_retries) + " retransmissions at block " +
               std::to_string(acked + 1) + " of " + std::to_string(total_blocks) + " (" + describe() + ")");
           return;
         }
@@ -473,6 +516,8 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd) 
       }
       if (!progress) continue;
       retries = 0;
+      last_progress = Clock::now();
+      transfer.acknowledged = true;
       if (acked == total_blocks) {
         log(who + ": sent " + std::to_string(source->size()) + " bytes in " + std::to_string(total_blocks) +
             " blocks, " + seconds_since(start) + " (" + describe() + ")");

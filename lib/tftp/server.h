@@ -6,8 +6,17 @@
 // request gets its own thread and its own ephemeral UDP socket, whose port
 // is the server's transfer ID (RFC 1350 section 4), bound to the address
 // the request came to so that replies leave from the address the client
-// talked to. Transfers are bounded: past `max_transfers` a request gets
-// ERROR 0 "busy" and no thread. Write requests get ERROR 2.
+// talked to. Write requests get ERROR 2.
+//
+// Transfers are bounded for peers that need not even exist: a read request
+// is one UDP packet from any source address anyone cares to write. So one
+// address gets at most `max_per_peer` transfers (past it: ERROR 0 "busy");
+// past `max_transfers` in all, the oldest transfer whose client never
+// acknowledged anything (a spoofed source never can) is evicted for the
+// newcomer, and only when every transfer has been acknowledged is the
+// newcomer told "busy". A negotiated timeout is at most
+// limits.max_timeout, and a transfer without progress for `give_up` ends
+// whatever its retries and timeout would allow.
 //
 // stop() closes the listener; every transfer notices within 200 ms, sends
 // nothing more and ends; stop() returns when all have.
@@ -20,6 +29,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,6 +63,8 @@ struct ServerOptions {
   // Retransmissions of one packet (or window) before giving up.
   int max_retries = 5;
   size_t max_transfers = 64;
+  size_t max_per_peer = 8;
+  std::chrono::milliseconds give_up{15000};
   VirtualFiles virtual_files;
   // One line per transfer and per refused request; util::log_line if empty.
   std::function<void(const std::string&)> log;
@@ -76,7 +88,9 @@ class Server {
  private:
   void listen_loop();
   void handle_request(const uint8_t* data, size_t size, const Endpoint& peer, const Endpoint& local);
-  void run_transfer(const Request& request, const Endpoint& peer, int socket);
+  struct Transfer;
+  void run_transfer(const Request& request, const Endpoint& peer, int socket, Transfer& transfer);
+  void end_transfer(const std::shared_ptr<Transfer>& transfer);
   void refuse(const Endpoint& peer, const Endpoint& local, ErrorCode code, const std::string& message,
               const std::string& log_line);
   void log(const std::string& line);
@@ -89,7 +103,8 @@ class Server {
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::condition_variable idle_;
-  size_t transfers_ = 0;
+  size_t transfers_ = 0;                          // threads running transfers
+  std::list<std::shared_ptr<Transfer>> running_;  // oldest first; evicted ones leave at once
 };
 
 }  // namespace bootfleet::tftp

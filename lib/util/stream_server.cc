@@ -16,7 +16,8 @@
 
 namespace bootfleet::util {
 
-StreamServer::StreamServer(std::string what, Handler handler) : what_(std::move(what)), handler_(std::move(handler)) {}
+StreamServer::StreamServer(PeerLimits::Options limits, Handler handler)
+    : what_(limits.what), handler_(std::move(handler)), limits_(std::move(limits)) {}
 
 StreamServer::~StreamServer() {
   stop();
@@ -72,9 +73,19 @@ void StreamServer::accept_loop(int listen_fd) {
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     std::string peer = peer_name(sa);
+    std::string host = address_of(sa).first;
+    if (sa.ss_family == AF_UNIX) host += "#" + std::to_string(fd);  // local: each is its own peer
+    std::string refusal;
+    auto slot = std::make_shared<PeerLimits::Slot>(limits_.admit(fd, host, refusal));
+    if (!*slot) {
+      log_line(refusal);
+      ::close(fd);
+      continue;
+    }
     connections_.add(fd, peer);
-    std::thread([this, fd, peer] {
-      handler_(fd, peer, connections_.stopping_flag());
+    std::thread([this, fd, peer, slot] {
+      handler_({fd, peer, connections_.stopping_flag(), [slot] { slot->established(); }});
+      slot->release();  // before the descriptor can be reused
       ::close(fd);
       connections_.remove(fd);
     }).detach();

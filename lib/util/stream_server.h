@@ -1,17 +1,20 @@
 // Listening stream sockets (TCP or unix) and one thread per accepted
 // connection: what nbd::Server and iscsi::Server share. The protocol is the
-// handler's; this owns listening, accepting, the connection set and the way
-// a server stops (see connection_set.h).
+// handler's; this owns listening, accepting, the limits a LAN peer is held
+// to (peer_limits.h: caps per address and in all, a handshake deadline),
+// the connection set and the way a server stops (connection_set.h).
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "util/connection_set.h"
+#include "util/peer_limits.h"
 
 namespace bootfleet::util {
 
@@ -19,10 +22,18 @@ class StreamServer {
  public:
   // Runs on the connection's own thread; `stopping` turns true when the
   // server stops. The socket is closed after it returns.
-  using Handler = std::function<void(int fd, const std::string& peer, const std::atomic<bool>* stopping)>;
+  // The handler calls `established` once the peer has finished its
+  // handshake (NBD options, iSCSI login): that lifts the deadline.
+  struct Connection {
+    int fd;
+    std::string peer;  // "HOST:PORT" or "unix"
+    const std::atomic<bool>* stopping;
+    std::function<void()> established;
+  };
+  using Handler = std::function<void(const Connection&)>;
 
-  // `what` names the protocol in errors and logs ("NBD", "iSCSI").
-  StreamServer(std::string what, Handler handler);
+  // `limits.what` names the protocol in errors and logs ("NBD", "iSCSI").
+  StreamServer(PeerLimits::Options limits, Handler handler);
   ~StreamServer();
   StreamServer(const StreamServer&) = delete;
   StreamServer& operator=(const StreamServer&) = delete;
@@ -43,6 +54,7 @@ class StreamServer {
 
   std::string what_;
   Handler handler_;
+  PeerLimits limits_;
   std::vector<int> listen_fds_;
   std::vector<std::string> unix_paths_;
   std::vector<std::thread> acceptors_;

@@ -10,6 +10,7 @@
 
 #include "api_error.h"
 #include "config.h"
+#include "json_body.h"
 #include "tokens.h"
 #include "uploads.h"
 
@@ -107,23 +108,26 @@ TEST_CASE("upload declarations: every field checked, each error names it", "[api
   CHECK(with("disk_digest", std::string(64, 'A')).find("disk_digest") != std::string::npos);
   CHECK(with("block_digests", {{8, digest}}).find("block 8 is outside the disk") != std::string::npos);
   CHECK(with("block_digests", {{3, digest}, {3, digest}}).find("out of order or repeated") != std::string::npos);
-  CHECK(with("artifacts", {{{"name", "../x"}, {"size", 1}, {"sha256", digest}}}).find("'../x' is not allowed") !=
+  CHECK(with("artifacts", {{{"name", "../x"}, {"size", 1}, {"sha256", digest}}}).find("an artifact name (4 bytes) is not allowed") !=
         std::string::npos);
   nlohmann::json v1 = good;
   v1["version"] = 1;
   CHECK(error_of([&] { UploadDeclaration::from_json("lab", v1); }).find("has no parent") != std::string::npos);
 }
 
+// `text` written to DIR/c.yaml and loaded as bootsrv's configuration.
+static Config load_config_text(const std::filesystem::path& dir, const std::string& text) {
+  std::string path = (dir / "c.yaml").string();
+  std::ofstream(path) << text;
+  Config c;
+  load_config_file(path, c);
+  return c;
+}
+
 TEST_CASE("configuration: the API's keys, TLS both or neither", "[api]") {
   auto dir = std::filesystem::temp_directory_path() / ("bootfleet-api-config-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  auto load = [&](const std::string& text) {
-    std::string path = (dir / "c.yaml").string();
-    std::ofstream(path) << text;
-    Config c;
-    load_config_file(path, c);
-    return c;
-  };
+  auto load = [&](const std::string& text) { return load_config_text(dir, text); };
   Config c = load("api_tokens: /etc/t\ntls_cert: c.pem\ntls_key: k.pem\nhttps_listen: :8443\napi_plain_http: true\n"
                   "upload_dir: /u\nupload_ttl: 2m\nmax_uploads: 2\n");
   CHECK(c.api_tokens == "/etc/t");
@@ -180,5 +184,73 @@ TEST_CASE("configuration: every unknown key with 'did you mean', ports checked a
           Config c;
           load_config_file((dir / "missing.yaml").string(), c);
         }) == (dir / "missing.yaml").string() + ": cannot read the configuration file: No such file or directory");
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("JSON bodies: nesting and size refused before parsing, nothing echoed", "[api]") {
+  CHECK(parse_json_body_text("").is_object());
+  CHECK(parse_json_body_text("{\"version\": 3}")["version"] == 3);
+  CHECK(json_depth("{\"a\": [[1]], \"b\": \"[[[[[[\"}") == 3);  // brackets in strings do not count
+  CHECK(json_depth("\"\\\"[[[\"") == 0);                       // nor after an escaped quote
+  std::string deep = "{\"version\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  try {
+    parse_json_body_text(deep);
+    FAIL("100 000 levels parsed");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 400);
+    CHECK_THAT(e.what(), Catch::Contains("more than 16 deep"));
+    CHECK(std::string(e.what()).find("[[") == std::string::npos);
+  }
+  CHECK_NOTHROW(parse_json_body_text(std::string(16, '[') + std::string(16, ']')));
+  CHECK_THROWS(parse_json_body_text(std::string(17, '[') + std::string(17, ']')));
+  try {
+    parse_json_body_text("{\"version\": <secret-value>}");
+    FAIL("not JSON parsed");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 400);
+    CHECK(std::string(e.what()).find("secret") == std::string::npos);
+  }
+  try {
+    parse_json_body_text(std::string((1 << 20) + 1, ' '));
+    FAIL("a body over 1 MiB parsed");
+  } catch (const ApiError& e) {
+    CHECK(e.status() == 413);
+  }
+  CHECK(json_kind(nlohmann::json::parse("\"x\"")) == "a string");
+  CHECK(json_kind(nlohmann::json::parse("[1]")) == "an array");
+  CHECK(json_kind(nlohmann::json::parse("-4")) == "a negative number");
+  CHECK(json_kind(nlohmann::json::parse("1.5")) == "a number with a fraction or exponent");
+}
+
+TEST_CASE("configuration: limits:, each key checked and named with its place", "[api]") {
+  auto dir = std::filesystem::temp_directory_path() / ("bootfleet-limits-config-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto load = [&](const std::string& text) { return load_config_text(dir, text); };
+  Config d = load("store: /s\n");
+  CHECK(d.limits.nbd_per_peer == 16);
+  CHECK(d.limits.http_request_timeout == std::chrono::seconds(10));
+  CHECK(d.limits.tftp_max_timeout == 5);
+  Config c = load("limits:\n  nbd_connections: 100\n  nbd_per_peer: 4\n  nbd_handshake_timeout: 30s\n"
+                  "  http_connections: 50\n  http_per_peer: 5\n  http_request_timeout: 1m\n"
+                  "  tftp_transfers: 10\n  tftp_per_peer: 2\n  tftp_max_timeout: 3\n  tftp_give_up: 20\n");
+  CHECK(c.limits.nbd_connections == 100);
+  CHECK(c.limits.nbd_per_peer == 4);
+  CHECK(c.limits.nbd_handshake_timeout == std::chrono::seconds(30));
+  CHECK(c.limits.http_connections == 50);
+  CHECK(c.limits.http_per_peer == 5);
+  CHECK(c.limits.http_request_timeout == std::chrono::seconds(60));
+  CHECK(c.limits.tftp_transfers == 10);
+  CHECK(c.limits.tftp_per_peer == 2);
+  CHECK(c.limits.tftp_max_timeout == 3);
+  CHECK(c.limits.tftp_give_up == std::chrono::seconds(20));
+  CHECK(error_of([&] { load("limits:\n  nbd_per_peer: 0\n"); }).find("c.yaml:2:17: key 'limits.nbd_per_peer': expected a number from 1 to 100000") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits:\n  tftp_max_timeout: 256\n"); }).find("expected a number from 1 to 255") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits:\n  http_request_timeout: soon\n"); }).find("key 'limits.http_request_timeout'") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits:\n  nbd_handshake: 10s\n"); }).find("c.yaml:2:3: key 'limits.nbd_handshake': unknown; known keys are") !=
+        std::string::npos);
+  CHECK(error_of([&] { load("limits: 5\n"); }).find("key 'limits': expected a mapping") != std::string::npos);
   std::filesystem::remove_all(dir);
 }

@@ -156,7 +156,7 @@ TEST_CASE("negotiate applies RFC 2348, 2349 and 7440 within limits", "[tftp]") {
     REQUIRE(bad.ignored.size() == 6);
     CHECK_THAT(bad.ignored[0], Catch::Contains("blksize 7: out of range (expected 8.."));
     CHECK_THAT(bad.ignored[1], Catch::Contains("windowsize 0: out of range"));
-    CHECK_THAT(bad.ignored[2], Catch::Contains("timeout 0: out of range (expected 1..255)"));
+    CHECK_THAT(bad.ignored[2], Catch::Contains("timeout 0: out of range (expected 1..5)"));
     CHECK_THAT(bad.ignored[3], Catch::Contains("not a decimal number"));
     CHECK_THAT(bad.ignored[4], Catch::Contains("given twice"));
     CHECK_THAT(bad.ignored[5], Catch::Contains("multicast: unknown option"));
@@ -321,8 +321,15 @@ TEST_CASE("symlinks out of the root: followed only when root alone could have pl
     ::chmod(root.c_str(), 0775);  // the root is group-writable
     CHECK(open_in(Root(root.string()), "absolute-out") == "REFUSED 2");
     CHECK_THAT(last_refusal, Catch::Contains("the root is not owned by root or is writable by group or others"));
-    ::chmod(root.c_str(), 0757);  // ... or writable by others
-    CHECK(open_in(Root(root.string()), "absolute-out") == "REFUSED 2");
+    ::chmod(root.c_str(), 0755);
+    Root kept(root.string());  // trust is decided per request, not when the root is opened
+    ::chmod(root.c_str(), 0775);
+    CHECK(open_in(kept, "absolute-out") == "REFUSED 2");
+    CHECK_THAT(last_refusal, Catch::Contains("the root is not owned by root or is writable by group or others"));
+    ::chmod(root.c_str(), 0757);  // ... or writable by others: nothing is served, and it cannot be opened
+    CHECK(open_in(kept, "nosuch") == "REFUSED 2");
+    CHECK_THAT(last_refusal, Catch::Contains("writable by every user"));
+    CHECK_THROWS_WITH(Root(root.string()), Catch::Contains("writable by every user (mode 0757)"));
     ::chmod(root.c_str(), 0755);
     ::chmod(sub.c_str(), 0775);  // a directory between the root and the link
     CHECK(open_in(Root(root.string()), "sub/deep-out") == "REFUSED 2");
@@ -440,7 +447,11 @@ TEST_CASE("server: past max_transfers a request gets ERROR 0 busy", "[tftp]") {
   Client first(port);
   first.request({Opcode::rrq, "file.bin", "octet", {}});
   auto d = first.receive();
-  REQUIRE(std::get_if<Data>(&d));  // the one transfer runs, unacknowledged
+  REQUIRE(std::get_if<Data>(&d));
+  // Acknowledged: a real client, not evicted for a newcomer.
+  first.send(build_ack(1), first.from);
+  auto d2 = first.receive();
+  REQUIRE(std::get_if<Data>(&d2));
   Client second(port);
   second.request({Opcode::rrq, "file.bin", "octet", {}});
   auto e = second.receive();

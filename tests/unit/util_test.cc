@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include "util/error.h"
 #include "util/mac.h"
 #include "util/net.h"
+#include "util/peer_limits.h"
 #include "util/size.h"
 #include "util/text.h"
 
@@ -193,4 +195,81 @@ TEST_CASE("move_global_options moves options before the command to after it", "[
   CHECK(move_global_options({}, global).empty());
   CHECK_THROWS_WITH(move_global_options({"--store"}, global), Catch::Contains("--store needs a value"));
   CHECK_THROWS_WITH(move_global_options({"--store", "/s"}, global), Catch::Contains("no command after --store"));
+}
+
+// A connected socket pair: `first` is the one PeerLimits shuts, `second`
+// sees end-of-file when it does.
+struct SocketPair {
+  int first = -1, second = -1;
+  SocketPair() {
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    first = fds[0];
+    second = fds[1];
+  }
+  ~SocketPair() {
+    ::close(first);
+    ::close(second);
+  }
+  // The peer end saw the shutdown within `ms`.
+  bool shut(int ms = 2000) const {
+    pollfd p{second, POLLIN, 0};
+    char c;
+    return ::poll(&p, 1, ms) == 1 && ::recv(second, &c, 1, MSG_DONTWAIT) == 0;
+  }
+};
+
+TEST_CASE("PeerLimits: caps per peer and in all, each refusal names the cap", "[util]") {
+  PeerLimits limits({.per_peer = 2, .total = 3, .handshake = std::chrono::seconds(60), .what = "TEST"});
+  SocketPair a, b, c, d, e;
+  std::string why;
+  auto s1 = limits.admit(a.first, "10.0.0.1", why);
+  auto s2 = limits.admit(b.first, "10.0.0.1", why);
+  REQUIRE(s1);
+  REQUIRE(s2);
+  auto s3 = limits.admit(c.first, "10.0.0.1", why);
+  CHECK_FALSE(s3);
+  CHECK(why == "TEST 10.0.0.1: refused: 2 connections from this address already (the cap per peer is 2)");
+  s1.established();
+  s2.established();
+  auto s4 = limits.admit(d.first, "10.0.0.2", why);
+  REQUIRE(s4);
+  s4.established();
+  CHECK(limits.total() == 3);
+  auto s5 = limits.admit(e.first, "10.0.0.3", why);  // full, nobody waiting: refused
+  CHECK_FALSE(s5);
+  CHECK_THAT(why, Catch::Contains("3 connections open, all of them past their handshake"));
+  s4.release();
+  CHECK(limits.from("10.0.0.2") == 0);
+  CHECK(limits.admit(e.first, "10.0.0.3", why));  // a place again (released at once)
+  CHECK_FALSE(a.shut(50));  // established connections are never cut
+}
+
+TEST_CASE("PeerLimits: a full server evicts the oldest connection still in its handshake", "[util]") {
+  PeerLimits limits({.per_peer = 10, .total = 2, .handshake = std::chrono::seconds(60), .what = "TEST"});
+  SocketPair a, b, c;
+  std::string why;
+  auto old = limits.admit(a.first, "10.0.0.1", why);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto young = limits.admit(b.first, "10.0.0.2", why);
+  auto newcomer = limits.admit(c.first, "10.0.0.3", why);
+  REQUIRE(newcomer);
+  CHECK(a.shut());
+  CHECK(old.expired());
+  CHECK_FALSE(b.shut(50));
+  CHECK_FALSE(young.expired());
+}
+
+TEST_CASE("PeerLimits: the handshake deadline shuts the socket; established() and waiting() move it", "[util]") {
+  PeerLimits limits({.per_peer = 10, .total = 10, .handshake = std::chrono::milliseconds(100), .what = "TEST"});
+  SocketPair slow, quick;
+  std::string why;
+  auto s = limits.admit(slow.first, "10.0.0.1", why);
+  auto q = limits.admit(quick.first, "10.0.0.2", why);
+  q.established();
+  CHECK(slow.shut());
+  CHECK(s.expired());
+  CHECK_FALSE(quick.shut(300));
+  q.waiting(std::chrono::milliseconds(100));  // a kept-alive connection waiting for its next request
+  CHECK(quick.shut());
 }

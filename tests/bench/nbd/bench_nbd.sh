@@ -6,7 +6,10 @@
 #   4. random 4 KiB writes into a session against nbdkit's cow filter
 #   5. 100 sessions reading at once: errors, p50/p99 latency; RSS per idle session
 # Ratios are bootsrv / peer throughput (> 1: bootsrv is faster).
-# Usage: IMGTOOL=… BOOTSRV=… [ROUNDS=3] tests/bench/nbd/bench_nbd.sh [SECONDS]
+# Usage: IMGTOOL=… BOOTSRV=… [ROUNDS=3] [BOOTSRV_BASE=…] tests/bench/nbd/bench_nbd.sh [SECONDS]
+# BOOTSRV_BASE: another build of bootsrv (e.g. before a change), served from
+# the same store and taking turns with BOOTSRV in steps 1, 2 and 4, so that
+# the two builds are compared within one stretch of the machine's speed.
 set -euo pipefail
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}
 SECS=${1:-10}
@@ -32,12 +35,26 @@ done
 "$IMGTOOL" publish deep@32 >/dev/null
 "$IMGTOOL" export lab@1 flat.raw --to raw >/dev/null
 
-P_BOOT=$(port); "$BOOTSRV" serve --listen 127.0.0.1:$P_BOOT > bootsrv.log 2>&1 & pids+=($!)
+# Every client here comes from 127.0.0.1: step 5's 100 sessions (and 100
+# idle ones) need more than the 16 connections one address may have.
+printf 'limits:\n  nbd_per_peer: 512\n' > limits.yaml
+P_BOOT=$(port); "$BOOTSRV" serve --listen 127.0.0.1:$P_BOOT --config limits.yaml > bootsrv.log 2>&1 & pids+=($!)
 P_KIT=$(port); nbdkit -f -i 127.0.0.1 -p $P_KIT file flat.raw & pids+=($!)
 P_QEMU=$(port); qemu-nbd -f raw --read-only -b 127.0.0.1 -p $P_QEMU -t -x flat flat.raw & pids+=($!)
 P_COW=$(port); nbdkit -f -i 127.0.0.1 -p $P_COW --filter=cow file flat.raw & pids+=($!)
 wait_port $P_BOOT lab@1; wait_port $P_KIT ""; wait_port $P_QEMU flat; wait_port $P_COW ""
 BOOT_PID=${pids[0]}
+BASE_A=() BASE_B=() BASE_W=()
+if [ -n "${BOOTSRV_BASE:-}" ]; then
+  P_BASE=$(port); "$BOOTSRV_BASE" serve --listen 127.0.0.1:$P_BASE > bootsrv-base.log 2>&1 & pids+=($!)
+  wait_port $P_BASE lab@1
+  BASE_A=(base=nbd://127.0.0.1:$P_BASE/lab@1) BASE_W=(basewr=nbd://127.0.0.1:$P_BASE/lab/pc03)
+fi
+base_ratio() { # KIND(BW|IO) NAME BASENAME
+  [ -n "${BOOTSRV_BASE:-}" ] || return 0
+  local -n m=$1
+  echo "ratio bootsrv/base build $(ratio "${m[$2]}" "${m[$3]}") (base ${m[$3]})"
+}
 cat flat.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null   # everything in the page cache
 
 # fio_run NAME URI RW BS DEPTH [JOBS]: prints "MiB/s IOPS p50_us p99_us errors"
@@ -87,16 +104,18 @@ echo "(each comparison: $ROUNDS rounds of ${SECS}s per server, medians)"
 echo
 echo "== 1. sequential read, 1 MiB requests (4 in flight)"
 compare read 1M 4 boot=nbd://127.0.0.1:$P_BOOT/lab@1 sess=nbd://127.0.0.1:$P_BOOT/lab/pc01 \
-  kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat
+  kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "bootsrv session lab/pc01" "${BW[sess]}" "${IO[sess]}"
 row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
 echo "ratio bootsrv/nbdkit $(ratio "${BW[boot]}" "${BW[kit]}"), bootsrv/qemu-nbd $(ratio "${BW[boot]}" "${BW[qemu]}")"
+base_ratio BW boot base
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
-compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat
+compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
 echo "ratio bootsrv/nbdkit $(ratio "${IO[boot]}" "${IO[kit]}"), bootsrv/qemu-nbd $(ratio "${IO[boot]}" "${IO[qemu]}")"
+base_ratio IO boot base
 
 echo
 echo "== 3. chain depth 32 against depth 1 (random 4 KiB reads, 16 in flight)"
@@ -106,9 +125,10 @@ echo "depth 32 / depth 1: $(ratio "${IO[deep]}" "${IO[one]}") (target >= 0.95)"
 
 echo
 echo "== 4. random 4 KiB writes, 16 in flight"
-compare randwrite 4k 16 wr=nbd://127.0.0.1:$P_BOOT/lab/pc02 cow=nbd://127.0.0.1:$P_COW/
+compare randwrite 4k 16 wr=nbd://127.0.0.1:$P_BOOT/lab/pc02 cow=nbd://127.0.0.1:$P_COW/ "${BASE_W[@]}"
 row "bootsrv session lab/pc02" "${BW[wr]}" "${IO[wr]}"; row "nbdkit --filter=cow" "${BW[cow]}" "${IO[cow]}"
 echo "ratio bootsrv/nbdkit-cow $(ratio "${IO[wr]}" "${IO[cow]}")"
+base_ratio IO wr basewr
 
 echo
 echo "== 5. 100 sessions reading at once (anonymous sessions, random 4 KiB, 1 in flight each)"

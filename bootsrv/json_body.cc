@@ -1,0 +1,74 @@
+#include "json_body.h"
+
+#include <cstdint>
+
+#include "api_error.h"
+
+namespace bootfleet::bootsrv {
+
+using nlohmann::json;
+
+int json_depth(std::string_view text, int stop_at) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    switch (c) {
+      case '"': in_string = true; break;
+      case '[':
+      case '{':
+        if (++depth > deepest) deepest = depth;
+        if (deepest > stop_at) return deepest;
+        break;
+      case ']':
+      case '}':
+        if (depth > 0) --depth;  // unbalanced: the parser says so
+        break;
+      default: break;
+    }
+  }
+  return deepest;
+}
+
+json parse_json_body_text(std::string_view text) {
+  if (text.size() > kMaxJsonBody) {
+    throw ApiError(413, "the request body has " + std::to_string(text.size()) + " bytes; a JSON body may have up to " +
+                            std::to_string(kMaxJsonBody));
+  }
+  if (text.empty()) return json::object();
+  if (json_depth(text) > kMaxJsonDepth) {
+    throw ApiError(400, "the request body nests arrays and objects more than " + std::to_string(kMaxJsonDepth) +
+                            " deep; the API's bodies need 3");
+  }
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    // The parser's own message quotes the bytes it read last: not repeated.
+    throw ApiError(400, "the request body is not JSON; send one JSON object, e.g. {\"version\": 3}");
+  }
+  return j;
+}
+
+std::string json_kind(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::object: return "an object";
+    case json::value_t::array: return "an array";
+    case json::value_t::string: return "a string";
+    case json::value_t::boolean: return "true or false";
+    case json::value_t::number_integer:
+      return v.get<int64_t>() < 0 ? "a negative number" : v.get<int64_t>() == 0 ? "zero" : "a number";
+    case json::value_t::number_unsigned:
+      return v.get<uint64_t>() == 0 ? "zero" : v.get<uint64_t>() > INT64_MAX ? "a number past 2^63" : "a number";
+    case json::value_t::number_float: return "a number with a fraction or exponent";
+    case json::value_t::binary: return "binary data";
+    case json::value_t::discarded: return "nothing";
+  }
+  return "something else";
+}
+
+}  // namespace bootfleet::bootsrv
