@@ -129,8 +129,9 @@ int cmd_build(const std::vector<std::string>& args) {
       "Build cache: when a version of the image was built from the same base content,\n"
       "the same recipe (after variables) and the same input files, it is reused and\n"
       "nothing is built (--no-cache builds anyway).\n\n"
-      "The appliance runs with KVM when it can; if KVM fails it is retried with TCG\n"
-      "(slower) and a note says so. BOOTFLEET_GUEST_ACCEL=kvm|tcg|auto overrides.\n"
+      "The appliance runs with KVM when it can; if KVM fails (the launch fails, or has\n"
+      "not finished after 60 s) it is retried with TCG (slower) and a note says so.\n"
+      "BOOTFLEET_GUEST_ACCEL=kvm|tcg|auto overrides.\n"
       "The write cache and NBD socket live in a private directory under --work-dir\n"
       "(default $TMPDIR, else /var/tmp), removed afterwards."};
   auto options = base_options();

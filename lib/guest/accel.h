@@ -16,8 +16,9 @@
 // QEMU, run with -no-reboot, exits 0 as if the guest had powered off. So a
 // network boot under KVM that ends before its kernel printed anything is a
 // KVM failure whatever QEMU's status; under TCG the same end is the guest's
-// own failure. libguestfs appliances fail their launch instead, which
-// Guest::launch takes as the evidence.
+// own failure. A libguestfs appliance's evidence is its launch: one that
+// fails, or under auto has not finished after 60 s under KVM (on such hosts
+// libguestfs would wait many minutes), is retried under TCG (Guest::launch).
 #pragma once
 
 #include <functional>

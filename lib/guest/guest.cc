@@ -2,9 +2,15 @@
 
 #include <guestfs.h>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "guest/stop.h"
 #include "util/error.h"
@@ -60,6 +66,46 @@ guestfs_h* make_handle(const LaunchOptions& o, bool tcg) {
   return g;
 }
 
+// Under auto, how long an appliance may take to start under KVM. A working
+// KVM starts it in seconds (TCG here: 25-60 s); some hosts open /dev/kvm and
+// then never get the guest's kernel going (the nested hosts whose network
+// boots reset in the firmware), and libguestfs would wait for it for many
+// minutes. Past this, the launch is taken as evidence against KVM.
+constexpr std::chrono::seconds kKvmLaunchDeadline{60};
+
+// Kills this process's QEMU (SIGTERM: it cleans up) if the launch it
+// watches is still going at the deadline, so guestfs_launch fails and the
+// caller can fall back to TCG.
+class LaunchWatchdog {
+ public:
+  explicit LaunchWatchdog(std::chrono::seconds deadline)
+      : thread_([this, deadline] {
+          std::unique_lock lock(mutex_);
+          if (!done_cv_.wait_for(lock, deadline, [this] { return done_; })) {
+            fired_ = kill_child_processes_running("qemu", SIGTERM) > 0;
+          }
+        }) {}
+  ~LaunchWatchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_all();
+    thread_.join();
+  }
+  // Whether it killed the launch (read after the launch returned).
+  bool fired() {
+    std::lock_guard lock(mutex_);
+    return fired_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false, fired_ = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 std::unique_ptr<Guest> Guest::launch(const LaunchOptions& options) {
@@ -67,8 +113,14 @@ std::unique_ptr<Guest> Guest::launch(const LaunchOptions& options) {
   bool tcg = first_accel(options.accel, /*kvm_available=*/true) == Accel::kTcg;
   auto started = std::chrono::steady_clock::now();
   guestfs_h* g = make_handle(options, tcg);
-  if (guestfs_launch(g) == -1) {
-    std::string e = last_error(g);
+  std::optional<LaunchWatchdog> watchdog;
+  if (!tcg && options.accel == Accel::kAuto && kvm_device_usable()) watchdog.emplace(kKvmLaunchDeadline);
+  int launched = guestfs_launch(g);
+  const bool timed_out = watchdog && watchdog->fired();
+  watchdog.reset();
+  if (launched == -1) {
+    std::string e = timed_out ? "no appliance after " + std::to_string(kKvmLaunchDeadline.count()) + " s under KVM"
+                              : last_error(g);
     guestfs_close(g);
     if (int sig = StopSignals::received()) {  // we killed it: not KVM's fault
       throw Error("libguestfs: the appliance was stopped by " + StopSignals::name(sig));

@@ -85,6 +85,16 @@ int kill_child_processes(int sig) {
   return killed;
 }
 
+int kill_child_processes_running(const std::string& program, int sig) {
+  int killed = 0;
+  for_each_child([&](pid_t pid) {
+    std::error_code ec;
+    auto exe = std::filesystem::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).string();
+    if (!ec && exe.find(program) != std::string::npos && ::kill(pid, sig) == 0) ++killed;
+  });
+  return killed;
+}
+
 StopSignals::StopSignals(bool kill_children) : kill_children_(kill_children) {
   stop_signal = 0;
   if (::pipe2(pipe_, O_CLOEXEC | O_NONBLOCK) != 0) throw util::errno_error("pipe for SIGINT and SIGTERM");

@@ -69,6 +69,9 @@ class PrivateTmpdir {
 
 // Sends `sig` to every process whose parent is this one; returns how many.
 int kill_child_processes(int sig);
+// Sends `sig` to every child process whose program's path contains
+// `program` (e.g. "qemu"); returns how many.
+int kill_child_processes_running(const std::string& program, int sig);
 // How many processes have this one as their parent and still run.
 int count_child_processes();
 
