@@ -103,7 +103,9 @@ int serve_command(const std::vector<std::string>& args) {
   if (!config.https_listen.empty()) {
     server_options.tls = std::make_shared<http::TlsContext>(config.tls_cert, config.tls_key);
   }
-  server_options.sessions = {config.cache_dir, config.idle_timeout, config.cache_ram};
+  server_options.sessions.cache_dir = config.cache_dir;
+  server_options.sessions.idle_timeout = config.idle_timeout;
+  server_options.sessions.cache_ram = config.cache_ram;
   server_options.boot.default_image = config.default_image;
   server_options.boot.kernel_cmdline = config.kernel_cmdline;
   server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));

@@ -1022,6 +1022,15 @@ std::vector<Lease> Store::live_leases(const std::string& name) {
   return out;
 }
 
+std::vector<Lease> Store::all_leases() {
+  auto st = db_->prepare(
+      "SELECT l.id, i.name, l.version, l.holder, l.session, l.heartbeat_at FROM leases l JOIN images i ON i.id = l.image_id "
+      "ORDER BY l.id");
+  std::vector<Lease> out;
+  while (st.step()) out.push_back({st.int64(0), st.text(1), st.int64(2), st.text(3), st.text(4), st.int64(5)});
+  return out;
+}
+
 // Clients.
 
 void validate_client_name(const std::string& name) {

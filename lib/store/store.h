@@ -259,6 +259,8 @@ class Store {
   void heartbeat(const std::string& holder);
   void release_lease(int64_t id);
   std::vector<Lease> live_leases(const std::string& image);
+  // Every lease, live or not, of every image.
+  std::vector<Lease> all_leases();
   static constexpr int64_t kLeaseTtlSeconds = 120;
 
   // Chains deeper than this get a new dynamic base on import.
