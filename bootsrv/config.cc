@@ -57,6 +57,10 @@ void load_config_file(const std::string& path, Config& config) {
         config.cache_dir = v.as<std::string>();
       } else if (key == "cache_ram") {
         config.cache_ram = util::parse_size(v.as<std::string>(), where(v, key));
+      } else if (key == "cache_quota") {
+        config.cache_quota = util::parse_size(v.as<std::string>(), where(v, key));
+      } else if (key == "cache_reserve") {
+        config.cache_reserve = util::parse_size(v.as<std::string>(), where(v, key));
       } else if (key == "idle_timeout") {
         config.idle_timeout = parse_duration(v.as<std::string>(), where(v, key));
       } else if (key == "heartbeat") {
@@ -121,7 +125,7 @@ void load_config_file(const std::string& path, Config& config) {
         }
       } else {
         throw Error(where(item.first, key) +
-                    ": unknown; known keys are store, listen, nbd_busy_poll_us, cache_dir, cache_ram, idle_timeout, heartbeat, tftp, http, "
+                    ": unknown; known keys are store, listen, nbd_busy_poll_us, cache_dir, cache_ram, cache_quota, cache_reserve, idle_timeout, heartbeat, tftp, http, "
                     "default_image, kernel_cmdline, api_tokens, tls_cert, tls_key, https_listen, api_plain_http, "
                     "upload_dir, upload_ttl, max_uploads");
       }

@@ -28,6 +28,7 @@ namespace bootfleet::bootsrv {
 
 int serve_command(const std::vector<std::string>& args) {
   po::options_description options("Options");
+  std::string cache_quota, cache_reserve;
   std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root, http_listen, default_image;
   std::vector<std::string> listen;
   options.add_options()
@@ -37,6 +38,8 @@ int serve_command(const std::vector<std::string>& args) {
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
+      ("cache-quota", po::value(&cache_quota), "write cache per session, e.g. 20G (default 0: none); a client's own quota wins")
+      ("cache-reserve", po::value(&cache_reserve), "cache disk set aside for each named session at its start, e.g. 1G (default 0)")
       ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)")
       ("tftp-listen", po::value(&tftp_listen), "serve TFTP (read-only) on this address: 127.0.0.1:69, [::1]:69, :69 (default: no TFTP)")
       ("tftp-root", po::value(&tftp_root), "the directory TFTP serves (default /usr/lib/ipxe)")
@@ -65,6 +68,8 @@ int serve_command(const std::vector<std::string>& args) {
     if (!cache_dir.empty()) c.cache_dir = cache_dir;
     if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
     if (!cache_ram.empty()) c.cache_ram = util::parse_size(cache_ram, "--cache-ram");
+    if (!cache_quota.empty()) c.cache_quota = util::parse_size(cache_quota, "--cache-quota");
+    if (!cache_reserve.empty()) c.cache_reserve = util::parse_size(cache_reserve, "--cache-reserve");
     if (!idle.empty()) c.idle_timeout = parse_duration(idle, "--idle-timeout");
     if (!tftp_listen.empty()) c.tftp_listen = tftp_listen;
     if (!tftp_root.empty()) c.tftp_root = tftp_root;
@@ -106,6 +111,8 @@ int serve_command(const std::vector<std::string>& args) {
   server_options.sessions.cache_dir = config.cache_dir;
   server_options.sessions.idle_timeout = config.idle_timeout;
   server_options.sessions.cache_ram = config.cache_ram;
+  server_options.sessions.reserve = config.cache_reserve;
+  server_options.sessions.quota_default = config.cache_quota;
   server_options.boot.default_image = config.default_image;
   server_options.boot.kernel_cmdline = config.kernel_cmdline;
   server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));

@@ -150,9 +150,11 @@ class SessionManager {
     // Named sessions live on in cache_dir (see the note at the top); false:
     // they end with the manager, as anonymous ones do.
     bool persist = true;
-    // Bytes of write cache a session may hold (0: no limit), by session
-    // name; asked when a session starts or is reopened.
-    std::function<uint64_t(const std::string&)> quota;
+    // Bytes of write cache a named session may hold (0: no limit): what
+    // `quota` says for its name (asked when it starts or is reopened), else
+    // quota_default.
+    uint64_t quota_default = 0;
+    std::function<std::optional<uint64_t>(const std::string&)> quota;
     // Bytes of cache disk set aside for each named session when it starts
     // (see CacheStorage::reserve): what it can write even on a full disk.
     uint64_t reserve = 0;
@@ -212,7 +214,10 @@ class SessionManager {
   void end(const std::shared_ptr<Session>& session, const std::string& tombstone);
   void write_tombstone(const std::string& name, const std::string& reason);
   void clear_tombstone(const std::string& name);
-  uint64_t quota_of(const std::string& name) const { return options_.quota ? options_.quota(name) : 0; }
+  uint64_t quota_of(const std::string& name) const {
+    auto own = options_.quota ? options_.quota(name) : std::nullopt;
+    return own.value_or(options_.quota_default);
+  }
   // The reserve, never more than the quota (what could it be used for?).
   uint64_t reserve_for(const std::string& name) const {
     uint64_t q = quota_of(name);

@@ -43,6 +43,21 @@ StoreExports::StoreExports(store::Store& store, block::SessionManager::Options o
     util::log_line("session " + s.name() + " ended (" + std::to_string(s.cache().data_bytes()) + " bytes written)");
   };
   hooks.reopened = [this](const block::Session& s) { lease(s.pin(), s.name()); };
+  if (!options.quota) {
+    // A registered client's own quota (imgtool client set --cache-quota).
+    options.quota = [this](const std::string& session) -> std::optional<uint64_t> {
+      auto slash = session.find('/');
+      if (slash == std::string::npos) return std::nullopt;
+      std::lock_guard lock(store_mutex_);
+      try {
+        auto c = store_.find_client(session.substr(slash + 1));
+        if (c) return c->cache_quota;
+      } catch (const Error& e) {
+        util::log_line("cannot read the quota of " + session + ": " + e.what());
+      }
+      return std::nullopt;
+    };
+  }
   sessions_ = std::make_unique<block::SessionManager>(std::move(options), std::move(hooks));
 }
 

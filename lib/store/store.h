@@ -95,6 +95,9 @@ struct ClientInfo {
   std::string image;
   std::optional<std::string> cmdline;
   int64_t created_at = 0;  // Unix seconds
+  // Bytes of write cache its sessions may hold; none: the server's
+  // cache_quota applies.
+  std::optional<uint64_t> cache_quota;
 };
 
 // What `set_client` changes; an empty cmdline removes it.
@@ -102,6 +105,7 @@ struct ClientChange {
   std::optional<std::string> name;
   std::optional<std::string> image;
   std::optional<std::string> cmdline;
+  std::optional<uint64_t> cache_quota;  // 0 removes the client's own quota
 };
 
 // Client names become export-name parts and log words: 1-64 characters of
