@@ -17,7 +17,9 @@ int cmd_import(const std::vector<std::string>& args) {
                    "then sectors, so a full disk that changed 10 MiB stores about 10 MiB. When the\n"
                    "chain would get deeper than 32 files the version is stored as a new base.\n"
                    "The file is written under tmp/, fsynced and renamed before the catalog row is\n"
-                   "committed: an interrupted import leaves nothing behind."};
+                   "committed: an interrupted import leaves nothing behind. A FILE that reads\n"
+                   "exactly as the latest version stores nothing (it says so; with --publish it\n"
+                   "publishes that version): running an import again is safe."};
   auto options = base_options();
   std::string store_dir, image, file, message, from = "auto";
   bool publish = false;
@@ -39,10 +41,16 @@ int cmd_import(const std::vector<std::string>& args) {
   o.message = message;
   o.source = file;
   o.publish = publish;
+  o.unless_same = true;
   o.progress = [&](uint64_t done, uint64_t) { progress.update(done); };
   auto r = s->import_disk(image, *disk, o);
   progress.finish();
   const auto& v = r.version;
+  if (r.unchanged) {
+    std::cout << file << " is the same disk as " << image << "@" << v.number << " (its latest version): nothing stored"
+              << (publish ? "; " + image + "@" + std::to_string(v.number) + " published" : std::string()) << "\n";
+    return kExitOk;
+  }
   std::cout << "imported " << file << " as " << image << "@" << v.number << ": "
             << (v.parent ? "differencing on @" + std::to_string(*v.parent) : std::string("new base")) << ", "
             << r.changed_blocks << " blocks changed, " << util::format_size(v.stored_bytes) << " stored"

@@ -555,6 +555,19 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
     changed = new_digests.nonzero_blocks();
   }
   util::crash_point("import:after-write");
+  // Differencing on the latest version with no block changed, or (a new
+  // base at the depth limit) the same whole-disk digest.
+  bool same_as_latest = latest && (parent ? parent->number == latest->number && changed == 0
+                                         : util::digest_hex(new_digests.disk_digest()) == latest->disk_digest);
+  if (options.unless_same && latest && !squash_of && options.artifacts_dir.empty() &&
+      same_as_latest) {
+    ::unlink(tmp.c_str());
+    ImportResult same{*latest, false, 0, true};
+    if (options.publish) {
+      publish({image, latest->number, false}, options.created_by.empty() ? default_creator() : options.created_by);
+    }
+    return same;
+  }
 
   std::string final_path = dir_ + "/" + rel;
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {

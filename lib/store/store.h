@@ -135,6 +135,12 @@ struct ImportOptions {
   // lock: two writers racing to add version N cannot end up with N and N+1
   // (the second gets VersionNumberTaken). Unset: the next number.
   std::optional<int64_t> expect_number;
+  // When the disk reads exactly as the latest version (no block differs,
+  // the input padded to the image's size as an import is), store nothing: the result is that version, with
+  // `unchanged` set (and `publish` still done). So an import run again
+  // after one that was killed between its commit and its publish only
+  // publishes. Versions with artifacts always differ (not compared).
+  bool unless_same = false;
 };
 
 // Thrown by import_disk when `expect_number` is not the next number: the
@@ -158,6 +164,7 @@ struct ImportResult {
   VersionInfo version;
   bool new_base = false;    // written as a dynamic base (first version, or depth limit)
   uint64_t changed_blocks = 0;
+  bool unchanged = false;  // see ImportOptions::unless_same
 };
 
 struct PruneDecision {
