@@ -21,7 +21,7 @@ namespace {
 // Top-level keys, for "did you mean" and the list in the message. A key
 // added to load_config_file goes here too.
 const std::vector<std::string> kKnownKeys = {
-    "store",        "listen",      "nbd_busy_poll_us", "cache_dir", "cache_ram",      "idle_timeout",
+    "store",        "listen",      "nbd_busy_poll_us", "cache_dir", "cache_ram",      "cache_quota", "cache_reserve", "idle_timeout",
     "heartbeat",    "tftp",        "tftp.listen",      "tftp.root", "http",           "http.listen",
     "default_image", "kernel_cmdline", "api_tokens",   "tls_cert",  "tls_key",        "https_listen",
     "api_plain_http", "upload_dir", "upload_ttl",      "max_uploads", "limits", "iscsi", "iscsi.listen", "iscsi.iqn_prefix",
@@ -140,6 +140,10 @@ void load_config_file(const std::string& path, Config& config) {
         config.cache_dir = v.as<std::string>();
       } else if (key == "cache_ram") {
         config.cache_ram = util::parse_size(v.as<std::string>(), where(v, key));
+      } else if (key == "cache_quota") {
+        config.cache_quota = util::parse_size(v.as<std::string>(), where(v, key));
+      } else if (key == "cache_reserve") {
+        config.cache_reserve = util::parse_size(v.as<std::string>(), where(v, key));
       } else if (key == "idle_timeout") {
         config.idle_timeout = parse_duration(v.as<std::string>(), where(v, key));
       } else if (key == "heartbeat") {

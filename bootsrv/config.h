@@ -30,6 +30,8 @@ struct Config {
   std::chrono::microseconds nbd_busy_poll{50};  // how long a busy NBD connection polls before it sleeps
   std::string cache_dir;                 // write caches; default STORE/cache
   uint64_t cache_ram = 0;                // RAM the write caches share before using cache_dir
+  uint64_t cache_quota = 0;              // write cache bytes per session unless its client has its own (0: none)
+  uint64_t cache_reserve = 0;            // cache disk set aside for each named session when it starts
   std::chrono::seconds idle_timeout{3600};  // named sessions without connections
   std::chrono::seconds heartbeat{30};    // lease heartbeat
   std::string tftp_listen;               // TFTP address; empty: no TFTP

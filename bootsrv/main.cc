@@ -20,7 +20,7 @@ namespace bootfleet::bootsrv {
 
 const char* const kUsage =
     "Usage: bootsrv serve [--store DIR] [--config FILE] [--listen ADDR:PORT]... [--cache-dir DIR]\n"
-    "                     [--cache-ram SIZE] [--idle-timeout DURATION]\n"
+    "                     [--cache-ram SIZE] [--cache-quota SIZE] [--cache-reserve SIZE] [--idle-timeout DURATION]\n"
     "                     [--iscsi-listen ADDR:PORT]... [--tftp-listen ADDR:PORT] [--tftp-root DIR]\n"
     "                     [--http-listen ADDR:PORT] [--default-image IMAGE]\n"
     "       bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P]\n"

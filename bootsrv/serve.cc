@@ -31,6 +31,7 @@ namespace bootfleet::bootsrv {
 
 int serve_command(const std::vector<std::string>& args) {
   po::options_description options("Options");
+  std::string cache_quota, cache_reserve;
   std::string config_file, store_dir, cache_dir, idle, cache_ram, tftp_listen, tftp_root, http_listen, default_image;
   std::vector<std::string> listen, iscsi_listen;
   options.add_options()
@@ -40,6 +41,8 @@ int serve_command(const std::vector<std::string>& args) {
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
+      ("cache-quota", po::value(&cache_quota), "write cache per session, e.g. 20G (default 0: none); a client's own quota wins")
+      ("cache-reserve", po::value(&cache_reserve), "cache disk set aside for each named session at its start, e.g. 1G (default 0)")
       ("idle-timeout", po::value(&idle), "end a named session this long after its last connection closed (default 1h)")
       ("iscsi-listen", po::value(&iscsi_listen)->composing(), "serve iSCSI on this address: :3260, 127.0.0.1:3260 (repeatable; default: no iSCSI)")
       ("tftp-listen", po::value(&tftp_listen), "serve TFTP (read-only) on this address: 127.0.0.1:69, [::1]:69, :69 (default: no TFTP)")
@@ -75,6 +78,8 @@ int serve_command(const std::vector<std::string>& args) {
     if (!cache_dir.empty()) c.cache_dir = cache_dir;
     if (c.cache_dir.empty()) c.cache_dir = c.store + "/cache";
     if (!cache_ram.empty()) c.cache_ram = util::parse_size(cache_ram, "--cache-ram");
+    if (!cache_quota.empty()) c.cache_quota = util::parse_size(cache_quota, "--cache-quota");
+    if (!cache_reserve.empty()) c.cache_reserve = util::parse_size(cache_reserve, "--cache-reserve");
     if (!idle.empty()) c.idle_timeout = parse_duration(idle, "--idle-timeout");
     if (!iscsi_listen.empty()) c.iscsi_listen = iscsi_listen;
     if (!c.iscsi_listen.empty()) serve::validate_iqn_prefix(c.iscsi_iqn_prefix, config_file.empty() ? "iscsi.iqn_prefix" : config_file + ": iscsi.iqn_prefix");
@@ -126,7 +131,11 @@ int serve_command(const std::vector<std::string>& args) {
   if (!config.https_listen.empty()) {
     server_options.tls = std::make_shared<http::TlsContext>(config.tls_cert, config.tls_key);
   }
-  server_options.sessions = {config.cache_dir, config.idle_timeout, config.cache_ram};
+  server_options.sessions.cache_dir = config.cache_dir;
+  server_options.sessions.idle_timeout = config.idle_timeout;
+  server_options.sessions.cache_ram = config.cache_ram;
+  server_options.sessions.reserve = config.cache_reserve;
+  server_options.sessions.quota_default = config.cache_quota;
   server_options.boot.default_image = config.default_image;
   server_options.boot.kernel_cmdline = config.kernel_cmdline;
   server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));

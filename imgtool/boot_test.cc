@@ -139,6 +139,7 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   std::vector<serve::BootEvent> events;
   serve::BootServerOptions so;
   so.sessions.cache_dir = work.path() + "/cache";
+  so.sessions.persist = false;  // a throwaway server: nothing to reopen
   so.boot.pinned = serve::PinnedBoot{v.image, v.number, client};
   so.on_event = [&](const serve::BootEvent& e) {
     std::lock_guard lock(events_mutex);

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "util/error.h"
+#include "util/size.h"
 #include "util/time.h"
 
 namespace bootfleet::imgtool {
@@ -20,29 +21,42 @@ const char* kMacForms =
 
 void print_client(const store::ClientInfo& c) {
   std::cout << c.name << " (" << c.mac << "): image " << c.image
-            << (c.cmdline ? ", kernel arguments '" + *c.cmdline + "'" : std::string()) << "\n";
+            << (c.cmdline ? ", kernel arguments '" + *c.cmdline + "'" : std::string())
+            << (c.cache_quota ? ", write cache quota " + util::format_size(*c.cache_quota) : std::string()) << "\n";
 }
 
 int client_add(const std::vector<std::string>& args) {
-  CommandSpec spec{"client add", "MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"]",
+  CommandSpec spec{"client add", "MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"] [--cache-quota SIZE]",
                    "Register a PC by its MAC address: which image it boots and what it is called.",
                    std::string(kMacForms) +
                        "\nNAME (default: the MAC with '-', e.g. 52-54-00-12-34-56) is the CLIENT in the\n"
                        "export IMAGE/CLIENT: letters, digits, '.', '_', '-'. --cmdline adds kernel\n"
-                       "arguments to the ones bootsrv gives Linux clients."};
+                       "arguments to the ones bootsrv gives Linux clients. --cache-quota (e.g. 20G)\n"
+                       "bounds its write cache, over bootsrv's cache_quota."};
   auto options = base_options();
-  std::string store_dir, mac, name, image, cmdline;
+  std::string store_dir, mac, name, image, cmdline, quota;
   add_store_option(options, store_dir);
   options.add_options()("mac", po::value(&mac)->required(), "the client's MAC address")(
       "image", po::value(&image)->required(), "the image it boots")("name", po::value(&name), "its name")(
-      "cmdline", po::value(&cmdline), "extra kernel arguments");
+      "cmdline", po::value(&cmdline), "extra kernel arguments")(
+      "cache-quota", po::value(&quota), "its write cache quota (e.g. 20G)");
   po::positional_options_description pos;
   pos.add("mac", 1);
   po::variables_map vm;
   if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  std::optional<uint64_t> cache_quota;
+  if (vm.count("cache-quota")) {
+    cache_quota = util::parse_size(quota, "--cache-quota");
+    if (*cache_quota == 0) throw util::Error("--cache-quota: give a size above 0 (e.g. 20G), or leave it out");
+  }
   auto s = open_store(store_dir);
   auto c = s->add_client(mac, vm.count("name") ? std::optional(name) : std::nullopt, image,
                          vm.count("cmdline") ? std::optional(cmdline) : std::nullopt);
+  if (cache_quota) {
+    store::ClientChange change;
+    change.cache_quota = cache_quota;
+    c = s->set_client(c.mac, change);
+  }
   std::cout << "added ";
   print_client(c);
   return kExitOk;
@@ -67,6 +81,7 @@ int client_list(const std::vector<std::string>& args) {
                    {"name", c.name},
                    {"image", c.image},
                    {"cmdline", c.cmdline ? nlohmann::json(*c.cmdline) : nlohmann::json(nullptr)},
+                   {"cache_quota", c.cache_quota ? nlohmann::json(*c.cache_quota) : nlohmann::json(nullptr)},
                    {"created", util::format_utc(c.created_at)}});
     }
     std::cout << j.dump(2) << "\n";
@@ -85,17 +100,19 @@ int client_list(const std::vector<std::string>& args) {
 }
 
 int client_set(const std::vector<std::string>& args) {
-  CommandSpec spec{"client set", "MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"]",
-                   "Change a client's name, image or kernel arguments.",
+  CommandSpec spec{"client set", "MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"] [--cache-quota SIZE]",
+                   "Change a client's name, image, kernel arguments or write cache quota.",
                    std::string(kMacForms) +
-                       "\n--cmdline \"\" removes the extra kernel arguments. A new image applies from the\n"
-                       "client's next boot."};
+                       "\n--cmdline \"\" removes the extra kernel arguments, --cache-quota 0 the client's\n"
+                       "own quota (bootsrv's cache_quota applies again). A new image applies from the\n"
+                       "client's next boot, a new quota from its next session."};
   auto options = base_options();
-  std::string store_dir, key, name, image, cmdline;
+  std::string store_dir, key, name, image, cmdline, quota;
   add_store_option(options, store_dir);
   options.add_options()("client", po::value(&key)->required(), "the client's MAC or name")(
       "name", po::value(&name), "new name")("image", po::value(&image), "new image")(
-      "cmdline", po::value(&cmdline), "new extra kernel arguments (\"\" for none)");
+      "cmdline", po::value(&cmdline), "new extra kernel arguments (\"\" for none)")(
+      "cache-quota", po::value(&quota), "new write cache quota (0: bootsrv's default)");
   po::positional_options_description pos;
   pos.add("client", 1);
   po::variables_map vm;
@@ -104,8 +121,9 @@ int client_set(const std::vector<std::string>& args) {
   if (vm.count("name")) change.name = name;
   if (vm.count("image")) change.image = image;
   if (vm.count("cmdline")) change.cmdline = cmdline;
-  if (!change.name && !change.image && !change.cmdline) {
-    throw util::Error("client set: nothing to change; give --name, --image or --cmdline");
+  if (vm.count("cache-quota")) change.cache_quota = util::parse_size(quota, "--cache-quota");
+  if (!change.name && !change.image && !change.cmdline && !change.cache_quota) {
+    throw util::Error("client set: nothing to change; give --name, --image, --cmdline or --cache-quota");
   }
   auto s = open_store(store_dir);
   auto c = s->set_client(key, change);
@@ -134,9 +152,9 @@ int client_rm(const std::vector<std::string>& args) {
 }
 
 const char* kClientUsage =
-    "Usage: imgtool client add MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"]\n"
+    "Usage: imgtool client add MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"] [--cache-quota SIZE]\n"
     "       imgtool client list [--json]\n"
-    "       imgtool client set MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"]\n"
+    "       imgtool client set MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"] [--cache-quota SIZE]\n"
     "       imgtool client rm MAC|NAME\n"
     "       imgtool client SUBCOMMAND --help\n\n"
     "The PCs bootsrv network-boots, known by MAC address: the image each boots,\n"

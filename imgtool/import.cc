@@ -21,7 +21,9 @@ int cmd_import(const std::vector<std::string>& args) {
                    "refused with both sizes unless --resize, which stores a new base of FILE's size.\n"
                    "An empty file is never a disk.\n"
                    "The file is written under tmp/, fsynced and renamed before the catalog row is\n"
-                   "committed: an interrupted import leaves nothing behind."};
+                   "committed: an interrupted import leaves nothing behind. A FILE that reads\n"
+                   "exactly as the latest version stores nothing (it says so; with --publish it\n"
+                   "publishes that version): running an import again is safe."};
   auto options = base_options();
   std::string store_dir, image, file, message, from = "auto";
   bool publish = false, resize = false;
@@ -45,10 +47,16 @@ int cmd_import(const std::vector<std::string>& args) {
   o.source = file;
   o.publish = publish;
   o.resize = resize;
+  o.unless_same = true;
   o.progress = [&](uint64_t done, uint64_t) { progress.update(done); };
   auto r = s->import_disk(image, *disk, o);
   progress.finish();
   const auto& v = r.version;
+  if (r.unchanged) {
+    std::cout << file << " is the same disk as " << image << "@" << v.number << " (its latest version): nothing stored"
+              << (publish ? "; " + image + "@" + std::to_string(v.number) + " published" : std::string()) << "\n";
+    return kExitOk;
+  }
   std::cout << "imported " << file << " as " << image << "@" << v.number << ": "
             << (v.parent ? "differencing on @" + std::to_string(*v.parent) + ", " + std::to_string(r.changed_blocks) +
                                " blocks changed"

@@ -14,10 +14,11 @@ namespace bootfleet::block {
 class CacheDevice : public Device {
  public:
   CacheDevice(std::shared_ptr<const vhd::Disk> below, const std::string& cache_dir,
-              std::shared_ptr<RamBudget> ram = nullptr)
-      : cache_(std::move(below), cache_dir, std::move(ram)) {}
+              std::shared_ptr<RamBudget> ram = nullptr, CacheStorage storage = {})
+      : cache_(std::move(below), cache_dir, std::move(ram), std::move(storage)) {}
 
   const WriteCache& cache() const { return cache_; }
+  WriteCache& cache() { return cache_; }
 
   uint64_t size() const override { return cache_.size(); }
   bool read_only() const override { return false; }

@@ -1,8 +1,100 @@
 #include "block/session.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 #include "util/error.h"
+#include "util/file.h"
+#include "util/log.h"
 
 namespace bootfleet::block {
+
+namespace fs = std::filesystem;
+
+namespace {
+// A session name as a file name: letters, digits, '.', '_', '-' as they
+// are, anything else (the '/' of IMAGE/CLIENT, ':' of a MAC) as %XX.
+std::string escape_name(const std::string& name) {
+  std::string out;
+  for (unsigned char c : name) {
+    if (std::isalnum(c) || c == '.' || c == '_' || c == '-') {
+      out += static_cast<char>(c);
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
+int64_t to_ms(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+std::string sessions_dir(const std::string& cache_dir) { return cache_dir + "/sessions"; }
+std::string ended_dir(const std::string& cache_dir) { return cache_dir + "/ended"; }
+
+void make_dir(const std::string& path) {
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+    throw util::errno_error(path + ": cannot create the directory (the cache directory must be writable)");
+  }
+}
+
+// The `session` file: "key value" lines, the format's name first.
+constexpr const char* kMetaHeader = "bootfleet-session 1";
+
+void write_meta(const std::string& dir, const std::string& name, const Pin& pin,
+                std::chrono::system_clock::time_point started) {
+  std::ostringstream text;
+  text << kMetaHeader << "\nname " << name << "\nimage " << pin.image << "\nversion " << pin.version << "\npath "
+       << pin.path << "\nstarted_ms " << to_ms(started) << "\n";
+  std::string bytes = text.str();
+  util::AtomicOutput out(dir + "/session");
+  {
+    auto fd = util::open_file(out.path(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    util::pwrite_full(fd.get(), bytes.data(), bytes.size(), 0, out.path());
+    util::fsync_file(fd.get(), out.path());
+  }
+  out.commit();
+}
+
+struct Meta {
+  std::string name;
+  Pin pin;
+  int64_t started_ms = 0;
+};
+
+std::optional<Meta> read_meta(const std::string& dir) {
+  std::ifstream in(dir + "/session");
+  if (!in) return std::nullopt;
+  std::string line;
+  if (!std::getline(in, line) || line != kMetaHeader) return std::nullopt;
+  Meta m;
+  int fields = 0;
+  while (std::getline(in, line)) {
+    auto sp = line.find(' ');
+    if (sp == std::string::npos) return std::nullopt;
+    std::string key = line.substr(0, sp), value = line.substr(sp + 1);
+    try {
+      if (key == "name") m.name = value, ++fields;
+      else if (key == "image") m.pin.image = value, ++fields;
+      else if (key == "version") m.pin.version = std::stoll(value), ++fields;
+      else if (key == "path") m.pin.path = value, ++fields;
+      else if (key == "started_ms") m.started_ms = std::stoll(value), ++fields;
+    } catch (const std::exception&) {
+      return std::nullopt;
+    }
+  }
+  if (fields != 5 || m.name.empty()) return std::nullopt;
+  return m;
+}
+}  // namespace
 
 std::shared_ptr<const vhd::Chain> ChainRegistry::open(const std::string& path) {
   std::lock_guard lock(mutex_);
@@ -45,12 +137,35 @@ int VersionDevice::extents(uint64_t offset, uint32_t length, std::vector<vhd::Ex
 }
 
 Session::Session(std::string name, Pin pin, std::shared_ptr<const vhd::Chain> chain, const std::string& cache_dir,
-                 bool named, std::shared_ptr<RamBudget> ram)
-    : CacheDevice(std::move(chain), cache_dir, std::move(ram)),
+                 bool named, std::shared_ptr<RamBudget> ram, CacheStorage storage,
+                 std::chrono::system_clock::time_point started)
+    : CacheDevice(std::move(chain), cache_dir, std::move(ram), std::move(storage)),
       name_(std::move(name)),
       pin_(std::move(pin)),
       named_(named),
-      started_(std::chrono::system_clock::now()) {}
+      started_(started) {}
+
+int Session::report_full(int rc) {
+  if (rc != ENOSPC || full_reported_.exchange(true)) return rc;
+  uint64_t quota = cache_.quota();
+  if (quota && cache_.file_bytes() + WriteCache::kCluster > quota) {
+    util::log_line("session " + name_ + ": its write cache quota of " + std::to_string(quota) +
+                   " bytes is used up; its writes of new data get ENOSPC (rewrites of what it holds work; "
+                   "raise it with cache_quota or the client's --cache-quota). Logged once per session");
+  } else {
+    util::log_line("session " + name_ + ": the cache disk is full (" + cache_.persist_dir() +
+                   "); its writes of new data get ENOSPC. Logged once per session");
+  }
+  return rc;
+}
+
+int Session::write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) {
+  return report_full(cache_.write(offset, length, buf, fua));
+}
+
+int Session::write_zeroes(uint64_t offset, uint32_t length, bool fua) {
+  return report_full(cache_.write_zeroes(offset, length, fua));
+}
 
 std::chrono::steady_clock::time_point Session::last_detach() const {
   return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_detach_ns_.load()));
@@ -76,6 +191,15 @@ void Session::disconnected() {
 
 SessionManager::SessionManager(Options options, Hooks hooks) : options_(std::move(options)), hooks_(std::move(hooks)) {
   if (options_.cache_ram > 0) ram_ = std::make_shared<RamBudget>(options_.cache_ram);
+  if (!options_.persist) return;
+  make_dir(sessions_dir(options_.cache_dir));
+  make_dir(ended_dir(options_.cache_dir));
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(ended_dir(options_.cache_dir), ec)) {
+    std::ifstream in(e.path());
+    std::string name, reason;
+    if (std::getline(in, name) && std::getline(in, reason) && !name.empty()) tombstones_[name] = reason;
+  }
 }
 
 SessionManager::~SessionManager() {
@@ -85,29 +209,151 @@ SessionManager::~SessionManager() {
     for (auto& [name, s] : named_) ending.push_back(s);
     named_.clear();
   }
-  if (hooks_.ended)
+  // Persistent sessions stay for the next server: their caches commit
+  // what they hold when the last reference goes. Others end here.
+  if (!options_.persist && hooks_.ended)
     for (auto& s : ending) hooks_.ended(*s);
 }
 
+std::vector<std::string> SessionManager::recover(const std::function<Pin(const Pin&)>& check) {
+  std::vector<std::string> report;
+  if (!options_.persist) return report;
+  dir_lock_ = util::FileLock::try_acquire(options_.cache_dir + "/sessions.lock");
+  if (!dir_lock_.held()) {
+    throw util::Error(options_.cache_dir + ": another bootsrv uses this cache directory (sessions.lock is held); "
+                      "give each server its own cache_dir");
+  }
+  std::map<std::string, std::vector<std::pair<Meta, std::string>>> found;  // name -> (meta, dir)
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(sessions_dir(options_.cache_dir), ec)) {
+    std::string dir = e.path().string();
+    auto meta = read_meta(dir);
+    if (!meta) {
+      fs::remove_all(dir, ec);
+      report.push_back("removed " + dir + ": a session whose creation was cut short");
+      continue;
+    }
+    found[meta->name].emplace_back(*meta, dir);
+  }
+  for (auto& [name, list] : found) {
+    // Two directories of one name: a crash between a boot's new session and
+    // the old one's removal. The newer one is the session.
+    std::sort(list.begin(), list.end(), [](const auto& a, const auto& b) { return a.first.started_ms > b.first.started_ms; });
+    for (size_t i = 1; i < list.size(); ++i) fs::remove_all(list[i].second, ec);
+    const auto& [meta, dir] = list.front();
+    auto started = std::chrono::system_clock::time_point(std::chrono::milliseconds(meta.started_ms));
+    std::shared_ptr<Session> session;
+    try {
+      Pin pin = check(meta.pin);
+      CacheStorage storage{dir, false, quota_of(name), reserve_for(name)};
+      session = std::make_shared<Session>(name, pin, chains_.open(pin.path), options_.cache_dir, true, ram_,
+                                          std::move(storage), started);
+    } catch (const util::Error& e) {
+      std::string why = std::string("could not be reopened after a restart: ") + e.what();
+      fs::remove_all(dir, ec);
+      write_tombstone(name, why);
+      report.push_back("session " + name + " " + why);
+      continue;
+    }
+    session->recovered_ = true;
+    session->last_detach_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count();
+    {
+      std::lock_guard lock(mutex_);
+      named_[name] = session;
+    }
+    if (hooks_.reopened) hooks_.reopened(*session);
+    report.push_back("session " + name + " reopened on " + session->pin().image + "@" +
+                     std::to_string(session->pin().version) + " (" + std::to_string(session->cache().data_bytes()) +
+                     " bytes in its cache)");
+  }
+  return report;
+}
+
 std::shared_ptr<Session> SessionManager::make(const std::string& name, const Pin& pin, bool named) {
-  auto session = std::make_shared<Session>(name, pin, chains_.open(pin.path), options_.cache_dir, named, ram_);
+  auto chain = chains_.open(pin.path);
+  std::shared_ptr<Session> session;
+  if (named && options_.persist) {
+    auto started = std::chrono::system_clock::now();
+    std::string dir = sessions_dir(options_.cache_dir) + "/" + escape_name(name) + "~" + std::to_string(to_ms(started));
+    make_dir(dir);
+    try {
+      session = std::make_shared<Session>(name, pin, chain, options_.cache_dir, named, ram_,
+                                          CacheStorage{dir, true, quota_of(name), reserve_for(name)}, started);
+      write_meta(dir, name, pin, started);  // last: the session exists from here
+      util::fsync_parent_dir(dir);
+    } catch (...) {
+      std::error_code ec;
+      session.reset();
+      fs::remove_all(dir, ec);
+      throw;
+    }
+  } else {
+    session = std::make_shared<Session>(name, pin, chain, options_.cache_dir, named, ram_,
+                                        CacheStorage{"", true, named ? quota_of(name) : 0, named ? reserve_for(name) : 0});
+  }
   if (hooks_.started) hooks_.started(*session);
   return session;
 }
 
+void SessionManager::write_tombstone(const std::string& name, const std::string& reason) {
+  tombstones_[name] = reason;
+  if (!options_.persist) return;
+  std::string path = ended_dir(options_.cache_dir) + "/" + escape_name(name);
+  try {
+    std::string bytes = name + "\n" + reason + "\n";
+    util::AtomicOutput out(path);
+    {
+      auto fd = util::open_file(out.path(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      util::pwrite_full(fd.get(), bytes.data(), bytes.size(), 0, out.path());
+      util::fsync_file(fd.get(), out.path());
+    }
+    out.commit();
+  } catch (const util::Error& e) {
+    util::log_line(std::string("cannot record that session ") + name + " ended: " + e.what());
+  }
+}
+
+void SessionManager::clear_tombstone(const std::string& name) {
+  if (!tombstones_.erase(name) || !options_.persist) return;
+  std::string path = ended_dir(options_.cache_dir) + "/" + escape_name(name);
+  ::unlink(path.c_str());
+}
+
+void SessionManager::end(const std::shared_ptr<Session>& session, const std::string& tombstone) {
+  // The tombstone first: a crash between the two leaves a dead session's
+  // files (removed at the next start) rather than a live-looking one.
+  if (!tombstone.empty()) write_tombstone(session->name(), tombstone);
+  if (hooks_.ended) hooks_.ended(*session);
+  const std::string& dir = session->cache().persist_dir();
+  if (!dir.empty()) {
+    session->cache().discard();
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+}
+
+std::optional<std::string> SessionManager::ended_reason(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = tombstones_.find(name);
+  if (it == tombstones_.end()) return std::nullopt;
+  return it->second;
+}
+
 std::shared_ptr<Session> SessionManager::attach(const std::string& name, const std::function<Pin()>& pin) {
   std::lock_guard lock(mutex_);
-  auto& slot = named_[name];
-  if (!slot) {
-    try {
-      slot = make(name, pin(), true);
-    } catch (...) {
-      named_.erase(name);
-      throw;
+  auto found = named_.find(name);
+  if (found == named_.end()) {
+    if (auto t = tombstones_.find(name); t != tombstones_.end()) {
+      throw SessionGone("session " + name + " has ended (" + t->second +
+                        "); its disk is gone, and a new one starts only when the client boots again");
     }
+    std::shared_ptr<Session> made = make(name, pin(), true);
+    found = named_.emplace(name, std::move(made)).first;
   }
-  slot->connected();
-  return slot;
+  found->second->connected();
+  return found->second;
 }
 
 std::shared_ptr<Session> SessionManager::start(const std::string& name, const Pin& pin) {
@@ -118,9 +364,11 @@ std::shared_ptr<Session> SessionManager::start(const std::string& name, const Pi
   auto it = named_.find(name);
   if (it != named_.end()) {
     std::shared_ptr<Session> old = it->second;
+    if (old->connections() > 0) return old;  // a running PC keeps its disk
     named_.erase(it);
-    if (hooks_.ended) hooks_.ended(*old);
+    end(old, "");
   }
+  clear_tombstone(name);
   auto session = make(name, pin, true);
   session->last_detach_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::steady_clock::now().time_since_epoch())
@@ -157,15 +405,12 @@ void SessionManager::detach(const std::shared_ptr<Session>& session) {
 }
 
 bool SessionManager::reset(const std::string& name) {
-  std::shared_ptr<Session> old;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = named_.find(name);
-    if (it == named_.end()) return false;
-    old = it->second;
-    named_.erase(it);
-  }
-  if (hooks_.ended) hooks_.ended(*old);
+  std::lock_guard lock(mutex_);
+  auto it = named_.find(name);
+  if (it == named_.end()) return false;
+  std::shared_ptr<Session> old = it->second;
+  named_.erase(it);
+  end(old, "reset");
   return true;
 }
 
@@ -185,8 +430,9 @@ std::vector<std::string> SessionManager::expire_idle() {
     }
   }
   std::vector<std::string> names;
+  std::lock_guard lock(mutex_);
   for (auto& s : expired) {
-    if (hooks_.ended) hooks_.ended(*s);
+    end(s, "idle for longer than the idle timeout");
     names.push_back(s->name());
   }
   return names;

@@ -2,12 +2,39 @@
 //
 // A session pins the chain of one version (opened once and shared by every
 // session on that version, so a hundred clients hold one set of file
-// descriptors) and owns one write cache. A named session ("IMAGE/CLIENT")
-// outlives its connections: a client that reconnects, or opens several
-// connections, finds the same cache. It ends when reset, or when it has had
-// no connection for the idle timeout; the next start makes a new, empty one
-// on whatever version is active then. An anonymous session ends with its
-// connection.
+// descriptors) and owns one write cache. An anonymous session ends with its
+// connection and keeps nothing on disk beyond an unnamed file.
+//
+// Named sessions ("IMAGE/CLIENT") outlive their connections *and the
+// server*. Each lives in its own directory under CACHE_DIR/sessions/: the
+// cache's `data` and `map` (see block/write_cache.h for why they are
+// crash-consistent) and a `session` file (name, image, version, version
+// file, start time) written last, atomically, so a directory without it is
+// a creation cut short and is removed at the next start. A server that
+// stops (or dies) leaves them there; the next one calls recover(), which
+// reopens every session with the version it pinned, before any protocol
+// listens. So a client that reconnects finds the same disk.
+//
+// How a session ends, and what a client then gets:
+//   - reset (the control API), or no connection for the idle timeout: the
+//     session ends and a *tombstone* (CACHE_DIR/ended/NAME) remembers that
+//     it did. attach() of that name then throws SessionGone instead of
+//     making a new, empty disk: a client that reconnects after its session
+//     was dropped must not find another disk under its mounted filesystem.
+//   - start() (a boot: the boot script was fetched) supersedes the session
+//     only if it has no connection: a PC that really rebooted has dropped
+//     its NBD connection when it reset. While a connection is open, start()
+//     returns the running session unchanged, so no request from the network
+//     can pull a disk from under a running PC. start() clears the tombstone.
+//
+// How a block protocol attaches (NBD today, iSCSI next): it resolves its
+// target name to a session name and calls attach(name, pin) on every
+// connection or login, detach() when it goes. The same name gives the same
+// Session object (the same cache) whether it was made by this process, by a
+// boot script, or reopened by recover() after a restart: "session
+// reinstatement" is just attach() again. SessionGone is the protocol's cue
+// for a clean refusal (NBD: an error reply to the export name; iSCSI: a
+// login reject), never a fresh session.
 #pragma once
 
 #include <atomic>
@@ -23,6 +50,8 @@
 #include "block/cache_device.h"
 #include "block/device.h"
 #include "block/write_cache.h"
+#include "util/error.h"
+#include "util/lock.h"
 #include "vhd/chain.h"
 
 namespace bootfleet::block {
@@ -66,10 +95,17 @@ class VersionDevice : public Device {
   std::shared_ptr<const vhd::Chain> chain_;
 };
 
+// attach() of a named session that has ended (see the note at the top).
+class SessionGone : public util::Error {
+ public:
+  using util::Error::Error;
+};
+
 class Session : public CacheDevice {
  public:
   Session(std::string name, Pin pin, std::shared_ptr<const vhd::Chain> chain, const std::string& cache_dir,
-          bool named, std::shared_ptr<RamBudget> ram = nullptr);
+          bool named, std::shared_ptr<RamBudget> ram = nullptr, CacheStorage storage = {},
+          std::chrono::system_clock::time_point started = std::chrono::system_clock::now());
   const std::string& name() const { return name_; }
   const Pin& pin() const { return pin_; }
   bool named() const { return named_; }
@@ -82,6 +118,12 @@ class Session : public CacheDevice {
   // All connections of a named session share its cache; an anonymous
   // session is one connection's alone.
   bool shared_between_connections() const override { return named_; }
+  // True when it was reopened from the cache directory at server start.
+  bool recovered() const { return recovered_; }
+  // The first ENOSPC of a session is logged (once: a full client retries).
+  int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) override;
+  int write_zeroes(uint64_t offset, uint32_t length, bool fua) override;
+  int trim(uint64_t offset, uint32_t length, bool fua) override { return write_zeroes(offset, length, fua); }
 
  private:
   friend class SessionManager;
@@ -92,6 +134,9 @@ class Session : public CacheDevice {
   std::atomic<int> connections_{0};
   std::atomic<int64_t> last_detach_ns_{0};
   std::atomic<int64_t> connected_since_ms_{0};  // 0: no connection
+  bool recovered_ = false;
+  std::atomic<bool> full_reported_{false};
+  int report_full(int rc);
   void connected();
   void disconnected();
 };
@@ -102,31 +147,57 @@ class SessionManager {
     std::string cache_dir;
     std::chrono::seconds idle_timeout{std::chrono::hours(1)};
     uint64_t cache_ram = 0;  // bytes of RAM all write caches may share (0: none)
+    // Named sessions live on in cache_dir (see the note at the top); false:
+    // they end with the manager, as anonymous ones do.
+    bool persist = true;
+    // Bytes of write cache a named session may hold (0: no limit): what
+    // `quota` says for its name (asked when it starts or is reopened), else
+    // quota_default.
+    uint64_t quota_default = 0;
+    std::function<std::optional<uint64_t>(const std::string&)> quota;
+    // Bytes of cache disk set aside for each named session when it starts
+    // (see CacheStorage::reserve): what it can write even on a full disk.
+    uint64_t reserve = 0;
   };
-  // Called when a session starts (to record a lease) and when it ends.
+  // Called when a session starts (to record a lease), when one is reopened
+  // at start (the same), and when it ends.
   struct Hooks {
     std::function<void(const Session&)> started;
     std::function<void(const Session&)> ended;
+    std::function<void(const Session&)> reopened;
   };
 
   SessionManager(Options options, Hooks hooks = {});
   ~SessionManager();
 
+  // Reopens the named sessions found in cache_dir (call once, before any
+  // attach); takes the cache directory's lock first, throwing util::Error
+  // if another server holds it. `check` gets each one's pin and returns the pin to use (the
+  // same, with the version's file as the store knows it now) or throws
+  // util::Error when the version is gone; such a session, and one whose
+  // files are damaged, ends with a tombstone. Returns a line per session
+  // for the log.
+  std::vector<std::string> recover(const std::function<Pin(const Pin&)>& check);
   // Attaches a connection to the named session, creating it on `pin()` (the
-  // version active now) if there is none. Pair with detach().
+  // version active now) if there is none and it never ended; throws
+  // SessionGone if it ended. Pair with detach().
   std::shared_ptr<Session> attach(const std::string& name, const std::function<Pin()>& pin);
-  // Starts the named session afresh on `pin`: any session of that name ends
-  // first (its connections keep the old cache until they close), then a new
-  // one with an empty cache begins, counted as idle from now. This is how a
-  // boot pins its version before the client has connected at all: a publish
-  // between the boot script and the block attach does not change it.
+  // A boot: starts the named session afresh on `pin` unless it has a
+  // connection now. Any session of that name without connections ends
+  // first, then a new one with an empty cache begins, counted as idle from
+  // now (a publish between the boot script and the block attach does not
+  // change its version). With a connection open, the running session is
+  // returned as it is: compare its pin with the one asked for.
   std::shared_ptr<Session> start(const std::string& name, const Pin& pin);
   // A session for one connection only.
   std::shared_ptr<Session> attach_anonymous(const Pin& pin);
   void detach(const std::shared_ptr<Session>& session);
-  // Forgets a named session: its next attach starts a fresh cache. Existing
-  // connections keep the old one until they close. False if there was none.
+  // Ends a named session: its next attach is refused until a boot starts
+  // a new one. Existing connections keep the old cache until they close.
+  // False if there was none.
   bool reset(const std::string& name);
+  // Why the named session ended, if it did and no boot started it again.
+  std::optional<std::string> ended_reason(const std::string& name);
   // Ends named sessions without connections idle for longer than the
   // timeout; returns their names.
   std::vector<std::string> expire_idle();
@@ -138,6 +209,20 @@ class SessionManager {
 
  private:
   std::shared_ptr<Session> make(const std::string& name, const Pin& pin, bool named);
+  // Ends a named session already taken out of named_: hooks, tombstone
+  // (unless `tombstone` is empty), files.
+  void end(const std::shared_ptr<Session>& session, const std::string& tombstone);
+  void write_tombstone(const std::string& name, const std::string& reason);
+  void clear_tombstone(const std::string& name);
+  uint64_t quota_of(const std::string& name) const {
+    auto own = options_.quota ? options_.quota(name) : std::nullopt;
+    return own.value_or(options_.quota_default);
+  }
+  // The reserve, never more than the quota (what could it be used for?).
+  uint64_t reserve_for(const std::string& name) const {
+    uint64_t q = quota_of(name);
+    return q ? std::min(q, options_.reserve) : options_.reserve;
+  }
 
   Options options_;
   Hooks hooks_;
@@ -146,6 +231,8 @@ class SessionManager {
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Session>> named_;
   std::map<Session*, std::weak_ptr<Session>> anonymous_;
+  std::map<std::string, std::string> tombstones_;  // name -> why it ended
+  util::FileLock dir_lock_;                         // one server per cache directory
   uint64_t anonymous_counter_ = 0;
 };
 

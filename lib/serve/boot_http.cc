@@ -119,7 +119,9 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
       check_boot_artifacts(s, v);
       return v.number;
     });
-    if (start) exports_.start_session(image, name, version);
+    // A PC whose session still has a connection keeps it (and so its
+    // version): its script names that version's kernel and initrd.
+    if (start) version = exports_.start_session(image, name, version)->pin().version;
   } catch (const Error& e) {
     util::log_line("boot " + *mac + " (" + name + "): cannot boot: " + e.what());
     return ipxe(wait_script("cannot boot " + name + " (MAC " + *mac + "): " + e.what(), base));

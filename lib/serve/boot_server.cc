@@ -66,6 +66,7 @@ http::Response BootServer::handle(const http::Request& request, const http::Conn
 
 void BootServer::start() {
   if (started_) throw util::Error("the boot server was already started");
+  exports_->reopen_sessions();  // before any listener: a client reconnects to its own disk
   started_ = true;
   nbd::ConnectionOptions connection_options;
   connection_options.busy_poll = options_.nbd_busy_poll;

@@ -1,5 +1,9 @@
 #include "serve/exports.h"
 
+#include <signal.h>
+
+#include <cerrno>
+#include <cstdlib>
 #include <unistd.h>
 
 #include "util/error.h"
@@ -39,7 +43,52 @@ StoreExports::StoreExports(store::Store& store, block::SessionManager::Options o
     util::log_line("session " + s.name() + " ended (" + std::to_string(s.cache().data_bytes()) + " bytes written)");
   };
   cache_dir_ = options.cache_dir;
+  hooks.reopened = [this](const block::Session& s) { lease(s.pin(), s.name()); };
+  if (!options.quota) {
+    // A registered client's own quota (imgtool client set --cache-quota).
+    options.quota = [this](const std::string& session) -> std::optional<uint64_t> {
+      auto slash = session.find('/');
+      if (slash == std::string::npos) return std::nullopt;
+      std::lock_guard lock(store_mutex_);
+      try {
+        auto c = store_.find_client(session.substr(slash + 1));
+        if (c) return c->cache_quota;
+      } catch (const Error& e) {
+        util::log_line("cannot read the quota of " + session + ": " + e.what());
+      }
+      return std::nullopt;
+    };
+  }
   sessions_ = std::make_unique<block::SessionManager>(std::move(options), std::move(hooks));
+}
+
+void StoreExports::reopen_sessions() {
+  remove_dead_leases();
+  // The version's file as the store knows it now; throws if it is gone.
+  auto check = [this](const block::Pin& old) { return pin({old.image, old.version, false}); };
+  for (const auto& line : sessions_->recover(check)) util::log_line(line);
+}
+
+void StoreExports::remove_dead_leases() {
+  // Holders are "bootsrv@HOST:PID". Leases of this host whose process is
+  // gone are left by a killed server: nobody else will delete them.
+  std::string prefix = holder_.substr(0, holder_.rfind(':') + 1);
+  std::lock_guard lock(store_mutex_);
+  try {
+    int removed = 0;
+    for (const auto& l : store_.all_leases()) {
+      if (l.holder == holder_ || l.holder.compare(0, prefix.size(), prefix) != 0) continue;
+      char* end = nullptr;
+      long pid = std::strtol(l.holder.c_str() + prefix.size(), &end, 10);
+      if (!end || *end != '\0' || pid <= 0) continue;
+      if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // still running
+      store_.release_lease(l.id);
+      ++removed;
+    }
+    if (removed) util::log_line("removed " + std::to_string(removed) + " leases of bootsrv processes of this host that are gone");
+  } catch (const Error& e) {
+    util::log_line(std::string("cannot clean up old leases: ") + e.what());
+  }
 }
 
 StoreExports::~StoreExports() { sessions_.reset(); }
@@ -77,7 +126,13 @@ std::shared_ptr<block::Session> StoreExports::start_session(const std::string& i
   std::string name = image + "/" + client;
   validate_client_name(client, name);
   block::Pin p = pin({image, version, false});
-  return sessions_->start(name, p);
+  auto session = sessions_->start(name, p);
+  if (session->connections() > 0) {  // start() kept the running session
+    util::log_line("boot of " + name + " while its session has " + std::to_string(session->connections()) +
+                   " connections: the running session is kept (" + session->pin().image + "@" +
+                   std::to_string(session->pin().version) + "); a new one starts at a boot after they close");
+  }
+  return session;
 }
 
 nbd::OpenedExport StoreExports::open(const std::string& name) {

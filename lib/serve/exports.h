@@ -4,6 +4,14 @@
 //   IMAGE@N        version N, read-only; IMAGE@active the active version, read-only
 // Each pinned version is recorded as a lease in the store, so prune never
 // removes a version a client is using.
+//
+// Restarts. Named sessions persist in the cache directory (block/session.h);
+// reopen_sessions() first deletes the leases left by servers of this host
+// that are no longer running (a killed bootsrv never releases its own),
+// then reopens the persisted sessions, each with a lease of this server on
+// the version it pinned. A session whose version has gone meanwhile (a
+// prune while no server held its lease) is not reopened: it ends, and its
+// client is refused rather than handed another disk.
 #pragma once
 
 #include <memory>
@@ -28,8 +36,13 @@ class StoreExports : public nbd::ExportResolver {
   std::vector<std::pair<std::string, std::string>> list() override;
 
   block::SessionManager& sessions() { return *sessions_; }
+  // Removes the leases of this host's servers that are gone and reopens the
+  // persisted sessions (see the note above). Once, before serving.
+  void reopen_sessions();
   // A boot: ends CLIENT's session on IMAGE and starts a fresh one (export
-  // "IMAGE/CLIENT") pinned to version `version` now, with its lease.
+  // "IMAGE/CLIENT") pinned to version `version` now, with its lease; if that
+  // session has a connection open, it is returned unchanged instead (see
+  // SessionManager::start): the boot script must name its pinned version.
   std::shared_ptr<block::Session> start_session(const std::string& image, const std::string& client, int64_t version);
   // Runs `fn` with the store, serialised with every other use of it here
   // (its SQLite connection is single-threaded).
@@ -46,6 +59,8 @@ class StoreExports : public nbd::ExportResolver {
   block::Pin pin(const store::VersionRef& ref);
   std::string lease(const block::Pin& pin, const std::string& session);
   void release(const std::string& session);
+
+  void remove_dead_leases();
 
   store::Store& store_;
   std::mutex store_mutex_;  // the store's SQLite connection is single-threaded

@@ -32,7 +32,7 @@ using util::Error;
 
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 // Each entry migrates the schema from version i to i+1.
 const char* const kMigrations[] = {
@@ -98,6 +98,10 @@ CREATE TABLE clients (
   cmdline TEXT,
   created_at INTEGER NOT NULL
 );
+)sql",
+    // 3: a client's own write cache quota (bytes), over the server's default.
+    R"sql(
+ALTER TABLE clients ADD COLUMN cache_quota INTEGER CHECK (cache_quota IS NULL OR cache_quota > 0);
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -562,6 +566,19 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
     changed = new_digests.nonzero_blocks();
   }
   util::crash_point("import:after-write");
+  // Differencing on the latest version with no block changed, or (a new
+  // base at the depth limit) the same whole-disk digest.
+  bool same_as_latest = latest && (parent ? parent->number == latest->number && changed == 0
+                                         : util::digest_hex(new_digests.disk_digest()) == latest->disk_digest);
+  if (options.unless_same && latest && !squash_of && options.artifacts_dir.empty() &&
+      same_as_latest) {
+    ::unlink(tmp.c_str());
+    ImportResult same{*latest, false, 0, true};
+    if (options.publish) {
+      publish({image, latest->number, false}, options.created_by.empty() ? default_creator() : options.created_by);
+    }
+    return same;
+  }
 
   std::string final_path = dir_ + "/" + rel;
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
@@ -1033,6 +1050,15 @@ std::vector<Lease> Store::live_leases(const std::string& name) {
   return out;
 }
 
+std::vector<Lease> Store::all_leases() {
+  auto st = db_->prepare(
+      "SELECT l.id, i.name, l.version, l.holder, l.session, l.heartbeat_at FROM leases l JOIN images i ON i.id = l.image_id "
+      "ORDER BY l.id");
+  std::vector<Lease> out;
+  while (st.step()) out.push_back({st.int64(0), st.text(1), st.int64(2), st.text(3), st.text(4), st.int64(5)});
+  return out;
+}
+
 // Clients.
 
 void validate_client_name(const std::string& name) {
@@ -1056,9 +1082,11 @@ void validate_client_name(const std::string& name) {
 std::string default_client_name(const std::string& mac) { return util::mac_with_hyphens(util::normalize_mac(mac)); }
 
 namespace {
-const char* kClientColumns = "mac, name, image, cmdline, created_at";
+const char* kClientColumns = "mac, name, image, cmdline, created_at, cache_quota";
 ClientInfo read_client_row(Statement& st) {
-  return {st.text(0), st.text(1), st.text(2), st.opt_text(3), st.int64(4)};
+  auto quota = st.opt_int64(5);
+  return {st.text(0), st.text(1), st.text(2), st.opt_text(3), st.int64(4),
+          quota ? std::optional<uint64_t>(static_cast<uint64_t>(*quota)) : std::nullopt};
 }
 }  // namespace
 
@@ -1113,7 +1141,7 @@ ClientInfo Store::add_client(const std::string& mac_text, const std::optional<st
   db_->prepare("INSERT INTO clients (mac, name, image, cmdline, created_at) VALUES (?, ?, ?, ?, ?)")
       .bind(1, mac).bind(2, name).bind(3, image).bind(4, line).bind(5, now).run();
   tx.commit();
-  return {mac, name, image, line, now};
+  return {mac, name, image, line, now, std::nullopt};
 }
 
 std::vector<ClientInfo> Store::clients() {
@@ -1163,8 +1191,11 @@ ClientInfo Store::set_client(const std::string& key, const ClientChange& change)
   }
   if (change.image) c.image = *change.image;
   if (line) c.cmdline = line->empty() ? std::nullopt : line;
-  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ? WHERE mac = ?")
-      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, c.mac).run();
+  if (change.cache_quota) c.cache_quota = *change.cache_quota ? change.cache_quota : std::nullopt;
+  std::optional<int64_t> quota;
+  if (c.cache_quota) quota = static_cast<int64_t>(*c.cache_quota);
+  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ?, cache_quota = ? WHERE mac = ?")
+      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, quota).bind(5, c.mac).run();
   tx.commit();
   return c;
 }

@@ -95,6 +95,9 @@ struct ClientInfo {
   std::string image;
   std::optional<std::string> cmdline;
   int64_t created_at = 0;  // Unix seconds
+  // Bytes of write cache its sessions may hold; none: the server's
+  // cache_quota applies.
+  std::optional<uint64_t> cache_quota;
 };
 
 // What `set_client` changes; an empty cmdline removes it.
@@ -102,6 +105,7 @@ struct ClientChange {
   std::optional<std::string> name;
   std::optional<std::string> image;
   std::optional<std::string> cmdline;
+  std::optional<uint64_t> cache_quota;  // 0 removes the client's own quota
 };
 
 // Client names become export-name parts and log words: 1-64 characters of
@@ -135,6 +139,12 @@ struct ImportOptions {
   // lock: two writers racing to add version N cannot end up with N and N+1
   // (the second gets VersionNumberTaken). Unset: the next number.
   std::optional<int64_t> expect_number;
+  // When the disk reads exactly as the latest version (no block differs,
+  // the input padded to the image's size as an import is), store nothing: the result is that version, with
+  // `unchanged` set (and `publish` still done). So an import run again
+  // after one that was killed between its commit and its publish only
+  // publishes. Versions with artifacts always differ (not compared).
+  bool unless_same = false;
 };
 
 // Thrown by import_disk when `expect_number` is not the next number: the
@@ -158,6 +168,7 @@ struct ImportResult {
   VersionInfo version;
   bool new_base = false;    // written as a dynamic base (first version, or depth limit)
   uint64_t changed_blocks = 0;
+  bool unchanged = false;  // see ImportOptions::unless_same
 };
 
 struct PruneDecision {
@@ -263,6 +274,8 @@ class Store {
   void heartbeat(const std::string& holder);
   void release_lease(int64_t id);
   std::vector<Lease> live_leases(const std::string& image);
+  // Every lease, live or not, of every image.
+  std::vector<Lease> all_leases();
   static constexpr int64_t kLeaseTtlSeconds = 120;
 
   // Chains deeper than this get a new dynamic base on import.

@@ -78,7 +78,10 @@ free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0));
 # within 5 s.
 start_bootsrv() {
   local ready=$1; shift
-  "$BOOTSRV" "$@" > server.log 2>&1 &
+  # Emptied here, not by the background job's redirection, which may run
+  # after the first look for READY (and find the previous server's line).
+  : > server.log
+  "$BOOTSRV" "$@" >> server.log 2>&1 &
   SERVER=$!
   for _ in $(seq 1 100); do
     grep -q "$ready" server.log && return 0

@@ -3,12 +3,17 @@
 // export, threads), read-only version devices, sessions and the chain
 // registry. Every read is checked against a byte model of the disk.
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -142,7 +147,8 @@ TEST_CASE("write cache: an empty cache reads the base, raw or VHD", "[block]") {
     block::WriteCache c(base, f.dir.string());
     CHECK(c.size() == f.size());
     CHECK(c.data_bytes() == 0);
-    CHECK(c.run_count() == 0);
+    CHECK(c.cluster_count() == 0);
+    CHECK(c.file_bytes() == 0);
     CHECK(whole_disk_mismatch(c, Model(f.content)) == -1);
   }
 }
@@ -159,8 +165,9 @@ TEST_CASE("write cache: reads merge cached sectors over the base", "[block]") {
   m.write(12288, b);
   REQUIRE(c.write(kBlock - 4096, 8192, d.data(), false) == 0);  // across a VHD block boundary
   m.write(kBlock - 4096, d);
-  CHECK(c.run_count() == 3);
-  CHECK(c.data_bytes() == 4096 + 512 + 8192);
+  // Held whole 4 KiB clusters: the 512-byte write takes one.
+  CHECK(c.cluster_count() == 4);
+  CHECK(c.data_bytes() == 4096 + 4096 + 8192);
   // One read spanning base, run, base, run, base.
   CHECK(mismatch(read(c, 1000, 20000), m.slice(1000, 20000)) == -1);
   // Reads wholly inside a run, starting and ending mid-sector.
@@ -186,29 +193,30 @@ TEST_CASE("write cache: overlapping writes read back right", "[block]") {
 
   SECTION("partial overlap on the left") {
     put(base - 2048, 4096, 0x20);
-    CHECK(c.data_bytes() == 8192 + 2048);
+    CHECK(c.data_bytes() == 8192 + 4096);
   }
   SECTION("partial overlap on the right") {
     put(base + 6144, 4096, 0x30);
-    CHECK(c.data_bytes() == 8192 + 2048);
+    CHECK(c.data_bytes() == 8192 + 4096);
   }
   SECTION("inside an existing run") {
     put(base + 1024, 2048, 0x40);
     CHECK(c.data_bytes() == 8192);
-    CHECK(c.run_count() == 1);
+    CHECK(c.file_bytes() == 8192);
   }
   SECTION("covering an existing run and more on both sides") {
     put(base - 512, 8192 + 1024, 0x50);
-    CHECK(c.data_bytes() == 8192 + 1024);
+    CHECK(c.data_bytes() == 8192 + 8192);
   }
   SECTION("bridging two runs") {
     put(base + 16384, 4096, 0x60);  // a second run
     put(base + 4096, 16384, 0x70);   // overlaps the end of one, the start of the other
-    CHECK(c.data_bytes() == 8192 + 4096 + 16384 - 4096 - 4096);
+    CHECK(c.data_bytes() == 5 * 4096);
   }
   SECTION("the same range over and over, different values") {
     for (int i = 0; i < 10; ++i) put(base + 512 * i, 8192, static_cast<uint8_t>(0x80 + i));
-    CHECK(c.data_bytes() == 8192 + 512 * 9);
+    CHECK(c.data_bytes() == 4 * 4096);
+    CHECK(c.file_bytes() == 4 * 4096);  // rewritten in place
   }
   CHECK(mismatch(read(c, base - 8192, 40960), m.slice(base - 8192, 40960)) == -1);
   CHECK(whole_disk_mismatch(c, m) == -1);
@@ -235,9 +243,9 @@ TEST_CASE("write cache: unaligned writes read-modify-write whole sectors", "[blo
   // The bytes around each write, in the same sectors, kept what was there.
   CHECK(mismatch(read(c, 0, 512), m.slice(0, 512)) == -1);
   CHECK(mismatch(read(c, 3 * MiB, 512), m.slice(3 * MiB, 512)) == -1);
-  // Only whole sectors are held: 10..30 and 500..530 share sector 0-1,
-  // 1000..6000 covers sectors 1..11, 3 MiB+7 one sector, 2 MiB-100 two.
-  CHECK(c.data_bytes() == 12 * 512 + 512 + 2 * 512);
+  // Only whole clusters are held: 0..6000 is clusters 0 and 1, 3 MiB+7
+  // one, 2 MiB-100 two.
+  CHECK(c.data_bytes() == 5 * 4096);
 
   // With FUA too, and a zero-length write is a no-op.
   std::vector<uint8_t> y(777, 0x99);
@@ -258,7 +266,7 @@ TEST_CASE("write cache: write_zeroes reads zeros and stores no data for whole se
     REQUIRE(c.write_zeroes(MiB, MiB, false) == 0);
     m.zero(MiB, MiB);
     CHECK(c.data_bytes() == 0);
-    CHECK(c.run_count() == 1);
+    CHECK(c.cluster_count() == 256);
     CHECK(extents(c, MiB, MiB) == std::vector<vhd::Extent>{{MiB, MiB, false}});
   }
   SECTION("aligned, over cached data: the data goes") {
@@ -269,26 +277,34 @@ TEST_CASE("write cache: write_zeroes reads zeros and stores no data for whole se
     m.write(4 * MiB, x);
     m.zero(4 * MiB + 4096, 8192);
     CHECK(c.data_bytes() == 65536 - 8192);
-    CHECK(c.run_count() == 3);
+    CHECK(c.cluster_count() == 16);
+    CHECK(c.file_bytes() == 65536);  // the two freed slots wait for new clusters
+    auto z = filled(8192, 0x78);
+    REQUIRE(c.write(6 * MiB, 8192, z.data(), false) == 0);
+    m.write(6 * MiB, z);
+    CHECK(c.file_bytes() == 65536);
   }
-  SECTION("unaligned ends: only the two partial sectors hold data") {
-    REQUIRE(c.write_zeroes(2000, 3000, false) == 0);  // sectors 3 and 9 partly, 4..8 wholly
+  SECTION("unaligned ends: only the partial clusters hold data") {
+    REQUIRE(c.write_zeroes(2000, 3000, false) == 0);  // clusters 0 and 1 partly
     m.zero(2000, 3000);
-    CHECK(c.data_bytes() == 2 * 512);
-    auto e = extents(c, 1536, 4096);  // sectors 3..10
-    // Sector 9 (cache) and sector 10 (base) are both data: one extent.
-    CHECK(e == std::vector<vhd::Extent>{{1536, 512, true}, {2048, 2560, false}, {4608, 1024, true}});
+    CHECK(c.data_bytes() == 2 * 4096);
+    CHECK(extents(c, 1536, 4096) == std::vector<vhd::Extent>{{1536, 4096, true}});
+    REQUIRE(c.write_zeroes(10000, 20000, false) == 0);  // clusters 3..6 wholly, 2 and 7 partly
+    m.zero(10000, 20000);
+    CHECK(c.data_bytes() == 4 * 4096);
+    CHECK(extents(c, 8192, 24576) ==
+          std::vector<vhd::Extent>{{8192, 4096, true}, {12288, 16384, false}, {28672, 4096, true}});
   }
   SECTION("inside one sector, and across one boundary") {
     REQUIRE(c.write_zeroes(100, 50, false) == 0);
     REQUIRE(c.write_zeroes(1020, 8, false) == 0);
     m.zero(100, 50);
     m.zero(1020, 8);
-    CHECK(c.data_bytes() == 3 * 512);
+    CHECK(c.data_bytes() == 4096);
   }
   SECTION("zero length is a no-op") {
     REQUIRE(c.write_zeroes(4096, 0, false) == 0);
-    CHECK(c.run_count() == 0);
+    CHECK(c.cluster_count() == 0);
   }
   CHECK(whole_disk_mismatch(c, m) == -1);
   // Writing into zeroed sectors again brings data back.
@@ -319,13 +335,216 @@ TEST_CASE("write cache: overwriting cached sectors reuses their space", "[block]
     m.write(MiB + 100, std::vector<uint8_t>(y.begin(), y.begin() + 1000));
   }
   CHECK(c.data_bytes() == x.size());
-  CHECK(c.run_count() == 1);
+  CHECK(c.file_bytes() == x.size());
   CHECK(c.ram_bytes() == MiB);  // 12 × 512 KiB appended would have taken 6 chunks
   CHECK(ram->left() == 7 * MiB);
   CHECK(whole_disk_mismatch(c, m) == -1);
 }
 
-TEST_CASE("write cache: sequential writes coalesce into one run", "[block]") {
+TEST_CASE("write cache: the file is bounded by the clusters touched, not by what was written", "[block]") {
+  Fixture f;
+  auto persist = GENERATE(false, true);
+  std::string pdir = (f.dir / "p").string();
+  if (persist) fs::create_directories(pdir);
+  block::WriteCache c(f.chain, f.dir.string(), nullptr, {persist ? pdir : "", true, 0, 0});
+  Model m(f.content);
+  std::mt19937 rng(3);
+  std::vector<uint8_t> x(65536);
+  auto put = [&](uint64_t off, uint32_t len) {
+    for (uint32_t i = 0; i < len; ++i) x[i] = static_cast<uint8_t>(rng());
+    REQUIRE(c.write(off, len, x.data(), false) == 0);
+    m.write(off, std::vector<uint8_t>(x.begin(), x.begin() + len));
+  };
+  SECTION("alternating 8 KiB writes at 0 and 4 KiB (filled a 64 MiB cache after 8191 before)") {
+    for (int i = 0; i < 20000; ++i) put(i % 2 ? 4096 : 0, 8192);
+    CHECK(c.file_bytes() == 12288);
+    CHECK(c.data_bytes() == 12288);
+  }
+  SECTION("random 4K and 64K writes over 4 MiB, 80 MiB in all (ENOSPC after 74 MiB before)") {
+    uint64_t written = 0;
+    while (written < 80 * MiB) {
+      uint32_t len = rng() % 2 ? 4096 : 65536;
+      put((rng() % ((4 * MiB - len) / 4096)) * 4096, len);
+      written += len;
+    }
+    CHECK(c.file_bytes() <= 4 * MiB);
+    CHECK(c.map_bytes() < 64 * 1024);
+  }
+  SECTION("zeroing frees slots that later writes reuse, with flushes between") {
+    for (int round = 0; round < 50; ++round) {
+      put(MiB, 65536);
+      REQUIRE(c.write_zeroes(MiB, 65536, false) == 0);
+      m.zero(MiB, 65536);
+      put(2 * MiB + 4096 * (round % 3), 8192);
+      if (round % 5 == 4) REQUIRE(c.flush() == 0);
+    }
+    // A persistent cache reuses a freed slot only after the commit that
+    // recorded the free; a flush every 5 rounds bounds it.
+    CHECK(c.file_bytes() <= (persist ? 6 : 2) * 65536);
+  }
+  SECTION("a client that never flushes still gets freed slots back") {
+    for (int round = 0; round < 3000; ++round) {
+      put(MiB, 4096);
+      REQUIRE(c.write_zeroes(MiB, 4096, false) == 0);
+      m.zero(MiB, 4096);
+    }
+    CHECK(c.file_bytes() <= 1100 * 4096);
+  }
+  CHECK(whole_disk_mismatch(c, m) == -1);
+}
+
+TEST_CASE("write cache: map memory per GiB touched", "[block]") {
+  // A 1 GiB sparse disk. Zeroed clusters take map entries as written ones
+  // do, without data, so the map is measured without writing a GiB.
+  Fixture f;
+  std::string big = (f.dir / "big.raw").string();
+  {
+    auto fd = util::open_file(big, O_RDWR | O_CREAT | O_TRUNC);
+    REQUIRE(::ftruncate(fd.get(), 1 << 30) == 0);
+  }
+  std::shared_ptr<const vhd::Disk> disk = vhd::RawDisk::open(big);
+  {
+    block::WriteCache dense(disk, f.dir.string());
+    for (uint64_t off = 0; off < (1u << 30); off += MiB) REQUIRE(dense.write_zeroes(off, MiB, false) == 0);
+    CHECK(dense.cluster_count() == (1u << 30) / 4096);
+    CHECK(dense.map_bytes() < 5 * MiB / 2);  // about 1.7 MiB per GiB
+    // The same clusters again, written or zeroed, cost no more map than
+    // the free list's 4 bytes per freed slot.
+    uint64_t before = dense.map_bytes();
+    std::vector<uint8_t> x(65536, 0x11);
+    for (uint64_t off = 0; off < (1u << 30); off += 16 * MiB) REQUIRE(dense.write(off, 65536, x.data(), false) == 0);
+    for (uint64_t off = 0; off < (1u << 30); off += 4 * MiB) REQUIRE(dense.write_zeroes(off, MiB, false) == 0);
+    CHECK(dense.map_bytes() <= before + 64 * 4 * 16);
+  }
+  {
+    // One 4 KiB cluster per 64 KiB, the worst case: 64 MiB touched costs
+    // what 1 GiB dense does (26 MiB per GiB touched this way).
+    block::WriteCache sparse(disk, f.dir.string());
+    for (uint64_t off = 0; off < (1u << 30); off += 65536) REQUIRE(sparse.write_zeroes(off, 4096, false) == 0);
+    CHECK(sparse.map_bytes() < 5 * MiB / 2);
+  }
+}
+
+namespace {
+// Runs `child` in a forked process that then kills itself (SIGKILL, like a
+// crashed server: no destructor runs); returns false if it did not die so.
+bool in_killed_child(const std::function<void()>& child) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    child();
+    ::kill(::getpid(), SIGKILL);
+    ::_exit(1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+}  // namespace
+
+TEST_CASE("write cache: after a kill, flushed data reads back and nothing else appears", "[block]") {
+  Fixture f;
+  auto ram = GENERATE(uint64_t{0}, uint64_t{MiB});  // file only; RAM written back at flush
+  std::string pdir = (f.dir / "p").string();
+  fs::create_directories(pdir);
+  Model flushed(f.content);
+  std::mt19937 rng(11);
+  std::vector<std::pair<uint64_t, std::vector<uint8_t>>> before, after;  // flushed, then not
+  for (int i = 0; i < 200; ++i) {
+    uint64_t off = (rng() % (f.size() / 4096 - 16)) * 4096;
+    std::vector<uint8_t> d((1 + rng() % 16) * 4096);
+    for (auto& v : d) v = static_cast<uint8_t>(rng() | 1);
+    (i < 150 ? before : after).emplace_back(off, std::move(d));
+  }
+  for (const auto& [off, d] : before) flushed.write(off, d);
+  flushed.zero(3 * MiB, 65536);
+  REQUIRE(in_killed_child([&] {
+    block::WriteCache c(f.chain, f.dir.string(), ram ? std::make_shared<block::RamBudget>(ram) : nullptr, {pdir, true, 0, 0});
+    for (const auto& [off, d] : before)
+      if (c.write(off, static_cast<uint32_t>(d.size()), d.data(), false) != 0) ::_exit(2);
+    if (c.write_zeroes(3 * MiB, 65536, false) != 0 || c.flush() != 0) ::_exit(3);
+    // Not flushed: overwrites of held clusters, new clusters, zeroing.
+    for (const auto& [off, d] : after)
+      if (c.write(off, static_cast<uint32_t>(d.size()), d.data(), false) != 0) ::_exit(4);
+    if (c.write_zeroes(0, 65536, false) != 0) ::_exit(5);
+  }));
+  block::WriteCache c(f.chain, f.dir.string(), nullptr, {pdir, false, 0, 0});
+  // Every 4 KiB cluster reads as its flushed content or as one of the
+  // unflushed writes that covered it; nothing else.
+  std::vector<uint8_t> got(4096);
+  int differing = 0;
+  for (uint64_t off = 0; off + 4096 <= f.size(); off += 4096) {
+    REQUIRE(c.read(off, 4096, got.data()) == 0);
+    if (std::equal(got.begin(), got.end(), flushed.bytes.begin() + static_cast<long>(off))) continue;
+    bool later = off < 65536 && std::all_of(got.begin(), got.end(), [](uint8_t v) { return v == 0; });
+    for (const auto& [o, d] : after)
+      if (off >= o && off < o + d.size()) later = later || std::equal(got.begin(), got.end(), d.begin() + static_cast<long>(off - o));
+    CHECK(later);
+    ++differing;
+  }
+  INFO("clusters holding unflushed writes: " << differing);
+  // And the reopened cache carries on: writes, flushes, reopens again.
+  auto y = filled(8192, 0x6B);
+  REQUIRE(c.write(5 * MiB, 8192, y.data(), false) == 0);
+  REQUIRE(c.flush() == 0);
+}
+
+TEST_CASE("write cache: a torn map tail is cut, a damaged map refused", "[block]") {
+  Fixture f;
+  std::string pdir = (f.dir / "p").string();
+  fs::create_directories(pdir);
+  auto x = filled(4096, 0x42);
+  {
+    block::WriteCache c(f.chain, f.dir.string(), nullptr, {pdir, true, 0, 0});
+    REQUIRE(c.write(0, 4096, x.data(), false) == 0);
+    REQUIRE(c.flush() == 0);
+  }
+  std::string map = pdir + "/map";
+  uint64_t good = fs::file_size(map);
+  {
+    // Half a record and a garbage one after it: a crash mid-append.
+    auto fd = util::open_file(map, O_WRONLY | O_APPEND);
+    std::vector<uint8_t> junk(24, 0xA5);
+    REQUIRE(::write(fd.get(), junk.data(), junk.size()) == 24);
+  }
+  {
+    block::WriteCache c(f.chain, f.dir.string(), nullptr, {pdir, false, 0, 0});
+    CHECK(mismatch(read(c, 0, 4096), x) == -1);
+    CHECK(fs::file_size(map) == good);
+  }
+  {
+    auto fd = util::open_file(map, O_WRONLY);
+    uint8_t bad = 0;
+    util::pwrite_full(fd.get(), &bad, 1, 3, map);
+  }
+  CHECK_THROWS_WITH(block::WriteCache(f.chain, f.dir.string(), nullptr, {pdir, false, 0, 0}),
+                    Catch::Contains("/map") && Catch::Contains("not a write cache map"));
+  // Another disk under it: refused, naming both sizes.
+  fs::remove_all(pdir);
+  fs::create_directories(pdir);
+  { block::WriteCache c(f.chain, f.dir.string(), nullptr, {pdir, true, 0, 0}); }
+  std::string small = (f.dir / "small.raw").string();
+  {
+    auto fd = util::open_file(small, O_RDWR | O_CREAT | O_TRUNC);
+    REQUIRE(::ftruncate(fd.get(), MiB) == 0);
+  }
+  CHECK_THROWS_WITH(block::WriteCache(vhd::RawDisk::open(small), f.dir.string(), nullptr, {pdir, false, 0, 0}),
+                    Catch::Contains("made for a disk of"));
+}
+
+TEST_CASE("write cache: a quota stops new clusters, not overwrites", "[block]") {
+  Fixture f;
+  block::WriteCache c(f.chain, f.dir.string(), nullptr, {"", true, 64 * 1024, 0});
+  auto x = filled(65536, 1);
+  REQUIRE(c.write(0, 65536, x.data(), false) == 0);
+  CHECK(c.write(MiB, 4096, x.data(), false) == ENOSPC);
+  CHECK(c.write(4096, 8192, x.data(), false) == 0);  // held already
+  REQUIRE(c.write_zeroes(0, 8192, false) == 0);      // frees two
+  CHECK(c.write(MiB, 8192, x.data(), false) == 0);
+  CHECK(c.write(2 * MiB, 4096, x.data(), false) == ENOSPC);
+  CHECK(c.file_bytes() == 65536);
+}
+
+TEST_CASE("write cache: sequential writes and zeroing count whole clusters", "[block]") {
   Fixture f;
   block::WriteCache c(f.chain, f.dir.string());
   Model m(f.content);
@@ -335,16 +554,15 @@ TEST_CASE("write cache: sequential writes coalesce into one run", "[block]") {
     REQUIRE(c.write(3 * MiB + uint64_t(i) * 4096, 4096, blk.data(), false) == 0);
     m.write(3 * MiB + uint64_t(i) * 4096, blk);
   }
-  CHECK(c.run_count() == 1);
+  CHECK(c.cluster_count() == 256);
   CHECK(c.data_bytes() == MiB);
-  // Sequential zeroing coalesces too, and merges with nothing else.
   for (int i = 0; i < 64; ++i) REQUIRE(c.write_zeroes(5 * MiB + uint64_t(i) * 8192, 8192, false) == 0);
   m.zero(5 * MiB, 64 * 8192);
-  CHECK(c.run_count() == 2);
-  // Unrelated writes far apart stay separate runs.
+  CHECK(c.cluster_count() == 256 + 128);
+  CHECK(c.data_bytes() == MiB);
   REQUIRE(c.write(0, 4096, blk.data(), false) == 0);
   m.write(0, blk);
-  CHECK(c.run_count() == 3);
+  CHECK(c.cluster_count() == 256 + 128 + 1);
   CHECK(whole_disk_mismatch(c, m) == -1);
 }
 
@@ -583,6 +801,14 @@ TEST_CASE("chain registry: one open chain per path while it is in use", "[block]
 }
 
 namespace {
+block::SessionManager::Options opts(const std::string& dir, std::chrono::seconds idle, bool persist = true) {
+  block::SessionManager::Options o;
+  o.cache_dir = dir;
+  o.idle_timeout = idle;
+  o.persist = persist;
+  return o;
+}
+
 struct SessionFixture : Fixture {
   int started = 0, ended = 0, pins = 0;
   std::vector<std::string> ended_names;
@@ -591,12 +817,13 @@ struct SessionFixture : Fixture {
   SessionFixture() {
     pin.path = vhd_path;
     m = std::make_unique<block::SessionManager>(
-        block::SessionManager::Options{dir.string(), std::chrono::seconds(0)},
+        opts(dir.string(), std::chrono::seconds(0)),
         block::SessionManager::Hooks{[this](const block::Session&) { ++started; },
                                      [this](const block::Session& s) {
                                        ++ended;
                                        ended_names.push_back(s.name());
-                                     }});
+                                     },
+                                     nullptr});
   }
   std::shared_ptr<block::Session> attach(const std::string& name) {
     return m->attach(name, [this] {
@@ -687,7 +914,7 @@ TEST_CASE("sessions: anonymous sessions are per connection and end on detach", "
   CHECK(s.m->expire_idle().empty());  // anonymous sessions are not the idle expiry's
 }
 
-TEST_CASE("sessions: reset makes the next attach a fresh cache", "[block]") {
+TEST_CASE("sessions: reset ends a session; its next attach is refused until a boot starts one", "[block]") {
   SessionFixture s;
   auto old = s.attach("lab/pc01");
   auto x = filled(4096, 0x5A);
@@ -702,10 +929,18 @@ TEST_CASE("sessions: reset makes the next attach a fresh cache", "[block]") {
   std::vector<uint8_t> y(4096);
   REQUIRE(old->read(0, 4096, y.data()) == 0);
   CHECK(y == x);
+  // A reconnect must not find a new, empty disk under its filesystem.
+  CHECK_THROWS_AS(s.attach("lab/pc01"), block::SessionGone);
+  CHECK_THROWS_WITH(s.attach("lab/pc01"), Catch::Contains("lab/pc01") && Catch::Contains("reset") &&
+                                              Catch::Contains("boots again"));
+  CHECK(s.m->ended_reason("lab/pc01") == "reset");
+  CHECK(s.started == 1);
+  // A boot starts it again; then connections attach to that.
+  s.m->start("lab/pc01", s.pin);
+  CHECK_FALSE(s.m->ended_reason("lab/pc01"));
   auto fresh = s.attach("lab/pc01");
   CHECK(fresh != old);
   CHECK(s.started == 2);
-  CHECK(s.pins == 2);
   CHECK(fresh->cache().data_bytes() == 0);
   REQUIRE(fresh->read(0, 4096, y.data()) == 0);
   CHECK(mismatch(y, std::vector<uint8_t>(s.content.begin(), s.content.begin() + 4096)) == -1);
@@ -729,7 +964,9 @@ TEST_CASE("sessions: expire_idle ends idle named sessions, not connected ones", 
   CHECK(s.ended_names == std::vector<std::string>{"lab/pc01"});
   CHECK(s.count() == 2);
   CHECK(s.m->expire_idle().empty());
-  // The next attach of the expired name starts over.
+  // The expired name is refused until a boot starts it over.
+  CHECK_THROWS_AS(s.attach("lab/pc01"), block::SessionGone);
+  s.m->start("lab/pc01", s.pin);
   auto again = s.attach("lab/pc01");
   CHECK(again != idle);
   CHECK(s.started == 4);
@@ -775,22 +1012,38 @@ TEST_CASE("sessions: sessions on one version share one open chain", "[block]") {
   CHECK(reopened->size() == s.size());
 }
 
-TEST_CASE("sessions: the manager ends named sessions when it goes", "[block]") {
+TEST_CASE("sessions: a manager that goes keeps named sessions for the next one, unless not persistent", "[block]") {
   SessionFixture s;
   auto a = s.attach("lab/pc01");
   s.attach("lab/pc02");
+  a.reset();
   s.m.reset();
-  CHECK(s.ended == 2);
+  CHECK(s.ended == 0);
+  fs::create_directories(s.dir / "v");
+  {
+    block::SessionManager m2(opts((s.dir / "v").string(), std::chrono::seconds(0), false),
+                             {nullptr, [&](const block::Session&) { ++s.ended; }, nullptr});
+    m2.attach("lab/pc01", [&] { return s.pin; });
+  }
+  CHECK(s.ended == 1);
+  CHECK_FALSE(fs::exists(s.dir / "v" / "sessions"));
 }
 
-TEST_CASE("sessions: start pins a named session before any connection and replaces the old one", "[block]") {
+TEST_CASE("sessions: start pins a named session before any connection and replaces an unconnected one", "[block]") {
   SessionFixture s;
   auto old = s.attach("lab/pc01");
   auto x = filled(512, 7);
   REQUIRE(old->write(0, 512, x.data(), false) == 0);
-  // A boot: the old session ends (its hook first), a fresh one starts on the pin given.
   block::Pin pinned = s.pin;
   pinned.version = 7;
+  // A boot script fetched while the PC's connection is open (anyone may
+  // fetch it) changes nothing: the running session is returned.
+  CHECK(s.m->start("lab/pc01", pinned) == old);
+  CHECK(old->pin().version == 1);
+  CHECK(s.ended == 0);
+  // A PC that really rebooted has dropped its connection: the old session
+  // ends (its hook first), a fresh one starts on the pin given.
+  s.m->detach(old);
   auto fresh = s.m->start("lab/pc01", pinned);
   CHECK(fresh != old);
   CHECK(s.ended == 1);
@@ -809,7 +1062,6 @@ TEST_CASE("sessions: start pins a named session before any connection and replac
   std::vector<uint8_t> y(512);
   REQUIRE(old->read(0, 512, y.data()) == 0);
   CHECK(y == x);
-  s.m->detach(old);
   CHECK(s.ended == 1);
   // A started session counts as idle from its start, not from the epoch.
   s.m->set_idle_timeout(std::chrono::hours(1));
@@ -819,4 +1071,100 @@ TEST_CASE("sessions: start pins a named session before any connection and replac
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   auto expired = s.m->expire_idle();
   CHECK(expired.size() == 2);
+}
+
+TEST_CASE("sessions: a new manager reopens named sessions with their pins, data and tombstones", "[block]") {
+  SessionFixture s;
+  auto x = filled(8192, 0x31), y = filled(4096, 0x32);
+  block::Pin v7 = s.pin;
+  v7.version = 7;
+  {
+    auto a = s.m->start("lab/pc01", v7);  // a boot pinned version 7
+    a = s.attach("lab/pc01");
+    REQUIRE(a->write(MiB, 8192, x.data(), false) == 0);
+    REQUIRE(a->flush() == 0);
+    REQUIRE(a->write(2 * MiB, 4096, y.data(), false) == 0);  // kept by a graceful stop too
+    auto b = s.attach("lab/pc02");
+    REQUIRE(s.m->reset("lab/pc02"));
+    s.attach("lab/pc03");
+    s.m->detach(b);
+  }
+  s.m.reset();
+  REQUIRE(s.ended == 1);  // pc02's reset only
+  std::vector<block::Pin> checked;
+  std::vector<std::string> reopened;
+  s.pins = 0;
+  s.m = std::make_unique<block::SessionManager>(
+      opts(s.dir.string(), std::chrono::hours(1)),
+      block::SessionManager::Hooks{nullptr, nullptr, [&](const block::Session& r) { reopened.push_back(r.name()); }});
+  auto report = s.m->recover([&](const block::Pin& p) {
+    checked.push_back(p);
+    if (p.version == 1) throw util::Error("lab@1 was pruned");  // pc03's
+    return p;
+  });
+  CHECK(reopened == std::vector<std::string>{"lab/pc01"});
+  REQUIRE(report.size() == 2);
+  CHECK_THAT(report[0], Catch::Contains("lab/pc01 reopened on lab@7"));
+  CHECK_THAT(report[1], Catch::Contains("lab/pc03") && Catch::Contains("pruned"));
+  CHECK(checked.size() == 2);
+  auto a = s.attach("lab/pc01");
+  CHECK(a->recovered());
+  CHECK(a->pin().version == 7);
+  CHECK(s.pins == 0);  // no new version was looked up
+  CHECK(mismatch(read(a->cache(), MiB, 8192), x) == -1);
+  CHECK(mismatch(read(a->cache(), 2 * MiB, 4096), y) == -1);
+  // Ended sessions stay ended across the restart; a version gone is an end too.
+  CHECK_THROWS_WITH(s.attach("lab/pc02"), Catch::Contains("reset"));
+  CHECK_THROWS_WITH(s.attach("lab/pc03"), Catch::Contains("pruned"));
+  // A second server on the same cache directory is refused.
+  block::SessionManager second(opts(s.dir.string(), std::chrono::hours(1)));
+  CHECK_THROWS_WITH(second.recover([](const block::Pin& p) { return p; }), Catch::Contains("another bootsrv"));
+}
+
+TEST_CASE("sessions: a half-made session directory is removed at recovery", "[block]") {
+  SessionFixture s;
+  fs::create_directories(s.dir / "sessions" / "lab%2Fpc09~1");
+  std::ofstream(s.dir / "sessions" / "lab%2Fpc09~1" / "data") << "x";
+  s.m.reset();
+  s.m = std::make_unique<block::SessionManager>(opts(s.dir.string(), std::chrono::hours(1)));
+  auto report = s.m->recover([](const block::Pin& p) { return p; });
+  REQUIRE(report.size() == 1);
+  CHECK_THAT(report[0], Catch::Contains("cut short"));
+  CHECK_FALSE(fs::exists(s.dir / "sessions" / "lab%2Fpc09~1"));
+  CHECK(s.count() == 0);
+}
+
+TEST_CASE("sessions: one session past its quota, another keeps reading and writing", "[block]") {
+  SessionFixture s;
+  s.m.reset();
+  auto o = opts(s.dir.string(), std::chrono::hours(1));
+  o.quota = [](const std::string& name) { return name == "lab/pc01" ? uint64_t{256 * 1024} : uint64_t{0}; };
+  o.reserve = MiB;
+  s.m = std::make_unique<block::SessionManager>(o);
+  auto full = s.m->attach("lab/pc01", [&] { return s.pin; });
+  auto other = s.m->attach("lab/pc02", [&] { return s.pin; });
+  CHECK(full->cache().quota() == 256 * 1024);
+  CHECK(other->cache().quota() == 0);
+  // The reserve is allocated on disk at the start (not past the quota).
+  struct stat st {};
+  REQUIRE(::stat((full->cache().persist_dir() + "/data").c_str(), &st) == 0);
+  CHECK(st.st_size == 0);
+  CHECK(uint64_t(st.st_blocks) * 512 >= 256 * 1024);
+  REQUIRE(::stat((other->cache().persist_dir() + "/data").c_str(), &st) == 0);
+  CHECK(uint64_t(st.st_blocks) * 512 >= MiB);
+  Model m(s.content);
+  auto x = filled(65536, 0x21), y = filled(65536, 0x43);
+  int enospc = 0;
+  for (int i = 0; i < 16; ++i) {
+    int rc = full->write(uint64_t(i) * 65536, 65536, x.data(), false);
+    if (rc == ENOSPC) ++enospc;
+    else REQUIRE(rc == 0);
+    // The other session, meanwhile: every write and read works.
+    REQUIRE(other->write(4 * MiB + uint64_t(i) * 65536, 65536, y.data(), i % 4 == 3) == 0);
+    m.write(4 * MiB + uint64_t(i) * 65536, y);
+    CHECK(mismatch(read(other->cache(), 4 * MiB, MiB), m.slice(4 * MiB, MiB)) == -1);
+  }
+  CHECK(enospc == 12);
+  CHECK(full->write(0, 4096, y.data(), true) == 0);  // rewrites of what it holds
+  CHECK(full->cache().file_bytes() == 256 * 1024);
 }

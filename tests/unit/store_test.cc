@@ -711,6 +711,16 @@ TEST_CASE("clients: add, find by any MAC form or name, list, set, remove", "[sto
   CHECK(changed.image == "kiosk");
   CHECK_FALSE(changed.cmdline.has_value());
   CHECK(t.store->client("52:54:00:aa:bb:02").image == "kiosk");
+  CHECK_FALSE(changed.cache_quota.has_value());
+  // A client's own write cache quota: set, read back, 0 removes it.
+  ClientChange quota;
+  quota.cache_quota = uint64_t{20} << 30;
+  CHECK(t.store->set_client("front-desk", quota).cache_quota == uint64_t{20} << 30);
+  CHECK(t.store->find_client("front-desk")->cache_quota == uint64_t{20} << 30);
+  CHECK(t.store->find_client("front-desk")->image == "kiosk");  // nothing else changed
+  quota.cache_quota = 0;
+  CHECK_FALSE(t.store->set_client("front-desk", quota).cache_quota.has_value());
+  CHECK_FALSE(t.store->clients()[1].cache_quota.has_value());
 
   t.store->remove_client("front-desk");
   CHECK_FALSE(t.store->find_client("52:54:00:aa:bb:02").has_value());
@@ -761,6 +771,7 @@ TEST_CASE("a store made before clients existed upgrades on open", "[store][clien
   Database db(t.path + "/catalog.db", false);
   auto st = db.prepare("PRAGMA user_version");
   st.step();
-  CHECK(st.int64(0) == 2);
+  CHECK(st.int64(0) == 3);
   CHECK(t.store->versions("lab").size() == 1);  // what was there is still there
+  CHECK_FALSE(c.cache_quota.has_value());
 }

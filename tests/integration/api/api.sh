@@ -118,7 +118,7 @@ assert_eq "$(api POST /api/v1/images/lab/publish -d '{}')" 400 "publish without 
 assert_eq "$(api POST /api/v1/images/lab/rollback -d '{}')" 409 "nothing to roll back to"
 pass "publish of the active version is a no-op (changed=false); missing version 404; rollback with no history 409"
 
-# --- sessions: attach, write, reset, reconnect fresh ---
+# --- sessions: attach, write, reset, reconnect refused ---
 NBD=nbd://127.0.0.1:$NBD_PORT
 qemu-io -f raw "$NBD/lab/pc01" -c 'write -P 0xab 2M 4k' >/dev/null || fail "write to lab/pc01"
 qemu-io -f raw "$NBD/lab/pc01" -c 'read -P 0xab 2M 4k' | grep -q "read 4096" || fail "lab/pc01 lost its write on reconnect"
@@ -132,10 +132,14 @@ assert_eq "$(j 'j["images"], j["sessions"], j["cache_bytes"], j["uploads"]')" \
 assert_eq "$(api DELETE /api/v1/images/lab/sessions/pc01)" 200 "reset pc01"
 assert_eq "$(j 'j')" "{'client': 'pc01', 'image': 'lab', 'reset': True}" "reset answer"
 assert_eq "$(api DELETE /api/v1/images/lab/sessions/pc01)" 404 "reset again"
-qemu-io -f raw "$NBD/lab/pc01" -c 'read -P 0 2M 4k' | grep -q "read 4096" || fail "lab/pc01 is not fresh after the reset"
+# A reset ends the session: its client is refused (not handed an empty
+# disk) until it boots again; another client name starts fresh.
+! qemu-io -f raw "$NBD/lab/pc01" -c 'read 2M 4k' >/dev/null 2>&1 || fail "lab/pc01 was served after its reset"
+qemu-io -f raw "$NBD/lab/pc02" -c 'read -P 0 2M 4k' | grep -q "read 4096" || fail "lab/pc02 is not a fresh session"
 sleep 0.2
 grep -q "api ci (127.0.0.1:[0-9]*): reset session lab/pc01" server.log || fail "reset not logged with the token name"
-pass "sessions list the client's cache; DELETE resets it (404 the second time); the reconnect sees a fresh cache"
+grep -q "export 'lab/pc01'.*has ended (reset)" server.log || fail "the refusal after the reset is not logged"
+pass "sessions list the client's cache; DELETE resets it (404 the second time); its reconnect is refused"
 
 # --- TLS ---
 assert_eq "$(curl -s --cacert cert.pem -o body.json -w '%{http_code}' -H "$AUTH" https://127.0.0.1:$HTTPS_PORT/api/v1/status)" 200 "status over HTTPS"

@@ -80,6 +80,32 @@ grep -qF "/artifacts/tiny-linux@2/vmlinuz" body.out && grep -qF "bootfleet.versi
 "$IMGTOOL" rollback tiny-linux >/dev/null
 pass "a publish after the script leaves the attach on the pinned version; the next boot gets the new one"
 
+# A boot script fetched while the PC's session has a connection (anyone on
+# the boot network may fetch it) keeps that session: same disk, same version.
+/usr/bin/python3 - "nbd://127.0.0.1:$NBD_PORT/tiny-linux/pc01" <<'PY' &
+import nbd, sys, time
+h = nbd.NBD(); h.connect_uri(sys.argv[1])
+h.pwrite(b"\x5a" * 4096, 1 << 20); h.flush()
+open("held", "w").close()
+time.sleep(30)
+PY
+HOLDER=$!
+for _ in $(seq 1 100); do [ -e held ] && break; sleep 0.1; done
+[ -e held ] || fail "the NBD client holding pc01 did not start"
+assert_eq "$(status $BASE/boot/52-54-00-00-00-01.ipxe)" 200 "pc01's script while it runs"
+grep -qF "bootfleet.version=2" body.out || fail "the script does not name the running session's version (@2): $(cat body.out)"
+grep -q "boot of tiny-linux/pc01 while its session has 1 connections: the running session is kept" server.log ||
+  fail "keeping the session is not logged: $(grep pc01 server.log | tail -3)"
+qemu-io -f raw "nbd://127.0.0.1:$NBD_PORT/tiny-linux/pc01" -c 'read -P 0x5a 1M 4k' | grep -q "^read 4096" ||
+  fail "pc01's disk changed under its connection"
+kill $HOLDER; wait $HOLDER 2>/dev/null || true
+sleep 0.3  # the server notices the disconnect
+assert_eq "$(status $BASE/boot/52-54-00-00-00-01.ipxe)" 200 "pc01's real reboot"
+grep -qF "bootfleet.version=1" body.out || fail "a reboot without connections does not start on the active @1: $(cat body.out)"
+! qemu-io -f raw "nbd://127.0.0.1:$NBD_PORT/tiny-linux/pc01" -c 'read -P 0x5a 1M 4k' | grep -q "^read 4096" ||
+  fail "the rebooted pc01 still has its old write cache"
+pass "a boot script never pulls a connected session's disk; a reboot without connections starts a fresh one"
+
 K=$("$IMGTOOL" versions tiny-linux --json | json 'j[0]["file"]')
 KERNEL=$BOOTFLEET_STORE/${K%.vhd}.artifacts/vmlinuz
 SIZE=$(stat -c %s "$KERNEL")

@@ -112,3 +112,24 @@ expect_exit 0 it verify
 store_clean "squash"
 sqlite_clean
 pass "a killed squash leaves nothing; done again it is whole"
+
+# import --publish killed after its commit: the version is there, not
+# published. Run again, the import finds the same disk and only publishes.
+cp v4.raw v7.raw
+dd if=/dev/urandom of=v7.raw bs=64K count=3 seek=40 conv=notrunc status=none
+killed_at import:after-commit it import lab v7.raw --publish
+reopened
+assert_eq "versions after the killed import --publish" 7 "$(count lab)"
+active() { it images --json | json '[i["active"] for i in j if i["name"] == "lab"][0]'; }
+[ "$(active)" != 7 ] || fail "lab@7 was published before the crash point"
+expect_exit 0 it import lab v7.raw --publish
+expect_contains "is the same disk as lab@7 (its latest version): nothing stored; lab@7 published"
+assert_eq "versions after the import ran again" 7 "$(count lab)"
+assert_eq "the active version" 7 "$(active)"
+expect_exit 0 it import lab v7.raw
+expect_contains "nothing stored"
+expect_not_contains "published"
+assert_eq "versions after a third import" 7 "$(count lab)"
+whole lab 7 v7.raw
+store_clean "import again"
+pass "an import equal to the latest version stores nothing and only publishes"
