@@ -41,6 +41,10 @@ expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --expect '(unclosed'
 expect_contains "--expect '(unclosed'"
 expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --timeout 0
 expect_contains "--timeout"
+expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --firmware coreboot
+expect_contains "--firmware: 'coreboot' is not a firmware"
+expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --mode pxe
+expect_contains "--mode: 'pxe' is not a boot mode"
 truncate -s 4M blank.raw
 "$IMGTOOL" import noboot blank.raw -m "no kernel" >/dev/null
 expect_exit 2 "$IMGTOOL" boot-test noboot@1
