@@ -132,4 +132,11 @@ pass "after a rollback pc01's next boot is pinned to @1 again"
 kill -TERM $SERVER
 wait $SERVER || fail "bootsrv exited $? on SIGTERM"
 SERVER=
+
+# imgtool boot-test takes the same path: the image's mode (sanboot) on OVMF,
+# against its own in-process server with iSCSI on loopback.
+expect_exit 0 timeout 600 "$IMGTOOL" boot-test tiny-linux-sanboot@2 --firmware uefi --json \
+  --expect '^bootfleet-marker image=tiny-linux-sanboot version=2 client=boot-test-'
+assert_eq "$(json '[j["passed"], j["mode"], j["firmware"]]' <<<"$(sed -n '/^{/,/^}/p' <<<"$OUT")")" "[True, 'sanboot', 'uefi']" "boot-test --json"
+pass "imgtool boot-test --firmware uefi boots the sanboot image as its throwaway client ($(json 'j["seconds"]' <<<"$(sed -n '/^{/,/^}/p' <<<"$OUT")") s)"
 echo "summary: $SUMMARY; total $(( SECONDS - started )) s"
