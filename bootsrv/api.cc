@@ -233,7 +233,8 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
                         {"versions", i.version_count},
                         {"latest", opt(i.latest)},
                         {"size", i.latest ? json(i.size) : json(nullptr)},
-                        {"bytes_on_disk", i.bytes_on_disk}});
+                        {"bytes_on_disk", i.bytes_on_disk},
+                        {"boot_mode", store::boot_mode_name(i.boot_mode)}});
     }
     return json_response(200, {{"images", images}});
   }
@@ -350,13 +351,23 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
   if (p.size() == 1 && p[0] == "clients") {
     allow("GET");
     json clients = json::array();
-    for (const auto& c : exports_.with_store([](store::Store& s) { return s.clients(); })) {
-      clients.push_back({{"mac", c.mac},
-                         {"name", c.name},
-                         {"image", c.image},
-                         {"cmdline", opt(c.cmdline)},
-                         {"created_at", c.created_at}});
-    }
+    exports_.with_store([&](store::Store& s) {
+      for (const auto& c : s.clients()) {
+        // An image gone from the store leaves its clients unbootable; they are still listed.
+        json effective = nullptr;
+        try {
+          effective = store::boot_mode_name(s.effective_boot_mode(c));
+        } catch (const util::Error&) {
+        }
+        clients.push_back({{"mac", c.mac},
+                           {"name", c.name},
+                           {"image", c.image},
+                           {"cmdline", opt(c.cmdline)},
+                           {"boot_mode", c.boot_mode ? json(store::boot_mode_name(*c.boot_mode)) : json(nullptr)},
+                           {"effective_boot_mode", effective},
+                           {"created_at", c.created_at}});
+      }
+    });
     return json_response(200, {{"clients", clients}});
   }
   if (p.size() == 1 && p[0] == "sessions") {

@@ -19,16 +19,22 @@ namespace {
 
 // A dnsmasq configuration in proxy-DHCP mode: the site's DHCP server keeps
 // handing out addresses; dnsmasq only adds the boot information. Plain PXE
-// firmware gets an iPXE loader over TFTP (BIOS: undionly.kpxe, UEFI:
+// firmware gets an iPXE loader over TFTP, chosen by the client architecture
+// it sends (option 93; BIOS: undionly.kpxe, x86-64 UEFI: snponly.efi or
 // ipxe.efi); iPXE itself (user class "iPXE") gets the HTTP boot script.
-std::string dnsmasq_config(const std::string& ip, const std::string& interface, uint16_t http_port) {
+// The iPXE match is what ends the loop: a loaded iPXE asks DHCP again with
+// the same architecture, and only the user class tells it from the firmware.
+// snponly.efi drives the NIC through the firmware's own driver (SNP), so it
+// works on any NIC the UEFI firmware supports; ipxe.efi brings iPXE's drivers.
+std::string dnsmasq_config(const std::string& ip, const std::string& interface, uint16_t http_port,
+                           const std::string& efi_loader) {
   std::string url = "http://" + ip + ":" + std::to_string(http_port) + "/boot.ipxe";
   std::string out =
       "# dnsmasq proxy-DHCP for bootfleet, made by 'bootsrv dhcp-config'.\n"
       "# Install as /etc/dnsmasq.d/bootfleet.conf and restart dnsmasq. The site's DHCP\n"
       "# server keeps giving out addresses; this only adds where to boot from.\n"
       "# bootsrv serves TFTP (--tftp-listen :69; its default root /usr/lib/ipxe holds\n"
-      "# Debian's undionly.kpxe and ipxe.efi) and HTTP (--http-listen :" + std::to_string(http_port) + ");\n"
+      "# Debian's undionly.kpxe, snponly.efi and ipxe.efi) and HTTP (--http-listen :" + std::to_string(http_port) + ");\n"
       "# see docs/network-boot.md.\n"
       "port=0\n"
       "log-dhcp\n";
@@ -38,7 +44,8 @@ std::string dnsmasq_config(const std::string& ip, const std::string& interface, 
       "\n"
       "# iPXE announces itself with user class \"iPXE\": give it the boot script.\n"
       "dhcp-userclass=set:ipxe,iPXE\n"
-      "# Firmware architecture (option 93): 0 BIOS, 7 and 9 x86-64 UEFI.\n"
+      "# Firmware architecture (option 93): 0 BIOS, 7 and 9 x86-64 UEFI (RFC 4578,\n"
+      "# as x86-64 firmware sends them); the UEFI loader is " + efi_loader + ".\n"
       "dhcp-match=set:bios,option:client-arch,0\n"
       "dhcp-match=set:efi64,option:client-arch,7\n"
       "dhcp-match=set:efi64,option:client-arch,9\n"
@@ -47,12 +54,13 @@ std::string dnsmasq_config(const std::string& ip, const std::string& interface, 
       "# dhcp-boot covers clients that read the plain boot file name.\n"
       "pxe-prompt=\"bootfleet\",0\n"
       "pxe-service=tag:!ipxe,x86PC,\"bootfleet (BIOS)\",undionly.kpxe," + ip + "\n"
-      "pxe-service=tag:!ipxe,X86-64_EFI,\"bootfleet (UEFI)\",ipxe.efi," + ip + "\n"
-      "pxe-service=tag:!ipxe,BC_EFI,\"bootfleet (UEFI)\",ipxe.efi," + ip + "\n"
+      "pxe-service=tag:!ipxe,X86-64_EFI,\"bootfleet (UEFI)\"," + efi_loader + "," + ip + "\n"
+      "pxe-service=tag:!ipxe,BC_EFI,\"bootfleet (UEFI)\"," + efi_loader + "," + ip + "\n"
       "pxe-service=tag:ipxe,x86PC,\"bootfleet\"," + url + "\n"
       "pxe-service=tag:ipxe,X86-64_EFI,\"bootfleet\"," + url + "\n"
+      "pxe-service=tag:ipxe,BC_EFI,\"bootfleet\"," + url + "\n"
       "dhcp-boot=tag:!ipxe,tag:bios,undionly.kpxe,," + ip + "\n"
-      "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,," + ip + "\n"
+      "dhcp-boot=tag:!ipxe,tag:efi64," + efi_loader + ",," + ip + "\n"
       "dhcp-boot=tag:ipxe," + url + "\n"
       "\n"
       "# bootsrv serves TFTP itself: dnsmasq's own TFTP server stays off.\n"
@@ -64,18 +72,21 @@ std::string dnsmasq_config(const std::string& ip, const std::string& interface, 
 
 int dhcp_config_command(const std::vector<std::string>& args) {
   po::options_description options("Options");
-  std::string ip, interface, http_port_text = "8080";
+  std::string ip, interface, http_port_text = "8080", efi_loader = "snponly.efi";
   options.add_options()
       ("help,h", "show this help")
       ("server-ip", po::value(&ip)->required(), "the address PCs reach bootsrv at (TFTP and HTTP), e.g. 192.168.1.5")
       ("interface", po::value(&interface), "the network interface dnsmasq answers on (default: all)")
-      ("http-port", po::value(&http_port_text), "bootsrv's HTTP port, 1 to 65535 (default 8080)");
+      ("http-port", po::value(&http_port_text), "bootsrv's HTTP port, 1 to 65535 (default 8080)")
+      ("efi-loader", po::value(&efi_loader), "what x86-64 UEFI PCs load over TFTP: snponly.efi (default; the firmware's NIC driver) or ipxe.efi (iPXE's own drivers)");
   po::variables_map vm;
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
-    std::cout << "Usage: bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P]\n\n"
+    std::cout << "Usage: bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P] [--efi-loader F]\n\n"
                  "Print a dnsmasq configuration for proxy DHCP that sends PXE firmware to\n"
-                 "bootsrv's TFTP for iPXE, and iPXE to bootsrv's boot script over HTTP.\n\n"
+                 "bootsrv's TFTP for iPXE (BIOS: undionly.kpxe; x86-64 UEFI, client\n"
+                 "architecture 7 or 9: snponly.efi or ipxe.efi), and iPXE to bootsrv's boot\n"
+                 "script over HTTP.\n\n"
               << options << "\n";
     return 0;
   }
@@ -98,6 +109,11 @@ int dhcp_config_command(const std::vector<std::string>& args) {
       return 2;
     }
   }
+  if (efi_loader != "snponly.efi" && efi_loader != "ipxe.efi") {
+    std::cerr << "bootsrv dhcp-config: --efi-loader '" << efi_loader
+              << "': use snponly.efi or ipxe.efi (Debian's ipxe package ships both)\n";
+    return 2;
+  }
   uint16_t http_port = 0;
   try {
     http_port = util::parse_port(http_port_text, "--http-port", /*allow_zero=*/false);  // PCs need the real one
@@ -105,7 +121,7 @@ int dhcp_config_command(const std::vector<std::string>& args) {
     std::cerr << "bootsrv dhcp-config: " << e.what() << "\n";
     return 2;
   }
-  std::cout << dnsmasq_config(ip, interface, http_port);
+  std::cout << dnsmasq_config(ip, interface, http_port, efi_loader);
   return 0;
 }
 

@@ -1,4 +1,5 @@
-// imgtool boot-test IMAGE@N [--expect REGEX] [--timeout S] [--console FILE] [--json]
+// imgtool boot-test IMAGE@N [--firmware bios|uefi] [--mode linux|sanboot]
+//                  [--expect REGEX] [--timeout S] [--console FILE] [--json]
 //
 // Boots a version in QEMU exactly as a PC boots it over the network, and
 // passes when the console shows what the recipe's init prints.
@@ -10,6 +11,9 @@
 // IMAGE@N as the throwaway client boot-test-PID, nothing is registered in
 // the client table, and the session's write cache lives in a private work
 // directory that goes away with the test; the version file is only read.
+// A sanboot test also serves iSCSI on loopback, and the pinned boot's script
+// sanboots the throwaway session's target, so it is the path a registered
+// sanboot PC takes; UEFI adds OVMF with a private copy of its variables.
 // QEMU is killed on every way out: a match, a timeout, QEMU's own end,
 // SIGINT/SIGTERM (the loop polls guest::StopSignals), an exception
 // (NetbootVm's destructor), or imgtool's death (QEMU's parent-death signal).
@@ -76,11 +80,15 @@ std::string describe(const serve::BootEvent& e) {
 }
 
 const char* kDetails =
-    "Starts a private boot server (NBD and HTTP on 127.0.0.1, ports the kernel picks)\n"
-    "and powers on a QEMU PC that network-boots the version through its iPXE ROM:\n"
-    "boot script, kernel and initrd over HTTP, root over NBD on a throwaway session\n"
-    "(no client is registered; the session's write cache is deleted afterwards; the\n"
-    "version is only read). The test passes as soon as a line of the serial console\n"
+    "Starts a private boot server (NBD, iSCSI and HTTP on 127.0.0.1, ports the kernel\n"
+    "picks) and powers on a QEMU PC that network-boots the version through its iPXE\n"
+    "ROM on a throwaway session (no client is registered; the session's write cache\n"
+    "is deleted afterwards; the version is only read). --mode linux: boot script,\n"
+    "kernel and initrd over HTTP, root over NBD. --mode sanboot: iPXE attaches the\n"
+    "session over iSCSI and boots the disk's own loader (the OS finds its root\n"
+    "through the iBFT). The default is the image's boot mode ('imgtool image set').\n"
+    "--firmware bios (SeaBIOS, the default) or uefi (OVMF, from Debian's ovmf\n"
+    "package, with a private copy of its variable store). The test passes as soon as a line of the serial console\n"
     "matches --expect, and fails when QEMU ends (the guest powered off, rebooted or\n"
     "panicked) without a match, or at --timeout; QEMU is killed in every case.\n"
     "\n"
@@ -95,21 +103,25 @@ const char* kDetails =
     "forces one. Progress goes to stderr; on failure the console's last 30 lines\n"
     "and the boot server's log follow.\n"
     "Exit status: 0 passed, 1 failed (no match: QEMU ended or the time ran out),\n"
-    "2 an error (bad usage, unknown version, a version without vmlinuz and\n"
-    "initrd.img artifacts, QEMU missing, interrupted by SIGINT or SIGTERM).";
+    "2 an error (bad usage, unknown version, a linux-mode version without vmlinuz\n"
+    "and initrd.img artifacts, QEMU or OVMF missing, interrupted by SIGINT or SIGTERM).";
 
 }  // namespace
 
 int cmd_boot_test(const std::vector<std::string>& args) {
-  CommandSpec spec{"boot-test", "IMAGE@N [--expect REGEX] [--timeout S] [--console FILE] [--json]",
+  CommandSpec spec{"boot-test",
+                   "IMAGE@N [--firmware bios|uefi] [--mode linux|sanboot] [--expect REGEX] [--timeout S] "
+                   "[--console FILE] [--json]",
                    "Network-boot a version in QEMU and pass when its console matches a regex.", kDetails};
   auto options = base_options();
-  std::string store_dir, ref_text, expect_text = "bootfleet-marker", console_file;
+  std::string store_dir, ref_text, expect_text = "bootfleet-marker", console_file, firmware_text = "bios", mode_text;
   int timeout = 300;
   bool as_json = false;
   add_store_option(options, store_dir);
   options.add_options()
       ("version", po::value(&ref_text)->required(), "IMAGE@N (or IMAGE@active)")
+      ("firmware", po::value(&firmware_text), "bios (SeaBIOS, default) or uefi (OVMF)")
+      ("mode", po::value(&mode_text), "linux or sanboot (default: the image's boot mode)")
       ("expect", po::value(&expect_text), "pass when a console line matches this ECMAScript regex (default: bootfleet-marker)")
       ("timeout", po::value(&timeout), "fail after this many seconds (default 300)")
       ("console", po::value(&console_file), "keep the serial console in FILE (default: a temporary file, removed)")
@@ -120,12 +132,22 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
   if (timeout <= 0) throw util::Error("--timeout " + std::to_string(timeout) + ": give a positive number of seconds");
   std::regex expect = guest::parse_expect(expect_text);
+  guest::Firmware firmware = guest::parse_firmware(firmware_text, "--firmware");
+  std::optional<store::BootMode> mode;
+  if (vm.count("mode")) mode = store::parse_boot_mode(mode_text, "--mode");
+  const std::string ovmf_code = "/usr/share/OVMF/OVMF_CODE_4M.fd", ovmf_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+  if (firmware == guest::Firmware::kUefi) {
+    for (const auto& f : {ovmf_code, ovmf_vars}) {
+      if (::access(f.c_str(), R_OK) != 0) throw util::Error("--firmware uefi needs " + f + " (Debian: apt-get install ovmf)");
+    }
+  }
   guest::Accel requested = guest::accel_from_environment();
   store::VersionRef ref = store::parse_version_ref(ref_text, /*version_required=*/true);
 
   auto s = open_store(store_dir);
   store::VersionInfo v = s->version(ref);
-  serve::check_boot_artifacts(*s, v);
+  if (!mode) mode = s->image(v.image).boot_mode;
+  if (*mode == store::BootMode::kLinux) serve::check_boot_artifacts(*s, v);
   const std::string target = v.image + "@" + std::to_string(v.number);
   const std::string client = "boot-test-" + std::to_string(::getpid());
 
@@ -140,7 +162,8 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   serve::BootServerOptions so;
   so.sessions.cache_dir = work.path() + "/cache";
   so.sessions.persist = false;  // a throwaway server: nothing to reopen
-  so.boot.pinned = serve::PinnedBoot{v.image, v.number, client};
+  so.boot.pinned = serve::PinnedBoot{v.image, v.number, client, *mode};
+  if (*mode == store::BootMode::kSanboot) so.iscsi_listen = {"127.0.0.1:0"};
   so.on_event = [&](const serve::BootEvent& e) {
     std::lock_guard lock(events_mutex);
     events.push_back(e);
@@ -154,6 +177,12 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   vo.console_path = console;
   vo.output_path = work.path() + "/qemu.out";
   vo.accel = guest::first_accel(requested, guest::kvm_device_usable());
+  vo.firmware = firmware;
+  if (firmware == guest::Firmware::kUefi) {
+    vo.ovmf_code = ovmf_code;
+    vo.ovmf_vars = work.path() + "/OVMF_VARS.fd";
+    std::filesystem::copy_file(ovmf_vars, vo.ovmf_vars, std::filesystem::copy_options::overwrite_existing);
+  }
 
   const auto started = std::chrono::steady_clock::now();
   const auto deadline = started + std::chrono::seconds(timeout);
@@ -162,8 +191,11 @@ int cmd_boot_test(const std::vector<std::string>& args) {
   };
   auto at = [&] { return std::to_string(static_cast<long>(elapsed())) + " s: "; };
 
-  say("booting " + target + " under " + guest::accel_name(vo.accel) + " as " + client + " (HTTP port " +
-      std::to_string(server.http_port()) + ", NBD port " + std::to_string(server.nbd_port()) + "), waiting up to " +
+  say("booting " + target + " under " + guest::accel_name(vo.accel) + " as " + client + " by " +
+      store::boot_mode_name(*mode) + " on " + firmware_text + " (HTTP port " + std::to_string(server.http_port()) +
+      ", NBD port " + std::to_string(server.nbd_port()) +
+      (server.iscsi_ports().empty() ? std::string() : ", iSCSI port " + std::to_string(server.iscsi_ports()[0])) +
+      "), waiting up to " +
       std::to_string(timeout) + " s for /" + expect_text + "/");
   auto machine = std::make_unique<guest::NetbootVm>(vo);
   guest::ConsoleWatch watch(expect);
@@ -243,6 +275,8 @@ int cmd_boot_test(const std::vector<std::string>& args) {
                      {"version", v.number},
                      {"seconds", std::round(seconds * 10) / 10},
                      {"accel", accel},
+                     {"firmware", firmware_text},
+                     {"mode", store::boot_mode_name(*mode)},
                      {"matched_line", passed ? nlohmann::json(watch.matched_line()) : nlohmann::json(nullptr)},
                      {"console", console_file.empty() ? nlohmann::json(nullptr) : nlohmann::json(console)},
                      {"reason", passed ? nlohmann::json(nullptr) : nlohmann::json(failure)}};

@@ -168,6 +168,7 @@ const std::vector<Command>& all_commands() {
       {"compare", "compare the guest-visible content of two disk files", cmd_compare},
       {"init", "create a store", cmd_init},
       {"images", "list the images in the store", cmd_images},
+      {"image", "change an image's settings (its boot mode)", cmd_image},
       {"versions", "list the versions of an image", cmd_versions},
       {"history", "list the publishes and rollbacks of an image", cmd_history},
       {"import", "import a disk file (raw, VHD, VHDX) as the next version of an image", cmd_import},

@@ -80,6 +80,7 @@ int cmd_check(const std::vector<std::string>& args);
 int cmd_compare(const std::vector<std::string>& args);
 int cmd_init(const std::vector<std::string>& args);
 int cmd_images(const std::vector<std::string>& args);
+int cmd_image(const std::vector<std::string>& args);
 int cmd_versions(const std::vector<std::string>& args);
 int cmd_history(const std::vector<std::string>& args);
 int cmd_import(const std::vector<std::string>& args);

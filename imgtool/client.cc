@@ -19,27 +19,43 @@ const char* kMacForms =
     "MAC is aa:bb:cc:dd:ee:ff, AA-BB-CC-DD-EE-FF, aabb.ccdd.eeff or aabbccddeeff; it is\n"
     "stored as aa:bb:cc:dd:ee:ff.";
 
+const char* kBootModes =
+    "--boot-mode: 'linux' (the version's kernel and initrd over HTTP, root over NBD),\n"
+    "'sanboot' (the disk over iSCSI, booted by its own loader: Windows) or 'image'\n"
+    "(whatever the image says: 'imgtool image set IMAGE --boot-mode', the default).";
+
+// "image" (follow the image's mode) or a mode.
+std::optional<store::BootMode> client_boot_mode(const std::string& text) {
+  if (text == "image") return std::nullopt;
+  return store::parse_boot_mode(text, "--boot-mode");
+}
+
+std::string boot_mode_text(const store::ClientInfo& c) {
+  return c.boot_mode ? store::boot_mode_name(*c.boot_mode) : "image's";
+}
+
 void print_client(const store::ClientInfo& c) {
-  std::cout << c.name << " (" << c.mac << "): image " << c.image
+  std::cout << c.name << " (" << c.mac << "): image " << c.image << ", boot mode " << boot_mode_text(c)
             << (c.cmdline ? ", kernel arguments '" + *c.cmdline + "'" : std::string())
             << (c.cache_quota ? ", write cache quota " + util::format_size(*c.cache_quota) : std::string()) << "\n";
 }
 
 int client_add(const std::vector<std::string>& args) {
-  CommandSpec spec{"client add", "MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"] [--cache-quota SIZE]",
+  CommandSpec spec{"client add", "MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"] [--cache-quota SIZE] [--boot-mode MODE]",
                    "Register a PC by its MAC address: which image it boots and what it is called.",
                    std::string(kMacForms) +
                        "\nNAME (default: the MAC with '-', e.g. 52-54-00-12-34-56) is the CLIENT in the\n"
                        "export IMAGE/CLIENT: letters, digits, '.', '_', '-'. --cmdline adds kernel\n"
                        "arguments to the ones bootsrv gives Linux clients. --cache-quota (e.g. 20G)\n"
-                       "bounds its write cache, over bootsrv's cache_quota."};
+                       "bounds its write cache, over bootsrv's cache_quota.\n" + kBootModes};
   auto options = base_options();
-  std::string store_dir, mac, name, image, cmdline, quota;
+  std::string store_dir, mac, name, image, cmdline, quota, boot_mode = "image";
   add_store_option(options, store_dir);
   options.add_options()("mac", po::value(&mac)->required(), "the client's MAC address")(
       "image", po::value(&image)->required(), "the image it boots")("name", po::value(&name), "its name")(
       "cmdline", po::value(&cmdline), "extra kernel arguments")(
-      "cache-quota", po::value(&quota), "its write cache quota (e.g. 20G)");
+      "cache-quota", po::value(&quota), "its write cache quota (e.g. 20G)")(
+      "boot-mode", po::value(&boot_mode), "linux, sanboot or image (default: image)");
   po::positional_options_description pos;
   pos.add("mac", 1);
   po::variables_map vm;
@@ -51,7 +67,7 @@ int client_add(const std::vector<std::string>& args) {
   }
   auto s = open_store(store_dir);
   auto c = s->add_client(mac, vm.count("name") ? std::optional(name) : std::nullopt, image,
-                         vm.count("cmdline") ? std::optional(cmdline) : std::nullopt);
+                         vm.count("cmdline") ? std::optional(cmdline) : std::nullopt, client_boot_mode(boot_mode));
   if (cache_quota) {
     store::ClientChange change;
     change.cache_quota = cache_quota;
@@ -63,7 +79,10 @@ int client_add(const std::vector<std::string>& args) {
 }
 
 int client_list(const std::vector<std::string>& args) {
-  CommandSpec spec{"client list", "[--json]", "List the registered clients, by name.", ""};
+  CommandSpec spec{"client list", "[--json]", "List the registered clients, by name.",
+                   "BOOT is the mode each boots by; '*' marks a client that follows its image's.\n"
+                   "In JSON, boot_mode is the client's own (null: the image's) and\n"
+                   "effective_boot_mode the one it boots by."};
   auto options = base_options();
   std::string store_dir;
   bool as_json = false;
@@ -82,6 +101,8 @@ int client_list(const std::vector<std::string>& args) {
                    {"image", c.image},
                    {"cmdline", c.cmdline ? nlohmann::json(*c.cmdline) : nlohmann::json(nullptr)},
                    {"cache_quota", c.cache_quota ? nlohmann::json(*c.cache_quota) : nlohmann::json(nullptr)},
+                   {"boot_mode", c.boot_mode ? nlohmann::json(store::boot_mode_name(*c.boot_mode)) : nlohmann::json(nullptr)},
+                   {"effective_boot_mode", store::boot_mode_name(s->effective_boot_mode(c))},
                    {"created", util::format_utc(c.created_at)}});
     }
     std::cout << j.dump(2) << "\n";
@@ -91,28 +112,31 @@ int client_list(const std::vector<std::string>& args) {
     std::cout << "no clients (add one with 'imgtool client add MAC --image IMAGE')\n";
     return kExitOk;
   }
-  std::printf("%-20s %-17s %-24s %s\n", "NAME", "MAC", "IMAGE", "CMDLINE");
+  std::printf("%-20s %-17s %-24s %-9s %s\n", "NAME", "MAC", "IMAGE", "BOOT", "CMDLINE");
   for (const auto& c : clients) {
-    std::printf("%-20s %-17s %-24s %s\n", c.name.c_str(), c.mac.c_str(), c.image.c_str(),
+    // The mode it boots by; '*' marks one that follows the image's.
+    std::string mode = std::string(store::boot_mode_name(s->effective_boot_mode(c))) + (c.boot_mode ? "" : "*");
+    std::printf("%-20s %-17s %-24s %-9s %s\n", c.name.c_str(), c.mac.c_str(), c.image.c_str(), mode.c_str(),
                 c.cmdline.value_or("-").c_str());
   }
   return kExitOk;
 }
 
 int client_set(const std::vector<std::string>& args) {
-  CommandSpec spec{"client set", "MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"] [--cache-quota SIZE]",
-                   "Change a client's name, image, kernel arguments or write cache quota.",
+  CommandSpec spec{"client set", "MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"] [--cache-quota SIZE] [--boot-mode MODE]",
+                   "Change a client's name, image, kernel arguments, write cache quota or boot mode.",
                    std::string(kMacForms) +
                        "\n--cmdline \"\" removes the extra kernel arguments, --cache-quota 0 the client's\n"
                        "own quota (bootsrv's cache_quota applies again). A new image applies from the\n"
-                       "client's next boot, a new quota from its next session."};
+                       "client's next boot, and so does a boot mode; a new quota from its next session.\n" + kBootModes};
   auto options = base_options();
-  std::string store_dir, key, name, image, cmdline, quota;
+  std::string store_dir, key, name, image, cmdline, quota, boot_mode;
   add_store_option(options, store_dir);
   options.add_options()("client", po::value(&key)->required(), "the client's MAC or name")(
       "name", po::value(&name), "new name")("image", po::value(&image), "new image")(
       "cmdline", po::value(&cmdline), "new extra kernel arguments (\"\" for none)")(
-      "cache-quota", po::value(&quota), "new write cache quota (0: bootsrv's default)");
+      "cache-quota", po::value(&quota), "new write cache quota (0: bootsrv's default)")(
+      "boot-mode", po::value(&boot_mode), "linux, sanboot or image");
   po::positional_options_description pos;
   pos.add("client", 1);
   po::variables_map vm;
@@ -122,8 +146,9 @@ int client_set(const std::vector<std::string>& args) {
   if (vm.count("image")) change.image = image;
   if (vm.count("cmdline")) change.cmdline = cmdline;
   if (vm.count("cache-quota")) change.cache_quota = util::parse_size(quota, "--cache-quota");
-  if (!change.name && !change.image && !change.cmdline && !change.cache_quota) {
-    throw util::Error("client set: nothing to change; give --name, --image, --cmdline or --cache-quota");
+  if (vm.count("boot-mode")) change.boot_mode = client_boot_mode(boot_mode);
+  if (!change.name && !change.image && !change.cmdline && !change.cache_quota && !change.boot_mode) {
+    throw util::Error("client set: nothing to change; give --name, --image, --cmdline, --cache-quota or --boot-mode");
   }
   auto s = open_store(store_dir);
   auto c = s->set_client(key, change);
@@ -152,13 +177,14 @@ int client_rm(const std::vector<std::string>& args) {
 }
 
 const char* kClientUsage =
-    "Usage: imgtool client add MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"] [--cache-quota SIZE]\n"
+    "Usage: imgtool client add MAC --image IMAGE [--name NAME] [--cmdline \"ARGS\"] [--cache-quota SIZE] [--boot-mode MODE]\n"
     "       imgtool client list [--json]\n"
-    "       imgtool client set MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"] [--cache-quota SIZE]\n"
+    "       imgtool client set MAC|NAME [--name NAME] [--image IMAGE] [--cmdline \"ARGS\"] [--cache-quota SIZE] [--boot-mode MODE]\n"
     "       imgtool client rm MAC|NAME\n"
     "       imgtool client SUBCOMMAND --help\n\n"
     "The PCs bootsrv network-boots, known by MAC address: the image each boots,\n"
-    "its name (the CLIENT of its export IMAGE/CLIENT) and extra kernel arguments.\n";
+    "its name (the CLIENT of its export IMAGE/CLIENT), extra kernel arguments and\n"
+    "its boot mode (linux, sanboot, or its image's).\n";
 
 }  // namespace
 

@@ -16,16 +16,29 @@ namespace bootfleet::guest {
 
 using util::Error;
 
+Firmware parse_firmware(const std::string& text, const std::string& what) {
+  if (text == "bios") return Firmware::kBios;
+  if (text == "uefi") return Firmware::kUefi;
+  throw Error(what + ": '" + text + "' is not a firmware; use 'bios' (SeaBIOS) or 'uefi' (OVMF)");
+}
+
 std::vector<std::string> netboot_qemu_args(const NetbootVmOptions& o) {
-  return {o.qemu,
-          "-accel", o.accel == Accel::kKvm ? "kvm" : "tcg",
-          "-nographic", "-no-reboot",  // a panic (panic=-1) or a reboot ends the test
-          "-m", std::to_string(o.memory_mib),
-          "-boot", "n",
-          "-netdev", "user,id=n0,bootfile=" + o.bootfile_url,
-          "-device", "virtio-net-pci,netdev=n0,mac=" + o.mac,
-          "-serial", "file:" + o.console_path,
-          "-monitor", "none", "-display", "none"};
+  std::vector<std::string> a{o.qemu,
+                             "-accel", o.accel == Accel::kKvm ? "kvm" : "tcg",
+                             "-nographic", "-no-reboot",  // a panic (panic=-1) or a reboot ends the test
+                             "-m", std::to_string(o.memory_mib)};
+  if (o.firmware == Firmware::kUefi) {
+    // OVMF ignores -boot; the NIC's bootindex puts it first.
+    a.insert(a.end(), {"-drive", "if=pflash,format=raw,readonly=on,file=" + o.ovmf_code,
+                       "-drive", "if=pflash,format=raw,file=" + o.ovmf_vars});
+  } else {
+    a.insert(a.end(), {"-boot", "n"});
+  }
+  a.insert(a.end(), {"-netdev", "user,id=n0,bootfile=" + o.bootfile_url,
+                     "-device", "virtio-net-pci,netdev=n0,mac=" + o.mac + ",bootindex=1",
+                     "-serial", "file:" + o.console_path,
+                     "-monitor", "none", "-display", "none"});
+  return a;
 }
 
 namespace {

@@ -26,6 +26,12 @@
 
 namespace bootfleet::guest {
 
+// The PC's firmware: SeaBIOS (QEMU's default) or OVMF (UEFI, Debian's ovmf
+// package); both run QEMU's iPXE NIC ROM (its PXE or its EFI half).
+enum class Firmware { kBios, kUefi };
+// "bios" | "uefi"; throws util::Error naming `what` otherwise.
+Firmware parse_firmware(const std::string& text, const std::string& what);
+
 struct NetbootVmOptions {
   std::string bootfile_url;  // e.g. http://10.0.2.2:8080/boot.ipxe
   std::string console_path;  // the serial console (created, truncated)
@@ -34,6 +40,11 @@ struct NetbootVmOptions {
   std::string mac = "52:54:00:b0:07:01";
   int memory_mib = 1024;
   std::string qemu = "qemu-system-x86_64";
+  Firmware firmware = Firmware::kBios;
+  // UEFI: OVMF's code (read-only) and a writable copy of its variable store
+  // (the caller's; OVMF writes its boot entries there).
+  std::string ovmf_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+  std::string ovmf_vars;
 };
 
 // QEMU's command line for `options` (argv[0] is options.qemu).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "serve/iscsi_targets.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "util/mac.h"
@@ -48,6 +49,10 @@ void check_boot_artifacts(store::Store& store, const store::VersionInfo& v) {
   }
 }
 
+std::string BootHttp::initiator_name(const std::string& prefix, const std::string& client) {
+  return prefix + ":initiator:" + iqn_part(client);
+}
+
 std::string BootHttp::chain_script(const std::string& base) {
   return "#!ipxe\n"
          "# bootfleet: ask the boot server what this PC boots, by its MAC address\n"
@@ -92,12 +97,14 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   std::optional<std::string> extra;
   std::optional<int64_t> pinned_version;  // else the active version
   std::optional<store::ClientInfo> client;
+  store::BootMode mode = store::BootMode::kLinux;
   if (!options_.pinned) client = exports_.with_store([&](store::Store& s) { return s.find_client(*mac); });
   if (options_.pinned) {
     // Any MAC: a throwaway client of a test, never looked up or registered.
     image = options_.pinned->image;
     name = options_.pinned->client;
     pinned_version = options_.pinned->version;
+    mode = options_.pinned->mode;
   } else if (client) {
     image = client->image;
     name = client->name;
@@ -115,10 +122,16 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   int64_t version = 0;
   try {
     version = exports_.with_store([&](store::Store& s) {
+      if (!options_.pinned) mode = client ? s.effective_boot_mode(*client) : s.image(image).boot_mode;
       store::VersionInfo v = s.version({image, pinned_version, false});
-      check_boot_artifacts(s, v);
+      // A sanboot disk brings its own loader; only the linux path needs the kernel beside the version.
+      if (mode == store::BootMode::kLinux) check_boot_artifacts(s, v);
       return v.number;
     });
+    if (mode == store::BootMode::kSanboot && options_.iscsi_port == 0) {
+      throw Error("it boots by sanboot, but bootsrv serves no iSCSI (start it with --iscsi-listen, or set the "
+                  "client's boot mode to linux)");
+    }
     // A PC whose session still has a connection keeps it (and so its
     // version): its script names that version's kernel and initrd.
     if (start) version = exports_.start_session(image, name, version)->pin().version;
@@ -127,7 +140,25 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
     return ipxe(wait_script("cannot boot " + name + " (MAC " + *mac + "): " + e.what(), base));
   }
   std::string ref = image + "@" + std::to_string(version);
-  if (start) util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name);
+  if (start) {
+    util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name + ", " +
+                   store::boot_mode_name(mode));
+  }
+  if (mode == store::BootMode::kSanboot) {
+    // iPXE's URI is iscsi:SERVER:PROTOCOL:PORT:LUN:TARGET; the protocol is
+    // empty (TCP) and LUN 0 is the only one a target has.
+    std::string target = target_name(options_.iqn_prefix, image + "/" + name);
+    return ipxe("#!ipxe\n"
+                "echo bootfleet: booting " + ref + " as " + name + " by sanboot\n"
+                "set initiator-iqn " + initiator_name(options_.iqn_prefix, name) + "\n"
+                "sanboot iscsi:" + nbd_host + "::" + std::to_string(options_.iscsi_port) + ":0:" + target +
+                " || goto failed\n"
+                ":failed\n"
+                "echo bootfleet: the iSCSI disk " + target + " did not boot\n"
+                "echo bootfleet: trying again in 30 seconds\n"
+                "sleep 30 || prompt --timeout 30000 Press any key to try again now || echo\n"
+                "chain " + base + "/boot.ipxe\n");
+  }
   std::string cmdline = "initrd=initrd.img ip=dhcp root=/dev/nbd0p1 nbdroot=" + nbd_host + ":" +
                         std::to_string(options_.nbd_port) + "/" + image + "/" + name +
                         " rw init=/sbin/init " + options_.kernel_cmdline + " bootfleet.image=" + image +

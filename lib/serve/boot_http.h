@@ -14,6 +14,14 @@
 // with several addresses answers each network with its own. Nothing from the
 // URL is joined into a path: MACs are parsed, versions looked up in the
 // catalog and artifact names matched against the version's artifact list.
+//
+// A client in sanboot mode (store::BootMode) gets no kernel: its script
+// names the initiator (PREFIX:initiator:CLIENT) and `sanboot`s the target
+// of its named session, PREFIX:IMAGE:CLIENT, which is the session started
+// here on the pinned version, so the iSCSI login that follows lands on that
+// version whatever is published meanwhile. The iBFT iPXE writes is kept (no
+// --no-describe): the OS's own initiator finds its disk through it, and its
+// login lands on the same session.
 #pragma once
 
 #include <cstdint>
@@ -31,10 +39,13 @@ struct PinnedBoot {
   std::string image;
   int64_t version = 0;
   std::string client;  // the session is IMAGE/CLIENT, e.g. boot-test-4242
+  store::BootMode mode = store::BootMode::kLinux;
 };
 
 struct BootOptions {
   uint16_t nbd_port = 10809;  // where clients attach their root (same host as HTTP)
+  uint16_t iscsi_port = 0;    // where sanboot clients log in (same host); 0: no iSCSI, sanboot refused
+  std::string iqn_prefix = "iqn.2026-11.org.bootfleet";  // of target and initiator names
   std::string default_image;  // unknown MACs boot this; empty: they are told to register
   // Appended after what bootsrv always passes (ip=dhcp root=/dev/nbd0p1
   // nbdroot=… rw init=/sbin/init bootfleet.*=…) and before the client's own.
@@ -53,6 +64,8 @@ class BootHttp {
 
   // The chain script for the URL base `base` ("http://10.0.0.5:8080").
   static std::string chain_script(const std::string& base);
+  // The initiator name a sanboot client's iPXE (and then its OS) uses.
+  static std::string initiator_name(const std::string& prefix, const std::string& client);
 
  private:
   // `start`: begin the client's session (GET); HEAD only shows the script.

@@ -88,6 +88,13 @@ void BootServer::start() {
     if (p && !first_tcp) first_tcp = p;
   }
   options_.boot.nbd_port = first_tcp;
+  // Sanboot scripts send clients to the first iSCSI port on TCP, by the
+  // same host name they reached HTTP by.
+  options_.boot.iscsi_port = 0;
+  for (uint16_t p : iscsi_ports_) {
+    if (p && !options_.boot.iscsi_port) options_.boot.iscsi_port = p;
+  }
+  options_.boot.iqn_prefix = options_.iscsi_prefix;
   if (!options_.http_listen.empty() && !first_tcp) {
     throw util::Error("--http-listen needs an NBD listen address on TCP for the clients' root disks");
   }

@@ -62,7 +62,7 @@ struct BootServerOptions {
   uint64_t max_body_bytes = 0;
   std::function<void()> on_housekeeping;  // also run on the housekeeping thread
   block::SessionManager::Options sessions;
-  BootOptions boot;  // its nbd_port is set to the first TCP NBD port
+  BootOptions boot;  // its nbd_port and iscsi_port are set to the first TCP ports, iqn_prefix to iscsi_prefix
   std::chrono::seconds housekeeping_interval{10};
   // Called on server threads, any time between start() and stop().
   std::function<void(const BootEvent&)> on_event;

@@ -32,7 +32,7 @@ using util::Error;
 
 namespace {
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 // Each entry migrates the schema from version i to i+1.
 const char* const kMigrations[] = {
@@ -102,6 +102,11 @@ CREATE TABLE clients (
     // 3: a client's own write cache quota (bytes), over the server's default.
     R"sql(
 ALTER TABLE clients ADD COLUMN cache_quota INTEGER CHECK (cache_quota IS NULL OR cache_quota > 0);
+)sql",
+    // 4: boot modes, per image and (overriding it) per client; NULL: the image's.
+    R"sql(
+ALTER TABLE images ADD COLUMN boot_mode TEXT NOT NULL DEFAULT 'linux' CHECK (boot_mode IN ('linux', 'sanboot'));
+ALTER TABLE clients ADD COLUMN boot_mode TEXT CHECK (boot_mode IN ('linux', 'sanboot'));
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -335,7 +340,7 @@ std::vector<ImageInfo> Store::images() {
   std::vector<ImageInfo> out;
   auto st = db_->prepare(
       "SELECT i.name, i.created_at, i.active_version, COUNT(v.id), MAX(v.number), COALESCE(SUM(v.file_size), 0), "
-      "(SELECT virtual_size FROM versions WHERE image_id = i.id ORDER BY number DESC LIMIT 1), i.id "
+      "(SELECT virtual_size FROM versions WHERE image_id = i.id ORDER BY number DESC LIMIT 1), i.id, i.boot_mode "
       "FROM images i LEFT JOIN versions v ON v.image_id = i.id GROUP BY i.id ORDER BY i.name");
   while (st.step()) {
     ImageInfo info;
@@ -346,6 +351,7 @@ std::vector<ImageInfo> Store::images() {
     info.latest = st.opt_int64(4);
     info.bytes_on_disk = static_cast<uint64_t>(st.int64(5));
     info.size = static_cast<uint64_t>(st.opt_int64(6).value_or(0));
+    info.boot_mode = parse_boot_mode(st.text(8), "images.boot_mode of '" + info.name + "'");
     auto stack = rollback_stack(st.int64(7));
     if (stack.size() >= 2) info.previous = stack[stack.size() - 2];
     out.push_back(std::move(info));
@@ -1061,6 +1067,27 @@ std::vector<Lease> Store::all_leases() {
 
 // Clients.
 
+const char* boot_mode_name(BootMode mode) { return mode == BootMode::kSanboot ? "sanboot" : "linux"; }
+
+BootMode parse_boot_mode(const std::string& text, const std::string& what) {
+  if (text == "linux") return BootMode::kLinux;
+  if (text == "sanboot") return BootMode::kSanboot;
+  throw Error(what + ": '" + text + "' is not a boot mode; use 'linux' (kernel over HTTP, root over NBD) or "
+              "'sanboot' (the disk over iSCSI, booted by its own loader)");
+}
+
+void Store::set_image_boot_mode(const std::string& image, BootMode mode) {
+  Transaction tx(*db_);
+  this->image(image);  // throws, listing the images
+  db_->prepare("UPDATE images SET boot_mode = ? WHERE name = ?").bind(1, std::string(boot_mode_name(mode))).bind(2, image).run();
+  tx.commit();
+}
+
+BootMode Store::effective_boot_mode(const ClientInfo& client) {
+  if (client.boot_mode) return *client.boot_mode;
+  return image(client.image).boot_mode;
+}
+
 void validate_client_name(const std::string& name) {
   if (name.empty() || name.size() > 64) {
     throw Error("client name '" + name.substr(0, 80) + "': a client name is 1 to 64 characters");
@@ -1082,11 +1109,17 @@ void validate_client_name(const std::string& name) {
 std::string default_client_name(const std::string& mac) { return util::mac_with_hyphens(util::normalize_mac(mac)); }
 
 namespace {
-const char* kClientColumns = "mac, name, image, cmdline, created_at, cache_quota";
+const char* kClientColumns = "mac, name, image, cmdline, created_at, cache_quota, boot_mode";
 ClientInfo read_client_row(Statement& st) {
   auto quota = st.opt_int64(5);
-  return {st.text(0), st.text(1), st.text(2), st.opt_text(3), st.int64(4),
-          quota ? std::optional<uint64_t>(static_cast<uint64_t>(*quota)) : std::nullopt};
+  ClientInfo c{st.text(0), st.text(1), st.text(2), st.opt_text(3), st.int64(4),
+               quota ? std::optional<uint64_t>(static_cast<uint64_t>(*quota)) : std::nullopt, std::nullopt};
+  if (auto mode = st.opt_text(6)) c.boot_mode = parse_boot_mode(*mode, "clients.boot_mode of '" + c.name + "'");
+  return c;
+}
+std::optional<std::string> boot_mode_column(std::optional<BootMode> mode) {
+  if (!mode) return std::nullopt;
+  return std::string(boot_mode_name(*mode));
 }
 }  // namespace
 
@@ -1123,7 +1156,8 @@ void Store::check_client_fields(const std::string& what, const std::optional<std
 }
 
 ClientInfo Store::add_client(const std::string& mac_text, const std::optional<std::string>& name_given,
-                             const std::string& image, const std::optional<std::string>& cmdline) {
+                             const std::string& image, const std::optional<std::string>& cmdline,
+                             std::optional<BootMode> boot_mode) {
   std::string mac = util::normalize_mac(mac_text);
   std::string name = name_given.value_or(util::mac_with_hyphens(mac));
   std::optional<std::string> line = cmdline && !cmdline->empty() ? cmdline : std::nullopt;
@@ -1138,10 +1172,10 @@ ClientInfo Store::add_client(const std::string& mac_text, const std::optional<st
   same_name.bind(1, name);
   if (same_name.step()) throw Error(what + ": the name '" + name + "' is taken by " + same_name.text(0));
   int64_t now = now_seconds();
-  db_->prepare("INSERT INTO clients (mac, name, image, cmdline, created_at) VALUES (?, ?, ?, ?, ?)")
-      .bind(1, mac).bind(2, name).bind(3, image).bind(4, line).bind(5, now).run();
+  db_->prepare("INSERT INTO clients (mac, name, image, cmdline, created_at, boot_mode) VALUES (?, ?, ?, ?, ?, ?)")
+      .bind(1, mac).bind(2, name).bind(3, image).bind(4, line).bind(5, now).bind(6, boot_mode_column(boot_mode)).run();
   tx.commit();
-  return {mac, name, image, line, now, std::nullopt};
+  return {mac, name, image, line, now, std::nullopt, boot_mode};
 }
 
 std::vector<ClientInfo> Store::clients() {
@@ -1194,8 +1228,9 @@ ClientInfo Store::set_client(const std::string& key, const ClientChange& change)
   if (change.cache_quota) c.cache_quota = *change.cache_quota ? change.cache_quota : std::nullopt;
   std::optional<int64_t> quota;
   if (c.cache_quota) quota = static_cast<int64_t>(*c.cache_quota);
-  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ?, cache_quota = ? WHERE mac = ?")
-      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, quota).bind(5, c.mac).run();
+  if (change.boot_mode) c.boot_mode = *change.boot_mode;
+  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ?, cache_quota = ?, boot_mode = ? WHERE mac = ?")
+      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, quota).bind(5, boot_mode_column(c.boot_mode)).bind(6, c.mac).run();
   tx.commit();
   return c;
 }

@@ -52,8 +52,18 @@ struct VersionInfo {
   int depth = 1;  // files in its chain
 };
 
+// How a PC boots (docs/store.md): `linux`, the version's kernel and initrd
+// over HTTP with root over NBD; `sanboot`, iPXE attaches the disk over
+// iSCSI and boots the disk's own loader (Windows, or any OS whose initiator
+// reads the iBFT). An image has one; a client may override its image's.
+enum class BootMode { kLinux, kSanboot };
+const char* boot_mode_name(BootMode mode);  // "linux" | "sanboot"
+// Throws util::Error naming `what` and the accepted words unless `text` is one.
+BootMode parse_boot_mode(const std::string& text, const std::string& what);
+
 struct ImageInfo {
   std::string name;
+  BootMode boot_mode = BootMode::kLinux;
   int64_t created_at = 0;
   std::optional<int64_t> active;
   std::optional<int64_t> previous;  // what rollback would make active
@@ -98,6 +108,7 @@ struct ClientInfo {
   // Bytes of write cache its sessions may hold; none: the server's
   // cache_quota applies.
   std::optional<uint64_t> cache_quota;
+  std::optional<BootMode> boot_mode;  // unset: the image's
 };
 
 // What `set_client` changes; an empty cmdline removes it.
@@ -106,6 +117,8 @@ struct ClientChange {
   std::optional<std::string> image;
   std::optional<std::string> cmdline;
   std::optional<uint64_t> cache_quota;  // 0 removes the client's own quota
+  // Set: the new boot mode; set to nullopt: follow the image's again.
+  std::optional<std::optional<BootMode>> boot_mode;
 };
 
 // Client names become export-name parts and log words: 1-64 characters of
@@ -262,12 +275,16 @@ class Store {
   // Clients. `key` is a MAC address (any form util::parse_mac accepts) or a
   // client name. Errors name the MAC, name or image that is wrong.
   ClientInfo add_client(const std::string& mac, const std::optional<std::string>& name, const std::string& image,
-                        const std::optional<std::string>& cmdline);
+                        const std::optional<std::string>& cmdline, std::optional<BootMode> boot_mode = std::nullopt);
   std::vector<ClientInfo> clients();  // sorted by name
   std::optional<ClientInfo> find_client(const std::string& key);
   ClientInfo client(const std::string& key);  // throws, saying which clients there are
   ClientInfo set_client(const std::string& key, const ClientChange& change);
   void remove_client(const std::string& key);
+  // The boot mode an image's clients get unless they set their own.
+  void set_image_boot_mode(const std::string& image, BootMode mode);
+  // What `client` boots by: its own mode, else its image's.
+  BootMode effective_boot_mode(const ClientInfo& client);
 
   // Leases: a server records the versions its sessions pin.
   int64_t add_lease(const VersionRef& ref, const std::string& holder, const std::string& session);

@@ -41,6 +41,10 @@ expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --expect '(unclosed'
 expect_contains "--expect '(unclosed'"
 expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --timeout 0
 expect_contains "--timeout"
+expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --firmware coreboot
+expect_contains "--firmware: 'coreboot' is not a firmware"
+expect_exit 2 "$IMGTOOL" boot-test tiny-linux@1 --mode pxe
+expect_contains "--mode: 'pxe' is not a boot mode"
 truncate -s 4M blank.raw
 "$IMGTOOL" import noboot blank.raw -m "no kernel" >/dev/null
 expect_exit 2 "$IMGTOOL" boot-test noboot@1
@@ -77,16 +81,19 @@ sleep 0.5
 pass "SIGTERM stops boot-test (exit 2) and its QEMU"
 
 # 4. tiny-linux@1 passes (one boot: the default --expect is used by the
-# broken-init case below and by the pipeline test).
+# broken-init case below and by the pipeline test). On UEFI: the linux path
+# (kernel and initrd over HTTP by iPXE's EFI half, root over NBD) on OVMF;
+# SeaBIOS boots the same path in boot_http.sh and pipeline.sh.
 t=$SECONDS
 set +e
-timeout 600 "$IMGTOOL" boot-test tiny-linux@1 --expect 'bootfleet-marker image=tiny-linux version=1' \
+timeout 600 "$IMGTOOL" boot-test tiny-linux@1 --firmware uefi --expect 'bootfleet-marker image=tiny-linux version=1' \
   --console "$WORK/console.log" --json > result.json 2> progress.log
 rc=$?
 set -e
 assert_eq "$rc" 0 "boot-test --expect exit status ($(cat progress.log))"
 assert_eq "$(json 'j["passed"]' < result.json)" True "passed in --json"
 assert_eq "$(json 'j["accel"]' < result.json)" TCG "accel in --json"
+assert_eq "$(json '[j["firmware"], j["mode"]]' < result.json)" "['uefi', 'linux']" "firmware and mode in --json"
 assert_eq "$(json 'j["console"]' < result.json)" "$WORK/console.log" "console in --json"
 json 'j["matched_line"]' < result.json | grep -q "^bootfleet-marker image=tiny-linux version=1 client=boot-test-" ||
   fail "matched_line: $(cat result.json)"
@@ -96,7 +103,7 @@ expect_contains "boot script served"
 expect_contains "root attached over NBD (export tiny-linux/boot-test-"
 expect_contains "matched after"
 grep "^boot-test:" progress.log || true
-pass "tiny-linux@1 passes with an exact --expect, --json and --console ($(( SECONDS - t )) s, $(json 'j["seconds"]' < result.json) s by boot-test)"
+pass "tiny-linux@1 passes on UEFI with an exact --expect, --json and --console ($(( SECONDS - t )) s, $(json 'j["seconds"]' < result.json) s by boot-test)"
 
 sha256sum -c --quiet v1.sum || fail "the version file changed"
 "$IMGTOOL" verify > verify.out || fail "verify: $(cat verify.out)"

@@ -99,6 +99,28 @@ TEST_CASE("netboot_qemu_args: iPXE from the NIC ROM, user networking, console in
   a = netboot_qemu_args(o);
   CHECK(has("-accel", "kvm"));
   CHECK_FALSE(has("-accel", "tcg"));
+  CHECK(std::find(a.begin(), a.end(), "-drive") == a.end());  // SeaBIOS: no flash
+}
+
+TEST_CASE("netboot_qemu_args: UEFI boots OVMF from flash, the NIC first", "[guest]") {
+  NetbootVmOptions o;
+  o.bootfile_url = "http://10.0.2.2:4242/boot.ipxe";
+  o.console_path = "/tmp/c.log";
+  o.firmware = parse_firmware("uefi", "--firmware");
+  o.ovmf_vars = "/tmp/w/vars.fd";
+  auto a = netboot_qemu_args(o);
+  std::vector<std::string> drives;
+  for (size_t i = 0; i + 1 < a.size(); ++i) {
+    if (a[i] == "-drive") drives.push_back(a[i + 1]);
+  }
+  REQUIRE(drives.size() == 2);
+  CHECK(drives[0] == "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd");
+  CHECK(drives[1] == "if=pflash,format=raw,file=/tmp/w/vars.fd");
+  CHECK(std::find(a.begin(), a.end(), "-boot") == a.end());
+  CHECK(std::find(a.begin(), a.end(), "virtio-net-pci,netdev=n0,mac=52:54:00:b0:07:01,bootindex=1") != a.end());
+  CHECK(parse_firmware("bios", "x") == Firmware::kBios);
+  CHECK_THROWS_WITH(parse_firmware("coreboot", "--firmware"),
+                    Catch::Contains("--firmware: 'coreboot' is not a firmware") && Catch::Contains("'uefi'"));
 }
 
 TEST_CASE("parse_expect: ECMAScript, errors name --expect", "[guest]") {

@@ -17,7 +17,7 @@ expect_exit 2 "$IMGTOOL" build "$SRC/recipes/lab-windows-base.yaml"
 expect_contains "HIVE"
 expect_exit 0 "$IMGTOOL" build "$SRC/recipes/lab-windows-base.yaml" --set "HIVE=$HIVE" --publish
 expect_contains "/dev/sda1: ntfs, ntfs, label Windows"
-pass "an NTFS base with a SOFTWARE hive"
+pass "an NTFS base with SOFTWARE and SYSTEM hives"
 
 expect_exit 0 "$IMGTOOL" build "$SRC/recipes/lab-windows-settings.yaml"
 expect_contains "set Bootfleet\\Lab\\Seats = dword 0x00000018 (24)"
@@ -42,3 +42,28 @@ for line in \
   expect_contains "$line"
 done
 pass "diff --files shows the files and every registry value the recipe set"
+
+# The diskless iSCSI settings (docs/windows.md) on the SYSTEM and SOFTWARE
+# hives, a patch on the active version (@1; the settings above were not
+# published): every value the recipe names is in the diff, nothing else.
+expect_exit 0 "$IMGTOOL" build "$SRC/recipes/lab-windows-iscsi.yaml"
+expect_exit 1 "$IMGTOOL" diff --files lab-windows@1 lab-windows@3
+for line in \
+  "M /Windows/System32/config/SYSTEM" \
+  "M /Windows/System32/config/SOFTWARE" \
+  "registry /Windows/System32/config/SYSTEM:" \
+  "+ ControlSet001\\Control\\Session Manager\\Memory Management\\PagingFiles = multi-string []" \
+  "+ ControlSet001\\Control\\Session Manager\\Memory Management\\ExistingPageFiles = multi-string []" \
+  "+ ControlSet001\\Control\\Power\\HibernateEnabled = dword 0x00000000 (0)" \
+  "+ ControlSet001\\Control\\Power\\HibernateEnabledDefault = dword 0x00000000 (0)" \
+  "+ ControlSet001\\Control\\Session Manager\\Power\\HiberbootEnabled = dword 0x00000000 (0)" \
+  "+ ControlSet001\\Control\\CrashControl\\CrashDumpEnabled = dword 0x00000000 (0)" \
+  "+ Policies\\Microsoft\\Windows NT\\SystemRestore\\DisableSR = dword 0x00000001 (1)" \
+  "+ Policies\\Microsoft\\Windows NT\\SystemRestore\\DisableConfig = dword 0x00000001 (1)" \
+  "+ Microsoft\\Dfrg\\BootOptimizeFunction\\Enable = string \"N\"" \
+  "lab-windows@1 -> lab-windows@3: 2 files differ"; do
+  expect_contains "$line"
+done
+expect_not_contains "lab-rules.txt"
+expect_not_contains "win.ini"
+pass "lab-windows-iscsi sets the diskless values on SYSTEM and SOFTWARE, and only them"

@@ -178,7 +178,10 @@ for line in "dhcp-range=192.168.7.5,proxy" "interface=eth1" "dhcp-userclass=set:
             "dhcp-match=set:bios,option:client-arch,0" "dhcp-match=set:efi64,option:client-arch,7" \
             "dhcp-match=set:efi64,option:client-arch,9" "dhcp-boot=tag:ipxe,http://192.168.7.5:8081/boot.ipxe" \
             'pxe-service=tag:!ipxe,x86PC,"bootfleet (BIOS)",undionly.kpxe,192.168.7.5' \
-            'pxe-service=tag:!ipxe,X86-64_EFI,"bootfleet (UEFI)",ipxe.efi,192.168.7.5' "port=0"; do
+            'pxe-service=tag:!ipxe,X86-64_EFI,"bootfleet (UEFI)",snponly.efi,192.168.7.5' \
+            'pxe-service=tag:!ipxe,BC_EFI,"bootfleet (UEFI)",snponly.efi,192.168.7.5' \
+            "dhcp-boot=tag:!ipxe,tag:bios,undionly.kpxe,,192.168.7.5" "dhcp-boot=tag:!ipxe,tag:efi64,snponly.efi,,192.168.7.5" \
+            'pxe-service=tag:ipxe,X86-64_EFI,"bootfleet",http://192.168.7.5:8081/boot.ipxe' "port=0"; do
   grep -qxF -- "$line" dnsmasq.conf || fail "dhcp-config lacks '$line': $(cat dnsmasq.conf)"
 done
 grep -q '^enable-tftp' dnsmasq.conf && fail "dhcp-config turns dnsmasq's TFTP on"
@@ -186,11 +189,21 @@ if command -v dnsmasq >/dev/null; then  # dnsmasq itself accepts it (ci/install-
   expect_exit 0 dnsmasq --test --conf-file="$WORK/dnsmasq.conf"
   expect_contains "syntax check OK"
 fi
+# No loop: every line that hands out a loader excludes iPXE, and iPXE gets only the script.
+grep -E '^(pxe-service|dhcp-boot)=' dnsmasq.conf | grep -E '\.(kpxe|efi),' | grep -v 'tag:!ipxe' &&
+  fail "a loader is offered to iPXE itself (a loop): $(cat dnsmasq.conf)"
+grep -E '^(pxe-service|dhcp-boot)=tag:ipxe,' dnsmasq.conf | grep -vF 'http://192.168.7.5:8081/boot.ipxe' &&
+  fail "iPXE is offered something other than the script: $(cat dnsmasq.conf)"
+"$BOOTSRV" dhcp-config --server-ip 192.168.7.5 --efi-loader ipxe.efi > dnsmasq-ipxe.conf
+grep -qxF "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi,,192.168.7.5" dnsmasq-ipxe.conf || fail "--efi-loader ipxe.efi: $(cat dnsmasq-ipxe.conf)"
+grep -v "^#" dnsmasq-ipxe.conf | grep snponly > /dev/null && fail "--efi-loader ipxe.efi still offers snponly.efi"
+expect_exit 2 "$BOOTSRV" dhcp-config --server-ip 192.168.7.5 --efi-loader grub.efi
+expect_contains "use snponly.efi or ipxe.efi"
 expect_exit 2 "$BOOTSRV" dhcp-config --server-ip 192.168.7
 expect_contains "is not an IPv4 address"
 expect_exit 2 "$BOOTSRV" dhcp-config --server-ip 192.168.7.5 --interface 'eth1;rm'
 expect_exit 2 "$BOOTSRV" dhcp-config
-pass "bootsrv dhcp-config: proxy range, BIOS/UEFI loaders, iPXE to HTTP, dnsmasq TFTP off; bad input refused"
+pass "bootsrv dhcp-config: proxy range, BIOS/UEFI loaders by option 93, iPXE to HTTP (no loop), dnsmasq TFTP off; bad input refused"
 
 # default_image: unknown MACs boot it, as clients named after their MAC.
 HTTP_PORT=$(free_port)
