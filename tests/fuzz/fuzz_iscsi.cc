@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "iscsi/connection.h"
+#include "support/feed_server.h"
 #include "support/memory_device.h"
 #include "util/log.h"
 
@@ -37,26 +38,8 @@ class FuzzTargets : public iscsi::Targets {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   util::set_log_enabled(false);
-  int fds[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 0;
   FuzzTargets targets;
   iscsi::SessionTable sessions;
-  std::thread server([&] {
-    iscsi::serve_connection(fds[1], targets, sessions, "fuzz");
-    ::shutdown(fds[1], SHUT_RDWR);
-  });
-  size_t sent = 0;
-  while (sent < size) {
-    ssize_t n = ::send(fds[0], data + sent, size - sent, MSG_NOSIGNAL);
-    if (n <= 0) break;
-    sent += static_cast<size_t>(n);
-  }
-  ::shutdown(fds[0], SHUT_WR);
-  uint8_t sink[65536];
-  while (::recv(fds[0], sink, sizeof sink, 0) > 0) {
-  }
-  server.join();
-  ::close(fds[0]);
-  ::close(fds[1]);
+  test::feed_server(data, size, [&](int fd) { iscsi::serve_connection(fd, targets, sessions, "fuzz"); });
   return 0;
 }

@@ -8,9 +8,9 @@
 # to skip building it.
 #   IMGTOOL=… BOOTSRV=… BOOTFLEET_SOURCE=… tests/bench/boot/bench_boot_storm.sh [CLIENTS]
 set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}; SRC=${BOOTFLEET_SOURCE:?}
 CLIENTS=${1:-20}
-PY=/usr/bin/python3
 work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/bootfleet-bench-storm-XXXXXX")
 server=0
 trap 'kill $server 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -26,7 +26,6 @@ fi
 for i in $(seq 1 "$CLIENTS"); do
   "$IMGTOOL" client add "$(printf '52:54:00:00:90:%02x' "$i")" --name "$(printf 'pc%02d' "$i")" --image tiny-linux >/dev/null
 done
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 NBD_PORT=$(port); HTTP_PORT=$(port)
 # Every client here comes from 127.0.0.1, where real PCs have an address
 # each: lift the per-address caps (docs/bootsrv.md, limits:).

@@ -11,6 +11,7 @@
 # compared too where its kernel modules load; on these VMs they do not.
 # Usage: IMGTOOL=… BOOTSRV=… BLOCKLOAD=… [ROUNDS=3] tests/bench/iscsi/bench_iscsi.sh [SECONDS]
 set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}; BLOCKLOAD=${BLOCKLOAD:?}
 SECS=${1:-10}
 ROUNDS=${ROUNDS:-3}
@@ -21,8 +22,6 @@ trap cleanup EXIT
 cd "$work"
 export BOOTFLEET_STORE=$work/store
 "$IMGTOOL" init >/dev/null
-PY=/usr/bin/python3
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 IQN=iqn.2026-11.org.bootfleet
 
 echo "preparing a 1 GiB disk of random data…"
@@ -60,9 +59,6 @@ except Exception:
 print(j["mib_s"], j["iops"], j["p50_us"], j["p99_us"], j["errors"])
 PYX
 }
-row() { printf '%-40s %10s MiB/s %9s IOPS\n' "$1" "$2" "$3"; }
-ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 # compare RW BS DEPTH NAME=URL...: ROUNDS rounds, the servers taking turns.
 declare -A BW IO

@@ -11,6 +11,7 @@
 # the same store and taking turns with BOOTSRV in steps 1, 2 and 4, so that
 # the two builds are compared within one stretch of the machine's speed.
 set -euo pipefail
+source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}
 SECS=${1:-10}
 work=$(mktemp -d "${BENCH_DIR:-/tmp}/bootfleet-bench-nbd-XXXXXX")
@@ -20,8 +21,6 @@ trap cleanup EXIT
 cd "$work"
 export BOOTFLEET_STORE=$work/store
 "$IMGTOOL" init >/dev/null
-PY=/usr/bin/python3
-port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do nbdinfo --size "nbd://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start"; exit 1; }
 
 echo "preparing a 1 GiB disk of random data and a 32-deep chain of it…"
@@ -70,9 +69,6 @@ pct = d.get("clat_ns", {}).get("percentile", {})
 print(f'{d["bw"]/1024:.1f} {d["iops"]:.0f} {pct.get("50.000000",0)/1000:.0f} {pct.get("99.000000",0)/1000:.0f} {j.get("error",0)}')
 PYX
 }
-row() { printf '%-44s %10s MiB/s %9s IOPS\n' "$1" "$2" "$3"; }
-ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 # compare RW BS DEPTH NAME=URI...: ROUNDS rounds, the servers taking turns
 # within each (on two shared cores the machine's speed drifts by ±15 %

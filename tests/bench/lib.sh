@@ -1,0 +1,10 @@
+# Shared by the benchmark scripts (sourced): a free loopback port, ratios
+# and medians, and the result row.
+PY=/usr/bin/python3
+port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# ratio A B: A / B with two decimals.
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
+# median N...: the middle value (the lower middle for an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# row LABEL MIB_S IOPS
+row() { printf '%-44s %10s MiB/s %9s IOPS\n' "$1" "$2" "$3"; }
