@@ -76,6 +76,9 @@ void load_limits(const YAML::Node& v, Limits& limits,
     if (name == "nbd_connections") count(limits.nbd_connections, 100000);
     else if (name == "nbd_per_peer") count(limits.nbd_per_peer, 100000);
     else if (name == "nbd_handshake_timeout") seconds(limits.nbd_handshake_timeout, 3600);
+    else if (name == "iscsi_connections") count(limits.iscsi_connections, 100000);
+    else if (name == "iscsi_per_peer") count(limits.iscsi_per_peer, 100000);
+    else if (name == "iscsi_login_timeout") seconds(limits.iscsi_login_timeout, 3600);
     else if (name == "http_connections") count(limits.http_connections, 100000);
     else if (name == "http_per_peer") count(limits.http_per_peer, 100000);
     else if (name == "http_request_timeout") seconds(limits.http_request_timeout, 3600);
@@ -88,7 +91,8 @@ void load_limits(const YAML::Node& v, Limits& limits,
       limits.tftp_max_timeout = static_cast<unsigned>(n);
     } else {
       throw Error(where(sub.first, "limits." + name) +
-                  ": unknown; known keys are nbd_connections, nbd_per_peer, nbd_handshake_timeout, http_connections, "
+                  ": unknown; known keys are nbd_connections, nbd_per_peer, nbd_handshake_timeout, iscsi_connections, "
+                  "iscsi_per_peer, iscsi_login_timeout, http_connections, "
                   "http_per_peer, http_request_timeout, tftp_transfers, tftp_per_peer, tftp_max_timeout, tftp_give_up");
     }
   }

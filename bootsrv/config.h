@@ -15,6 +15,9 @@ struct Limits {
   size_t nbd_connections = 512;                  // NBD connections in all
   size_t nbd_per_peer = 16;                      // ... from one address
   std::chrono::seconds nbd_handshake_timeout{10};  // connect to export chosen
+  size_t iscsi_connections = 512;                // iSCSI connections in all
+  size_t iscsi_per_peer = 8;                     // ... from one address (a PC has 1 or 2)
+  std::chrono::seconds iscsi_login_timeout{30};  // connect to the end of the login (CHAP included)
   size_t http_connections = 256;                 // HTTP and HTTPS connections in all
   size_t http_per_peer = 32;                     // ... from one address
   std::chrono::seconds http_request_timeout{10};  // connect (TLS included) to a whole request head

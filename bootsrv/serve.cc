@@ -123,6 +123,8 @@ int serve_command(const std::vector<std::string>& args) {
   const Limits& limits = config.limits;
   server_options.nbd_limits = {limits.nbd_per_peer, limits.nbd_connections,
                                std::chrono::duration_cast<std::chrono::milliseconds>(limits.nbd_handshake_timeout), "NBD"};
+  server_options.iscsi_limits = {limits.iscsi_per_peer, limits.iscsi_connections,
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(limits.iscsi_login_timeout), "iSCSI"};
   server_options.http_max_connections = limits.http_connections;
   server_options.http_per_peer = limits.http_per_peer;
   server_options.http_request_timeout = limits.http_request_timeout;

@@ -79,7 +79,9 @@ void BootServer::start() {
   if (!options_.iscsi_listen.empty()) {
     iscsi_targets_ = std::make_unique<IscsiTargets>(*exports_, *resolver_, options_.iscsi_prefix);
     iscsi_targets_->set_chap(options_.iscsi_chap);
-    iscsi_ = std::make_unique<iscsi::Server>(*iscsi_targets_);
+    iscsi::ConnectionOptions iscsi_options;
+    iscsi_options.login_timeout = std::chrono::duration_cast<std::chrono::seconds>(options_.iscsi_limits.handshake);
+    iscsi_ = std::make_unique<iscsi::Server>(*iscsi_targets_, iscsi_options, options_.iscsi_limits);
     for (const auto& address : options_.iscsi_listen) iscsi_ports_.push_back(iscsi_->listen(address));
     iscsi_->start();
   }

@@ -49,6 +49,7 @@ struct BootServerOptions {
   std::string iscsi_prefix = kDefaultIqnPrefix;        // target names (serve/iscsi_targets.h)
   std::shared_ptr<const iscsi::ChapSecrets> iscsi_chap;  // null: no CHAP
   util::PeerLimits::Options nbd_limits = nbd::Server::default_limits();  // see nbd::Server
+  util::PeerLimits::Options iscsi_limits = iscsi::Server::default_limits();  // see iscsi::Server
   size_t http_max_connections = 256, http_per_peer = 32;  // see http::ServerOptions
   std::chrono::seconds http_request_timeout{10};
   std::string http_listen = "127.0.0.1:0";             // empty: no HTTP

@@ -230,6 +230,11 @@ TEST_CASE("configuration: limits:, each key checked and named with its place", "
   CHECK(d.limits.nbd_per_peer == 16);
   CHECK(d.limits.http_request_timeout == std::chrono::seconds(10));
   CHECK(d.limits.tftp_max_timeout == 5);
+  Config i = load("limits:\n  iscsi_connections: 20\n  iscsi_per_peer: 3\n  iscsi_login_timeout: 5s\n");
+  CHECK(i.limits.iscsi_connections == 20);
+  CHECK(i.limits.iscsi_per_peer == 3);
+  CHECK(i.limits.iscsi_login_timeout == std::chrono::seconds(5));
+  CHECK(d.limits.iscsi_per_peer == 8);
   Config c = load("limits:\n  nbd_connections: 100\n  nbd_per_peer: 4\n  nbd_handshake_timeout: 30s\n"
                   "  http_connections: 50\n  http_per_peer: 5\n  http_request_timeout: 1m\n"
                   "  tftp_transfers: 10\n  tftp_per_peer: 2\n  tftp_max_timeout: 3\n  tftp_give_up: 20\n");

@@ -31,7 +31,9 @@ head -c 1G /dev/urandom > disk.raw
 cp flat.raw tgt.raw   # tgtd writes into its file; bootsrv never writes its version
 
 P_NBD=$(port); P_ISCSI=$(port)
-"$BOOTSRV" serve --listen 127.0.0.1:$P_NBD --iscsi-listen 127.0.0.1:$P_ISCSI > bootsrv.log 2>&1 & pids+=($!)
+# Every session of this benchmark comes from 127.0.0.1: lift the per-peer caps.
+printf 'limits:\n  iscsi_per_peer: 512\n  nbd_per_peer: 512\n' > bootsrv.yaml
+"$BOOTSRV" serve --config bootsrv.yaml --listen 127.0.0.1:$P_NBD --iscsi-listen 127.0.0.1:$P_ISCSI > bootsrv.log 2>&1 & pids+=($!)
 BOOT_PID=$!
 # tgtd on its own portal and control port, in the foreground.
 # tgtd -f ignores SIGTERM: cleanup's kill is followed by SIGKILL below.
@@ -47,38 +49,47 @@ tgtadm -C $CTL --lld iscsi --mode target --op bind --tid 1 --initiator-address A
 for _ in $(seq 1 100); do iscsi-inq "iscsi://127.0.0.1:$P_ISCSI/$IQN:lab/0" >/dev/null 2>&1 && break; sleep 0.1; done
 cat flat.raw tgt.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null   # everything in the page cache
 
-# load NAME URL RW BS DEPTH [SESSIONS]: prints "MiB/s IOPS p50_us p99_us errors"
+# CPU time (user + system) of process $1 so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# load NAME URL RW BS DEPTH [SESSIONS]: prints "MiB/s IOPS p50_us p99_us errors
+# server_cpu_us_per_request" (the server is the one serving URL's port).
 load() {
+  local server=$BOOT_PID
+  [[ $2 == *":$P_TGT/"* ]] && server=$TGT_PID
+  local before; before=$(cpu_ticks "$server")
   "$BLOCKLOAD" "$2" --rw "$3" --bs "$4" --depth "$5" --sessions "${6:-1}" --seconds "$SECS" > "$1.json" 2> "$1.err" || true
-  $PY - "$1.json" <<'PYX'
+  local after; after=$(cpu_ticks "$server")
+  $PY - "$1.json" "$((after - before))" "$(getconf CLK_TCK)" <<'PYX'
 import json, sys
 try:
     j = json.loads(open(sys.argv[1]).read())
 except Exception:
-    j = {"mib_s": 0, "iops": 0, "p50_us": 0, "p99_us": 0, "errors": -1}
-print(j["mib_s"], j["iops"], j["p50_us"], j["p99_us"], j["errors"])
+    j = {"mib_s": 0, "iops": 0, "p50_us": 0, "p99_us": 0, "errors": -1, "requests": 0}
+cpu_us = int(sys.argv[2]) / int(sys.argv[3]) * 1e6
+per = cpu_us / j["requests"] if j.get("requests") else 0
+print(j["mib_s"], j["iops"], j["p50_us"], j["p99_us"], j["errors"], f"{per:.1f}")
 PYX
 }
 
 # compare RW BS DEPTH NAME=URL...: ROUNDS rounds, the servers taking turns.
-declare -A BW IO
+declare -A BW IO CPU
 compare() {
   local rw=$1 bs=$2 depth=$3; shift 3
-  local -A bws ios
+  local -A bws ios cpus
   for round in $(seq 1 "$ROUNDS"); do
     local line="  round $round:"
     for pair in "$@"; do
       local name=${pair%%=*} url=${pair#*=} bw io
-      read -r bw io _ <<<"$(load "$name-$rw-$round" "$url" "$rw" "$bs" "$depth")"
-      bws[$name]+="$bw "; ios[$name]+="$io "
-      line+=" $name $io"
+      read -r bw io _ _ _ cpu <<<"$(load "$name-$rw-$round" "$url" "$rw" "$bs" "$depth")"
+      bws[$name]+="$bw "; ios[$name]+="$io "; cpus[$name]+="$cpu "
+      line+=" $name $io ($cpu us CPU/request)"
     done
     echo "$line"
   done
   for pair in "$@"; do
     local name=${pair%%=*}
     # shellcheck disable=SC2086
-    BW[$name]=$(median ${bws[$name]}); IO[$name]=$(median ${ios[$name]})
+    BW[$name]=$(median ${bws[$name]}); IO[$name]=$(median ${ios[$name]}); CPU[$name]=$(median ${cpus[$name]})
   done
 }
 echo "(each comparison: $ROUNDS rounds of ${SECS}s per server, medians; client: blockload)"
@@ -95,16 +106,18 @@ echo "== 2. random 4 KiB reads, 16 in flight"
 compare randread 4096 16 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1
 row "bootsrv iSCSI lab:version:1" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD lab@1" "${BW[nbd]}" "${IO[nbd]}"
 echo "ratio iSCSI/tgtd $(ratio "${IO[iscsi]}" "${IO[tgt]}"), iSCSI/own NBD $(ratio "${IO[iscsi]}" "${IO[nbd]}")"
+echo "server CPU per request: iSCSI ${CPU[iscsi]} us, tgtd ${CPU[tgt]} us, NBD ${CPU[nbd]} us (the client shares the 2 CPUs)"
 
 echo
 echo "== 3. random 4 KiB writes into a session, 16 in flight"
 compare randwrite 4096 16 iscsi=$I/$IQN:lab:pc01/0 tgt=$T nbd=$N/lab/pc02
 row "bootsrv iSCSI session lab/pc01" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd (writes its file)" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD session lab/pc02" "${BW[nbd]}" "${IO[nbd]}"
 echo "ratio iSCSI/tgtd $(ratio "${IO[iscsi]}" "${IO[tgt]}"), iSCSI/own NBD $(ratio "${IO[iscsi]}" "${IO[nbd]}")"
+echo "server CPU per request: iSCSI ${CPU[iscsi]} us, tgtd ${CPU[tgt]} us, NBD ${CPU[nbd]} us"
 
 echo
 echo "== 4. 100 iSCSI sessions at once (named sessions lab/cN, random 4 KiB reads, 1 in flight each)"
-read -r m_bw m_io m_p50 m_p99 m_err <<<"$(load many "$I/$IQN:lab:c%d/0" randread 4096 1 100)"
+read -r m_bw m_io m_p50 m_p99 m_err _ <<<"$(load many "$I/$IQN:lab:c%d/0" randread 4096 1 100)"
 echo "100 sessions: $m_io IOPS in all, latency p50 ${m_p50} us, p99 ${m_p99} us, errors: $m_err"
 rss() { awk '/VmRSS/ {print $2}' /proc/$BOOT_PID/status; }
 before=$(rss)
