@@ -1,5 +1,7 @@
 #include "http/request.h"
 
+#include "util/bytes.h"
+
 #include <algorithm>
 #include <cctype>
 
@@ -24,13 +26,6 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // %XX escapes (and '+' as a space in a query); nullopt for a bad escape.
 std::optional<std::string> percent_decode(std::string_view raw, bool plus_is_space) {
   std::string out;
@@ -39,7 +34,7 @@ std::optional<std::string> percent_decode(std::string_view raw, bool plus_is_spa
     if (plus_is_space && c == '+') c = ' ';
     if (c == '%') {
       if (i + 2 >= raw.size()) return std::nullopt;
-      int hi = hex_digit(raw[i + 1]), lo = hex_digit(raw[i + 2]);
+      int hi = util::hex_value(raw[i + 1]), lo = util::hex_value(raw[i + 2]);
       if (hi < 0 || lo < 0) return std::nullopt;
       c = static_cast<char>(hi * 16 + lo);
       i += 2;

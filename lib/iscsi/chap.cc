@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "util/bytes.h"
 #include "util/error.h"
 
 namespace bootfleet::iscsi {
@@ -71,12 +72,6 @@ std::vector<uint8_t> chap_response(uint8_t id, const std::string& secret, const 
 }
 
 namespace {
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 int base64_value(char c) {
   if (c >= 'A' && c <= 'Z') return c - 'A';
   if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -94,7 +89,7 @@ std::optional<std::vector<uint8_t>> decode_binary(const std::string& text) {
     std::string digits = text.substr(2);
     if (digits.size() % 2) digits.insert(digits.begin(), '0');  // "0xabc": a leading nibble
     for (size_t i = 0; i < digits.size(); i += 2) {
-      int hi = hex_value(digits[i]), lo = hex_value(digits[i + 1]);
+      int hi = util::hex_value(digits[i]), lo = util::hex_value(digits[i + 1]);
       if (hi < 0 || lo < 0) return std::nullopt;
       out.push_back(static_cast<uint8_t>(hi << 4 | lo));
     }

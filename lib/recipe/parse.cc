@@ -36,6 +36,7 @@
 
 #include "recipe/recipe.h"
 #include "store/version_ref.h"
+#include "util/bytes.h"
 #include "util/error.h"
 #include "util/size.h"
 #include "util/text.h"
@@ -1014,10 +1015,9 @@ bool valid_registry_key(const std::string& key) {
 }
 
 std::optional<uint8_t> hex_digit(char c) {
-  if (c >= '0' && c <= '9') return static_cast<uint8_t>(c - '0');
-  if (c >= 'a' && c <= 'f') return static_cast<uint8_t>(c - 'a' + 10);
-  if (c >= 'A' && c <= 'F') return static_cast<uint8_t>(c - 'A' + 10);
-  return std::nullopt;
+  int v = util::hex_value(c);
+  if (v < 0) return std::nullopt;
+  return static_cast<uint8_t>(v);
 }
 }  // namespace
 

@@ -46,6 +46,13 @@ std::string utf8_to_utf16(const std::string& text, bool big_endian);
 
 // Lower-case hex of a byte range.
 std::string to_hex(std::span<const uint8_t> bytes);
+// The value of one hex digit (either case), or -1 for any other character.
+inline int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
 
 // A printable rendering of a 4-byte field such as a VHD creator code:
 // "win " stays "win ", unprintable bytes become \xNN.

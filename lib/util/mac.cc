@@ -1,17 +1,9 @@
 #include "util/mac.h"
 
+#include "util/bytes.h"
 #include "util/error.h"
 
 namespace bootfleet::util {
-
-namespace {
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
 
 std::optional<std::string> parse_mac(std::string_view text) {
   // Which characters separate the 12 digits, by position among the digits:
