@@ -5,10 +5,16 @@ source "$(dirname "$0")/lib.sh"
 TERMINAL_SH=$(cd "$HERE_LIB/../../ci" && pwd)/terminal.sh
 command -v script >/dev/null || fail "script(1) is missing (bsdutils)"
 
-fake_build() {  # cmake-like output: 40 lines, percentages 0..100 with other lines between
-  for i in $(seq 0 2 100); do printf '[%3d%%] Building CXX object lib/x%d.cc.o\n' "$i" "$i"; echo "warning-free line $i"; done
-}
-export -f fake_build
+# cmake-like output: percentages 0..100 with other lines between. A script on
+# PATH, not an exported function: script(1) runs its command with $SHELL, and
+# a dash there drops bash's exported functions from the environment.
+mkdir -p bin
+cat > bin/fake_build <<'FAKE'
+#!/usr/bin/env bash
+for i in $(seq 0 2 100); do printf '[%3d%%] Building CXX object lib/x%d.cc.o\n' "$i" "$i"; echo "warning-free line $i"; done
+FAKE
+chmod +x bin/fake_build
+export PATH="$PWD/bin:$PATH"
 
 # Not a terminal (a log): headers without escapes, a progress line per tenth.
 bash -c "source '$TERMINAL_SH'; say 'A header'; fake_build | build_progress build.log" > out.log 2>&1
