@@ -25,6 +25,9 @@ class CacheDevice : public Device {
   bool shared_between_connections() const override { return true; }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override { return cache_.read(offset, length, buf); }
   int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override { return cache_.try_read(offset, length, buf); }
+  int map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) override {
+    return cache_.map_read(offset, length, out);
+  }
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) override {
     return cache_.write(offset, length, buf, fua);
   }

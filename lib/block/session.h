@@ -84,6 +84,9 @@ class VersionDevice : public Device {
   bool shared_between_connections() const override { return true; }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override;
   int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override;
+  int map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) override {
+    return chain_->map(offset, length, out) ? 0 : ENOTSUP;
+  }
   int write(uint64_t, uint32_t, const uint8_t*, bool) override { return EPERM; }
   int flush() override { return 0; }
   int trim(uint64_t, uint32_t, bool) override { return EPERM; }

@@ -270,6 +270,29 @@ int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf, bool
   return 0;
 }
 
+int WriteCache::map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) const {
+  std::shared_lock lock(mutex_);
+  uint64_t pos = offset;
+  const uint64_t end = offset + length;
+  while (pos < end) {
+    uint64_t c = pos / kCluster;
+    uint32_t e = entry(c);
+    if (e >= kSlot0) return ENOTSUP;
+    uint64_t run_end = std::min(end, (c + 1) * kCluster);
+    while (run_end < end && entry(run_end / kCluster) == e) run_end = std::min(end, run_end + kCluster);
+    if (e == kZero) {
+      util::append_span(out, {-1, 0, run_end - pos});
+    } else {
+      // As in read_locked: past the disk's end (inside the last cluster) reads as zeros.
+      uint64_t inside = pos < size() ? std::min(run_end, size()) - pos : 0;
+      if (inside > 0 && !below_->map(pos, inside, out)) return ENOTSUP;
+      util::append_span(out, {-1, 0, run_end - pos - inside});
+    }
+    pos = run_end;
+  }
+  return 0;
+}
+
 int WriteCache::extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) const {
   std::shared_lock lock(mutex_);
   uint64_t pos = offset;

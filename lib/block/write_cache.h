@@ -116,6 +116,9 @@ class WriteCache {
   // The read, done only if no part of it waits for a disk: EAGAIN when it
   // would (see vhd::Disk::try_read).
   int try_read(uint64_t offset, uint32_t length, uint8_t* buf) const;
+  // Maps a read that touches only clusters below or zeroed (see
+  // Device::map_read); ENOTSUP when a cluster has a slot of its own.
+  int map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) const;
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua);
   int write_zeroes(uint64_t offset, uint32_t length, bool fua);
   // Makes every completed write durable (persistent: with the map that

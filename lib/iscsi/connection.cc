@@ -19,8 +19,10 @@
 #include "util/bytes.h"
 #include "util/crc32c.h"
 #include "util/error.h"
+#include "util/file_send.h"
 #include "util/log.h"
 #include "util/net.h"
+#include "util/socket_reader.h"
 
 namespace bootfleet::iscsi {
 
@@ -131,6 +133,8 @@ constexpr size_t kBatchBytes = 256 * 1024;
 constexpr size_t kKeptBuffer = 8u << 20;
 // A streamed READ goes to the disk in pieces of this size.
 constexpr uint32_t kReadPiece = 1u << 20;
+// Cached pieces from this size on go out from the page cache without a copy.
+constexpr uint32_t kSendFileFrom = 128u << 10;
 
 std::atomic<uint64_t> connection_counter{0};
 
@@ -184,8 +188,12 @@ class Connection {
   bool flush_output();
   void append_output(const void* p, size_t n);
   void queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length);
+  // Data-In PDUs for `length` bytes at `buffer_offset` of the command's
+  // data: from `data`, or, when `mapped` is not empty, straight from the
+  // files it names (util/file_send.h; then `data` is unused).
   bool send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
-                    uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags, uint32_t residual);
+                    uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags, uint32_t residual,
+                    std::span<const util::FileSpan> mapped = {});
   void fill_sequence_numbers(Pdu& pdu, size_t at_stat_sn, bool advance_stat_sn);
 
   // Login.
@@ -231,9 +239,8 @@ class Connection {
   ConnectionOptions options_;
   Negotiator negotiator_;
 
-  std::vector<uint8_t> in_ = std::vector<uint8_t>(64 * 1024);
-  size_t in_pos_ = 0, in_end_ = 0;
   std::vector<uint8_t> out_;
+  util::SocketReader reader_{fd_, options_.busy_poll, [this] { return out_.empty() || flush_output(); }};
   bool broken_ = false;
   bool header_digest_ = false, data_digest_ = false;  // in force (from the end of the login)
 
@@ -262,6 +269,8 @@ class Connection {
   std::deque<Task> tasks_;
   uint32_t next_ttt_ = 1;
   DataBuffer data_in_;
+  Pdu pdu_;  // the full feature phase's request being handled
+  std::vector<util::FileSpan> mapped_;  // a read piece mapped to files (stream_read)
   std::string text_pending_;  // SendTargets text not yet sent (C bit)
   uint32_t text_ttt_ = kReservedTag;
   uint64_t commands_ = 0;
@@ -280,40 +289,9 @@ Connection::~Connection() {
   if (opened_.lun0.release) opened_.lun0.release();
 }
 
-bool Connection::read_exact(void* buf, size_t n) {
-  auto* p = static_cast<uint8_t*>(buf);
-  while (n > 0) {
-    if (in_pos_ < in_end_) {
-      size_t k = std::min(n, in_end_ - in_pos_);
-      std::memcpy(p, in_.data() + in_pos_, k);
-      in_pos_ += k;
-      p += k;
-      n -= k;
-      continue;
-    }
-    // About to wait for the initiator: first send what it waits for.
-    if (!out_.empty() && !flush_output()) return false;
-    ssize_t got;
-    if (n >= in_.size()) {
-      got = ::recv(fd_, p, n, 0);
-      if (got > 0) {
-        p += got;
-        n -= static_cast<size_t>(got);
-        continue;
-      }
-    } else {
-      got = ::recv(fd_, in_.data(), in_.size(), 0);
-      if (got > 0) {
-        in_pos_ = 0;
-        in_end_ = static_cast<size_t>(got);
-        continue;
-      }
-    }
-    if (got < 0 && errno == EINTR) continue;
-    return false;
-  }
-  return true;
-}
+// Reading: util::SocketReader (buffered, busy polling as NBD does); before
+// it waits for the initiator, the responses it may be waiting for go out.
+bool Connection::read_exact(void* buf, size_t n) { return reader_.read_exact(buf, n); }
 
 bool Connection::flush_output() {
   if (broken_) return false;
@@ -760,8 +738,10 @@ void Connection::full_feature() {
       stop_reason_ = "closing: the server is stopping";
       return;
     }
-    Pdu pdu;
-    Read rd = read_pdu(pdu);
+    // One PDU reused: its vectors keep their capacity, so immediate data
+    // costs no allocation per command.
+    Read rd = read_pdu(pdu_);
+    Pdu& pdu = pdu_;
     if (rd == Read::closed) {
       if (options_.stopping && options_.stopping->load()) stop_reason_ = "closing: the server is stopping";
       return;
@@ -867,13 +847,13 @@ void Connection::respond(uint32_t itt, const Status& status, uint8_t residual_fl
 
 bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
                               uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags,
-                              uint32_t residual) {
+                              uint32_t residual, std::span<const util::FileSpan> mapped) {
   const Params& p = negotiator_.params();
   const uint32_t segment = std::max<uint32_t>(512, p.initiator_max_recv);
   const uint32_t burst = std::max<uint32_t>(segment, p.max_burst_length);
   // Small replies join the batch; large ones go out from the buffer itself,
   // with their headers, in one sendmsg per group of PDUs.
-  const bool direct = length > 64 * 1024 && !data_digest_;
+  const bool direct = !mapped.empty() || (length > 64 * 1024 && !data_digest_);
   if (direct && !flush_output()) return false;
   std::vector<std::array<uint8_t, kBhsSize + 4>> headers;
   for (uint32_t offset = 0; offset < length;) {
@@ -909,6 +889,24 @@ bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, u
   if (!direct) return !broken_;
   static const uint8_t zeros[4] = {};
   const size_t hlen = kBhsSize + (header_digest_ ? 4 : 0);
+  if (!mapped.empty()) {
+    // Each PDU: its header, then its share of the files, then padding.
+    std::vector<util::FileSpan> share;
+    uint32_t at = 0;
+    for (const auto& h : headers) {
+      const uint32_t n = util::load_be32(h.data() + 4) & 0xffffff;
+      share.clear();
+      util::slice_spans(mapped, at, n, share);
+      util::append_span(share, {-1, 0, padded(n) - n});
+      if (!util::send_spans(fd_, h.data(), hlen, share)) {
+        if (errno != EPIPE && errno != ECONNRESET) log(std::string("sending Data-In failed: ") + std::strerror(errno));
+        broken_ = true;
+        return false;
+      }
+      at += n;
+    }
+    return true;
+  }
   std::vector<iovec> iov;
   uint32_t offset = 0;
   for (size_t i = 0; i < headers.size(); ++i) {
@@ -970,13 +968,23 @@ void Connection::stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint6
     const uint32_t n = std::min(kReadPiece, sending - offset);
     // Whole blocks cover the piece (an initiator may take less than a block).
     const auto length = static_cast<uint32_t>(std::min<uint64_t>((n + kBlockSize - 1) / kBlockSize * kBlockSize, total - offset));
+    const bool last = offset + n == sending;
+    if (n >= kSendFileFrom && !data_digest_) {
+      // Large, cached and mapped to version files: sent without a copy
+      // (as NBD does; util/file_send.h). A digest needs the bytes in hand.
+      mapped_.clear();
+      if (lu_->device().map_read(io.lba * kBlockSize + offset, n, mapped_) == 0 && util::spans_cached(mapped_)) {
+        send_data_in(itt, lun_field, nullptr, n, offset, datasn, last, kStatusGood, flags, residual, mapped_);
+        offset += n;
+        continue;
+      }
+    }
     uint8_t* buf = data_in_.prepare(length);
     Status s = lu_->read_at(io.lba * kBlockSize + offset, length, buf);
     if (!s.good()) {
       respond(itt, s, kResidualUnderflow, edtl);
       break;
     }
-    const bool last = offset + n == sending;
     send_data_in(itt, lun_field, buf, n, offset, datasn, last, kStatusGood, flags, residual);
     offset += n;
   }

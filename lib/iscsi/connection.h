@@ -97,6 +97,9 @@ struct ConnectionOptions {
   // Called once the login is done (iscsi::Server lifts the handshake deadline).
   std::function<void()> on_established;
   bool log_commands = false;
+  // How long a reader whose initiator keeps it busy polls the socket
+  // before it sleeps (util/socket_reader.h); 0: never.
+  std::chrono::microseconds busy_poll{50};
 };
 
 // Serves the initiator until it logs out, disconnects or breaks the

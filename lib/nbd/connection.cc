@@ -1,6 +1,5 @@
 #include "nbd/connection.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -17,7 +16,9 @@
 #include "nbd/protocol.h"
 #include "util/bytes.h"
 #include "util/error.h"
+#include "util/file_send.h"
 #include "util/log.h"
+#include "util/socket_reader.h"
 
 namespace bootfleet::nbd {
 
@@ -41,6 +42,10 @@ constexpr size_t kBatchBytes = 256u << 10;
 // socket's send buffer holds the rest, and the reader, blocked in send,
 // reads no further requests). The reader keeps one piece between requests.
 constexpr size_t kReadPiece = 1u << 20;
+// Cached reads from this size on are sent from the version files without a
+// copy (util/file_send.h) when they map to them; smaller ones are cheaper
+// copied into the batch, where many replies share one send.
+constexpr uint32_t kSendFileFrom = 128u << 10;
 // Threads per connection for requests that may wait on a disk, and what they
 // may hold between them before the reader stops reading. With kReadPiece,
 // this bounds a connection's memory: about kMaxBytesHeld + (kWorkers + 1)
@@ -79,7 +84,6 @@ class Connection {
 
  private:
   bool read_exact(void* buf, size_t n);
-  ssize_t receive(void* buf, size_t n);
   bool discard(uint64_t n);
   bool send(std::initializer_list<std::pair<const void*, size_t>> parts);
   bool send_locked(std::initializer_list<std::pair<const void*, size_t>> parts);  // send_mutex_ held
@@ -100,6 +104,7 @@ class Connection {
   // onto the socket (worker threads).
   enum class Via { batch, direct };
   bool send_read_in_pieces(const Request& r, uint8_t* piece, size_t have, Via via);
+  bool send_mapped_read(const Request& r, Via via);
   void transmission();
   void read_requests();
   bool read_request(Job& job);
@@ -130,9 +135,6 @@ class Connection {
   std::string meta_export_;  // the export the meta context was set for
   std::string export_name_;
   OpenedExport export_;
-  std::vector<uint8_t> in_ = std::vector<uint8_t>(64 * 1024);  // buffered input
-  size_t in_pos_ = 0, in_end_ = 0;
-  bool poll_next_wait_ = false;  // the last wait was short: busy-poll the next one (see receive())
 
   // Transmission (see the note above transmission()).
   std::string stop_reason_ = "disconnected";  // the reading thread's
@@ -141,6 +143,8 @@ class Connection {
   size_t out_capacity_ = 0;         // grows with the batches the client makes, up to kBatchBytes
   size_t out_used_ = 0;
   std::vector<uint8_t> large_;      // the reader's buffer for reads too big to batch (one piece)
+  std::vector<util::FileSpan> spans_;  // the reader's mapped read (see answer_inline)
+  util::SocketReader reader_{fd_, options_.busy_poll, [this] { return out_used_ == 0 || flush_output(); }};
   std::mutex send_mutex_;  // one writer on the socket at a time
   std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
 
@@ -154,81 +158,10 @@ class Connection {
   std::vector<std::thread> workers_;
 };
 
-bool Connection::read_exact(void* buf, size_t n) {
-  // Input is buffered: with many requests in flight, one recv brings in
-  // several request headers. Large payloads bypass the buffer.
-  auto* p = static_cast<uint8_t*>(buf);
-  while (n > 0) {
-    if (in_pos_ < in_end_) {
-      size_t k = std::min(n, in_end_ - in_pos_);
-      std::memcpy(p, in_.data() + in_pos_, k);
-      in_pos_ += k;
-      p += k;
-      n -= k;
-      continue;
-    }
-    // About to wait for the client: first send what it is waiting for.
-    if (out_used_ > 0 && !flush_output()) return false;
-    ssize_t got;
-    if (n >= in_.size()) {
-      got = ::recv(fd_, p, n, 0);
-      if (got > 0) {
-        p += got;
-        n -= static_cast<size_t>(got);
-        continue;
-      }
-    } else {
-      got = receive(in_.data(), in_.size());
-      if (got > 0) {
-        in_pos_ = 0;
-        in_end_ = static_cast<size_t>(got);
-        continue;
-      }
-    }
-    if (got < 0 && errno == EINTR) continue;
-    return false;
-  }
-  return true;
-}
-
-// Busy polling. A client with requests in flight sends its next request a
-// few microseconds after our replies reach it. Sleeping in recv for it makes
-// the client pay for waking us on another CPU (an inter-processor interrupt,
-// in a VM an exit): with fio at 16 random 4 KiB reads in flight that wakeup
-// was the largest single cost in the client's send path, and polling the
-// socket for up to 50 us first made bootsrv faster than nbdkit instead of
-// 8 % slower (docs/benchmarks.md). Polling takes a CPU, so the reader polls
-// only when its previous wait was shorter than options_.busy_poll (the
-// client keeps it busy; an idle or slow client costs nothing) and when at
-// most half the CPUs have a reader awake, itself included: with a hundred
-// busy clients the CPUs are better spent serving them (polling there cost
-// 13 % of throughput and took p99 latency from 5 to 8 ms).
-std::atomic<int> readers_awake{0};
-const int max_awake_for_polling = std::max(1, static_cast<int>(std::thread::hardware_concurrency() / 2));
-
-ssize_t Connection::receive(void* buf, size_t n) {
-  using Clock = std::chrono::steady_clock;
-  const auto limit = options_.busy_poll;
-  const auto start = Clock::now();
-  ssize_t got = -1;
-  bool polled = false;
-  if (poll_next_wait_ && limit.count() > 0 && readers_awake.load(std::memory_order_relaxed) <= max_awake_for_polling) {
-    polled = true;
-    // poll() looks at the socket without taking its lock, which a recv()
-    // loop would fight the client's incoming data for.
-    pollfd p{fd_, POLLIN, 0};
-    while (::poll(&p, 1, 0) == 0 && Clock::now() - start < limit) {
-    }
-    got = ::recv(fd_, buf, n, MSG_DONTWAIT);
-  }
-  if (!polled || (got < 0 && (errno == EAGAIN || errno == EINTR))) {
-    readers_awake.fetch_sub(1, std::memory_order_relaxed);
-    got = ::recv(fd_, buf, n, 0);
-    readers_awake.fetch_add(1, std::memory_order_relaxed);
-  }
-  poll_next_wait_ = Clock::now() - start < limit;
-  return got;
-}
+// Reading: util::SocketReader (buffered input and busy polling, shared with
+// iSCSI; its note has the measurements). Before it waits for the client,
+// the replies the client may be waiting for go out.
+bool Connection::read_exact(void* buf, size_t n) { return reader_.read_exact(buf, n); }
 
 bool Connection::discard(uint64_t n) {
   uint8_t scratch[65536];
@@ -286,10 +219,6 @@ bool Connection::send_option_error(uint32_t option, uint32_t type, const std::st
 }
 
 void Connection::run() {
-  readers_awake.fetch_add(1, std::memory_order_relaxed);  // see receive()
-  struct Asleep {
-    ~Asleep() { readers_awake.fetch_sub(1, std::memory_order_relaxed); }
-  } asleep_when_done;
   uint8_t hello[18];
   store_be64(hello, kNbdMagic);
   store_be64(hello + 8, kOptMagic);
@@ -623,6 +552,20 @@ bool Connection::send_read_in_pieces(const Request& r, uint8_t* piece, size_t ha
   return true;
 }
 
+// A cached read mapped to files (spans_): the header, then the data straight
+// from the page cache. Past the header an error cannot be reported, as in
+// send_read_in_pieces; spans_cached() made one unlikely.
+bool Connection::send_mapped_read(const Request& r, Via via) {
+  if (via == Via::batch && !flush_output()) return false;
+  std::lock_guard lock(send_mutex_);
+  uint8_t h[28];
+  size_t n = read_reply_header(h, r, r.length);
+  if (util::send_spans(fd_, h, n, spans_)) return true;
+  if (errno != EPIPE && errno != ECONNRESET)
+    log("sending " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(errno));
+  return false;
+}
+
 bool Connection::reply_block_status(const Request& r, Via via) {
   std::vector<vhd::Extent> extents;
   int rc = export_.device->extents(r.offset, r.length, extents);
@@ -719,6 +662,16 @@ bool Connection::answer_inline(Job& job) {
   const uint64_t size = dev.size();
   const size_t header = structured_ ? 28 : 16;
   if (r.type != kCmdRead || !valid_read(r, size)) return execute(job, Via::batch);
+  if (r.length >= kSendFileFrom) {
+    // Large and mapped to version files: no copy at all. When the pages
+    // seem not to be cached, a worker reads them (and can still report an
+    // error, which a reply already begun cannot).
+    spans_.clear();
+    if (dev.map_read(r.offset, r.length, spans_) == 0) {
+      if (!util::spans_cached(spans_)) return hand_to_worker(std::move(job));
+      return send_mapped_read(r, Via::batch);
+    }
+  }
   if (r.length > kBatchBytes - header) {
     // Too big for the batch: read into a buffer of the reader's own and
     // send it on its own (sequential readers ask for 1 MiB and more), a

@@ -7,7 +7,8 @@
 // Each connection has its own thread, so a slow client never holds up
 // another. That thread reads requests and answers at once whatever needs no
 // wait for a disk (reads the page cache holds, writes into the write cache,
-// errors), gathering replies into one send; what may wait (uncached reads,
+// errors), gathering replies into one send (large cached reads go out
+// straight from the version files, util/file_send.h); what may wait (uncached reads,
 // FLUSH, FUA) goes to a few worker threads of the connection, bounded
 // in count and in buffered bytes, whose replies go out as they complete,
 // matched by cookie. Every length the peer sends is checked before anything

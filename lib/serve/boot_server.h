@@ -44,7 +44,7 @@ struct BootEvent {
 
 struct BootServerOptions {
   std::vector<std::string> nbd_listen{"127.0.0.1:0"};  // see nbd::Server::listen
-  std::chrono::microseconds nbd_busy_poll{50};         // see nbd::ConnectionOptions
+  std::chrono::microseconds nbd_busy_poll{50};         // NBD and iSCSI readers (util/socket_reader.h)
   std::vector<std::string> iscsi_listen;               // empty: no iSCSI (see iscsi::Server::listen)
   std::string iscsi_prefix = kDefaultIqnPrefix;        // target names (serve/iscsi_targets.h)
   std::shared_ptr<const iscsi::ChapSecrets> iscsi_chap;  // null: no CHAP

@@ -173,6 +173,23 @@ void Chain::read(uint64_t offset, void* buf, size_t length) const { read_runs(of
 
 bool Chain::try_read(uint64_t offset, void* buf, size_t length) const { return read_runs(offset, buf, length, true); }
 
+bool Chain::map(uint64_t offset, uint64_t length, std::vector<util::FileSpan>& out) const {
+  if (offset > size_ || length > size_ - offset) return false;
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), offset,
+                             [](uint64_t o, const Run& r) { return o < r.offset; });
+  --it;  // as in read_runs
+  while (length > 0) {
+    uint64_t within = offset - it->offset;
+    uint64_t n = std::min<uint64_t>(length, it->length - within);
+    if (it->layer < 0) util::append_span(out, {-1, 0, n});
+    else util::append_span(out, {layers_[static_cast<size_t>(it->layer)]->fd(), it->file_offset + within, n});
+    offset += n;
+    length -= n;
+    ++it;
+  }
+  return true;
+}
+
 bool Chain::read_runs(uint64_t offset, void* buf, size_t length, bool if_cached) const {
   if (offset > size_ || length > size_ - offset) {
     throw Error(layers_.front()->path() + ": read of " + std::to_string(length) + " bytes at " +

@@ -42,6 +42,8 @@ class Chain : public Disk {
   uint64_t size() const override { return size_; }
   void read(uint64_t offset, void* buf, size_t length) const override;
   bool try_read(uint64_t offset, void* buf, size_t length) const override;
+  // Version files are never written once made, so every run maps.
+  bool map(uint64_t offset, uint64_t length, std::vector<util::FileSpan>& out) const override;
   std::vector<Extent> extents(uint64_t offset, uint64_t length) const override;
   std::string format_name() const override;
 

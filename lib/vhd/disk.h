@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "util/file_send.h"
+
 namespace bootfleet::vhd {
 
 // A range of the virtual disk; `data` false means it is known to read as
@@ -33,6 +35,13 @@ class Disk {
   // cached reads on the thread that received them and hand the rest to
   // threads that may block. The default never tries.
   virtual bool try_read(uint64_t /*offset*/, void* /*buf*/, size_t /*length*/) const { return false; }
+  // Where [offset, offset+length) lives, for sending it without a copy
+  // (util/file_send.h): spans of this disk's open files, or of zeros, that
+  // hold its bytes in order, appended to `out`. Only files that never
+  // change while open may be named. False when the disk cannot say (its
+  // bytes are transformed, or held where data may move); `out` is then
+  // undefined. The files stay open as long as the disk does.
+  virtual bool map(uint64_t /*offset*/, uint64_t /*length*/, std::vector<util::FileSpan>& /*out*/) const { return false; }
   // Sorted, non-overlapping extents covering [offset, offset+length).
   virtual std::vector<Extent> extents(uint64_t offset, uint64_t length) const = 0;
   // "raw file", "VHD dynamic", "VHD differencing (chain of 3)", "VHDX" …
@@ -47,6 +56,10 @@ class ZeroDisk : public Disk {
   void read(uint64_t offset, void* buf, size_t length) const override;
   bool try_read(uint64_t offset, void* buf, size_t length) const override {
     read(offset, buf, length);
+    return true;
+  }
+  bool map(uint64_t, uint64_t length, std::vector<util::FileSpan>& out) const override {
+    util::append_span(out, {-1, 0, length});
     return true;
   }
   std::vector<Extent> extents(uint64_t offset, uint64_t length) const override { return {{offset, length, false}}; }

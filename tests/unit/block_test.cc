@@ -4,6 +4,7 @@
 // registry. Every read is checked against a byte model of the disk.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "block/write_cache.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/file_send.h"
 #include "vhd/chain.h"
 #include "vhd/raw_disk.h"
 #include "vhd/vhd_file.h"
@@ -1167,4 +1169,88 @@ TEST_CASE("sessions: one session past its quota, another keeps reading and writi
   CHECK(enospc == 12);
   CHECK(full->write(0, 4096, y.data(), true) == 0);  // rewrites of what it holds
   CHECK(full->cache().file_bytes() == 256 * 1024);
+}
+
+namespace {
+
+// What send_spans puts on a socket: `head` and the spans, received by a
+// second thread (the socket holds less than a large read).
+std::vector<uint8_t> sent_through_socket(const std::string& head, const std::vector<util::FileSpan>& spans) {
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  std::vector<uint8_t> got;
+  std::thread reader([&] {
+    uint8_t buf[65536];
+    ssize_t n;
+    while ((n = ::recv(sv[1], buf, sizeof buf, 0)) > 0) got.insert(got.end(), buf, buf + n);
+  });
+  bool ok = util::send_spans(sv[0], head.data(), head.size(), spans);
+  ::shutdown(sv[0], SHUT_WR);
+  reader.join();
+  ::close(sv[0]);
+  ::close(sv[1]);
+  REQUIRE(ok);
+  return got;
+}
+
+}  // namespace
+
+TEST_CASE("mapped reads: what is sent from the files is what read() returns", "[block]") {
+  Fixture f;
+  block::ChainRegistry chains;
+  auto chain = chains.open(f.vhd_path);
+  block::WriteCache cache(chain, f.dir.string());
+  Model m(f.content);
+  // A written cluster in block 0, zeroed clusters in block 2.
+  auto data = filled(4096, 0x5A);
+  REQUIRE(cache.write(64 * 1024, 4096, data.data(), false) == 0);
+  m.write(64 * 1024, data);
+  REQUIRE(cache.write_zeroes(2 * kBlock + 8192, 3 * 4096, false) == 0);
+  m.zero(2 * kBlock + 8192, 3 * 4096);
+
+  SECTION("ranges below or zeroed map, and send exactly the disk's bytes after the header") {
+    std::mt19937_64 rng(7);
+    int mapped = 0;
+    for (int i = 0; i < 200; ++i) {
+      uint64_t off = rng() % f.size();
+      uint64_t len = 1 + rng() % std::min<uint64_t>(3 * MiB, f.size() - off);
+      std::vector<util::FileSpan> spans;
+      const bool touches_slot = off < 68 * 1024 && off + len > 64 * 1024;
+      int rc = cache.map_read(off, static_cast<uint32_t>(len), spans);
+      if (touches_slot) {
+        CHECK(rc == ENOTSUP);
+        continue;
+      }
+      REQUIRE(rc == 0);
+      ++mapped;
+      uint64_t total = 0;
+      for (const auto& s : spans) total += s.length;
+      REQUIRE(total == len);
+      auto got = sent_through_socket("HEAD", spans);
+      REQUIRE(got.size() == 4 + len);
+      CHECK(std::string(got.begin(), got.begin() + 4) == "HEAD");
+      CHECK(mismatch(std::vector<uint8_t>(got.begin() + 4, got.end()), m.slice(off, len)) == -1);
+    }
+    CHECK(mapped > 100);
+  }
+
+  SECTION("a version device maps every range; unallocated blocks are zero spans with no file") {
+    block::VersionDevice d({"lab", 1, f.vhd_path}, chain);
+    std::vector<util::FileSpan> spans;
+    REQUIRE(d.map_read(kBlock - 4096, kBlock, spans) == 0);
+    REQUIRE(spans.size() == 2);
+    CHECK(spans[0].fd >= 0);
+    CHECK(spans[0].length == 4096);
+    CHECK(spans[1].fd < 0);
+    CHECK(spans[1].length == kBlock - 4096);
+    CHECK(util::spans_cached(spans));  // just written: in the page cache
+  }
+
+  SECTION("slices of spans are the bytes at their offsets") {
+    std::vector<util::FileSpan> spans, part;
+    REQUIRE(cache.map_read(kBlock - 100000, 300000, spans) == 0);
+    util::slice_spans(spans, 99000, 2000, part);
+    auto got = sent_through_socket("", part);
+    CHECK(mismatch(got, m.slice(kBlock - 100000 + 99000, 2000)) == -1);
+  }
 }

@@ -6,7 +6,11 @@
 #   4. random 4 KiB writes into a session against nbdkit's cow filter
 #   5. 100 sessions reading at once: errors, p50/p99 latency; RSS per idle session
 # Ratios are bootsrv / peer throughput (> 1: bootsrv is faster).
-# Usage: IMGTOOL=… BOOTSRV=… [ROUNDS=3] [BOOTSRV_BASE=…] tests/bench/nbd/bench_nbd.sh [SECONDS]
+# Beside each ratio stand the peer's absolute figure and, for sequential
+# reads, the machine's "limit" (SENDFILE_LIMIT: a bare sendfile loop from
+# the page cache to a loopback socket), so figures from a faster or slower
+# machine can be told apart from a change in bootsrv.
+# Usage: IMGTOOL=… BOOTSRV=… [SENDFILE_LIMIT=…] [ROUNDS=3] [BOOTSRV_BASE=…] tests/bench/nbd/bench_nbd.sh [SECONDS]
 # BOOTSRV_BASE: another build of bootsrv (e.g. before a change), served from
 # the same store and taking turns with BOOTSRV in steps 1, 2 and 4, so that
 # the two builds are compared within one stretch of the machine's speed.
@@ -103,14 +107,21 @@ compare read 1M 4 boot=nbd://127.0.0.1:$P_BOOT/lab@1 sess=nbd://127.0.0.1:$P_BOO
   kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "bootsrv session lab/pc01" "${BW[sess]}" "${IO[sess]}"
 row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
-echo "ratio bootsrv/nbdkit $(ratio "${BW[boot]}" "${BW[kit]}"), bootsrv/qemu-nbd $(ratio "${BW[boot]}" "${BW[qemu]}")"
+limit=""
+if [ -n "${SENDFILE_LIMIT:-}" ]; then
+  lims=""; for _ in $(seq 1 "$ROUNDS"); do lims+="$("$SENDFILE_LIMIT" flat.raw "$SECS") "; done
+  # shellcheck disable=SC2086
+  limit=$(median $lims)
+  echo "limit (one sendfile loop to a loopback socket, 1 MiB): $limit MiB/s; bootsrv/limit $(ratio "${BW[boot]}" "$limit")"
+fi
+echo "ratio bootsrv/nbdkit $(ratio "${BW[boot]}" "${BW[kit]}") (nbdkit ${BW[kit]} MiB/s${limit:+, limit $limit MiB/s}), bootsrv/qemu-nbd $(ratio "${BW[boot]}" "${BW[qemu]}")"
 base_ratio BW boot base
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
 compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
-echo "ratio bootsrv/nbdkit $(ratio "${IO[boot]}" "${IO[kit]}"), bootsrv/qemu-nbd $(ratio "${IO[boot]}" "${IO[qemu]}")"
+echo "ratio bootsrv/nbdkit $(ratio "${IO[boot]}" "${IO[kit]}") (nbdkit ${IO[kit]} IOPS), bootsrv/qemu-nbd $(ratio "${IO[boot]}" "${IO[qemu]}")"
 base_ratio IO boot base
 
 echo
@@ -123,7 +134,7 @@ echo
 echo "== 4. random 4 KiB writes, 16 in flight"
 compare randwrite 4k 16 wr=nbd://127.0.0.1:$P_BOOT/lab/pc02 cow=nbd://127.0.0.1:$P_COW/ "${BASE_W[@]}"
 row "bootsrv session lab/pc02" "${BW[wr]}" "${IO[wr]}"; row "nbdkit --filter=cow" "${BW[cow]}" "${IO[cow]}"
-echo "ratio bootsrv/nbdkit-cow $(ratio "${IO[wr]}" "${IO[cow]}")"
+echo "ratio bootsrv/nbdkit-cow $(ratio "${IO[wr]}" "${IO[cow]}") (nbdkit-cow ${IO[cow]} IOPS)"
 base_ratio IO wr basewr
 
 echo
