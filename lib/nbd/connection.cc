@@ -33,8 +33,8 @@ using util::store_be64;
 
 // Payloads past this are not read into memory: the peer is dropped.
 constexpr uint64_t kMaxDiscard = 64u << 20;
-// Replies gathered for one send by the reading thread; reads up to about
-// this size are answered from it.
+// Replies gathered for one send by the reading thread (reads below
+// kToWorkersFrom are answered from it).
 constexpr size_t kBatchBytes = 256u << 10;
 // Reads larger than this are read and sent a piece at a time, so what a
 // reply holds in memory does not grow with the request: a client that asks
@@ -42,10 +42,12 @@ constexpr size_t kBatchBytes = 256u << 10;
 // socket's send buffer holds the rest, and the reader, blocked in send,
 // reads no further requests). The reader keeps one piece between requests.
 constexpr size_t kReadPiece = 1u << 20;
-// Cached reads from this size on are sent from the version files without a
-// copy (util/file_send.h) when they map to them; smaller ones are cheaper
-// copied into the batch, where many replies share one send.
-constexpr uint32_t kSendFileFrom = 128u << 10;
+// Reads from this size on go to the workers, which send them from the
+// version files without a copy (util/file_send.h) when they map to them;
+// smaller ones are cheaper copied into the batch, where many replies share
+// one send.
+constexpr uint32_t kToWorkersFrom = 128u << 10;
+static_assert(kToWorkersFrom + 28 <= kBatchBytes, "smaller reads must fit the batch");
 // Threads per connection for requests that may wait on a disk, and what they
 // may hold between them before the reader stops reading. With kReadPiece,
 // this bounds a connection's memory: about kMaxBytesHeld + (kWorkers + 1)
@@ -104,7 +106,7 @@ class Connection {
   // onto the socket (worker threads).
   enum class Via { batch, direct };
   bool send_read_in_pieces(const Request& r, uint8_t* piece, size_t have, Via via);
-  bool send_mapped_read(const Request& r, Via via);
+  bool send_mapped_read(const Request& r, const std::vector<util::FileSpan>& spans, Via via);
   void transmission();
   void read_requests();
   bool read_request(Job& job);
@@ -142,8 +144,6 @@ class Connection {
   std::unique_ptr<uint8_t[]> out_;  // replies waiting for one send
   size_t out_capacity_ = 0;         // grows with the batches the client makes, up to kBatchBytes
   size_t out_used_ = 0;
-  std::vector<uint8_t> large_;      // the reader's buffer for reads too big to batch (one piece)
-  std::vector<util::FileSpan> spans_;  // the reader's mapped read (see answer_inline)
   util::SocketReader reader_{fd_, options_.busy_poll, [this] { return out_used_ == 0 || flush_output(); }};
   std::mutex send_mutex_;  // one writer on the socket at a time
   std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
@@ -552,15 +552,15 @@ bool Connection::send_read_in_pieces(const Request& r, uint8_t* piece, size_t ha
   return true;
 }
 
-// A cached read mapped to files (spans_): the header, then the data straight
+// A cached read mapped to files: the header, then the data straight
 // from the page cache. Past the header an error cannot be reported, as in
 // send_read_in_pieces; spans_cached() made one unlikely.
-bool Connection::send_mapped_read(const Request& r, Via via) {
+bool Connection::send_mapped_read(const Request& r, const std::vector<util::FileSpan>& spans, Via via) {
   if (via == Via::batch && !flush_output()) return false;
   std::lock_guard lock(send_mutex_);
   uint8_t h[28];
   size_t n = read_reply_header(h, r, r.length);
-  if (util::send_spans(fd_, h, n, spans_)) return true;
+  if (util::send_spans(fd_, h, n, spans)) return true;
   if (errno != EPIPE && errno != ECONNRESET)
     log("sending " + std::to_string(r.length) + " bytes at " + std::to_string(r.offset) + " failed: " + std::strerror(errno));
   return false;
@@ -604,10 +604,9 @@ bool Connection::reply_block_status(const Request& r, Via via) {
 // cached read costs no thread hand-off. We measured the hand-off: a
 // leader/follower pool serving every request cost a context switch and a
 // futex per request and was 8-15 % slower than nbdkit on random cached
-// reads (docs/benchmarks.md). Reads too big for the batch are served here too,
-// from a buffer of their own. What may wait (a read that must go to the
-// disk, FLUSH, a write with FUA) goes to up to kWorkers threads of
-// this connection, which send their replies themselves when done, so one
+// reads (docs/benchmarks.md). What may wait (a read that must go to the
+// disk, FLUSH, a write with FUA) and large reads (see answer_inline) go
+// to up to kWorkers threads of this connection, which send their replies themselves when done, so one
 // slow read does not hold up the cached ones behind it. Replies may then go
 // out of order, as the protocol allows (cookies match them up). At most
 // kMaxJobsHeld requests and kMaxBytesHeld of their payloads wait for
@@ -662,27 +661,13 @@ bool Connection::answer_inline(Job& job) {
   const uint64_t size = dev.size();
   const size_t header = structured_ ? 28 : 16;
   if (r.type != kCmdRead || !valid_read(r, size)) return execute(job, Via::batch);
-  if (r.length >= kSendFileFrom) {
-    // Large and mapped to version files: no copy at all. When the pages
-    // seem not to be cached, a worker reads them (and can still report an
-    // error, which a reply already begun cannot).
-    spans_.clear();
-    if (dev.map_read(r.offset, r.length, spans_) == 0) {
-      if (!util::spans_cached(spans_)) return hand_to_worker(std::move(job));
-      return send_mapped_read(r, Via::batch);
-    }
-  }
-  if (r.length > kBatchBytes - header) {
-    // Too big for the batch: read into a buffer of the reader's own and
-    // send it on its own (sequential readers ask for 1 MiB and more), a
-    // piece at a time past kReadPiece. Only the first piece must be
-    // cached for the reader to go on with it: a large read is sequential.
-    const size_t first = std::min<size_t>(r.length, kReadPiece);
-    if (large_.size() < first) large_.resize(first);
-    if (dev.try_read(r.offset, first, large_.data()) != 0) return hand_to_worker(std::move(job));
-    if (r.length > first) return send_read_in_pieces(r, large_.data(), first, Via::batch);
-    return reply_read(r, large_.data(), r.length, Via::batch);
-  }
+  // Large reads go to the workers, cached or not: while one worker's reply
+  // is on the socket the next is being read, on the other CPU, and the
+  // reader goes on reading requests. Answered here one after another, 1 MiB
+  // sequential reads reached 0.75x nbdkit's thread pool; through the
+  // workers (sent from the page cache, send_mapped_read) they match it with
+  // half its CPU per byte (docs/benchmarks.md).
+  if (r.length >= kToWorkersFrom) return hand_to_worker(std::move(job));
   uint8_t* p = reserve_output(header + r.length);
   if (p == nullptr) return false;
   if (dev.try_read(r.offset, r.length, p + header) != 0) return hand_to_worker(std::move(job));
@@ -801,6 +786,14 @@ bool Connection::execute(Job& job, Via via) {
       // Only workers get here with a valid read: the read waits on the
       // disk anyway, so a buffer of its own costs nothing that shows, and
       // worker threads hold no memory between jobs.
+      if (r.length >= kToWorkersFrom) {
+        // Mapped to version files and cached: no copy at all. Otherwise the
+        // read below, which can still report an error (a reply already
+        // begun cannot).
+        std::vector<util::FileSpan> spans;
+        if (dev.map_read(r.offset, r.length, spans) == 0 && util::spans_cached(spans))
+          return send_mapped_read(r, spans, via);
+      }
       std::vector<uint8_t>& data = job.payload;
       const size_t first = std::min<size_t>(r.length, kReadPiece);
       data.resize(first);
