@@ -6,5 +6,7 @@ port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); prin
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 # median N...: the middle value (the lower middle for an even count).
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# CPU time (user + system) of process $1 so far, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # row LABEL MIB_S IOPS
 row() { printf '%-44s %10s MiB/s %9s IOPS\n' "$1" "$2" "$3"; }

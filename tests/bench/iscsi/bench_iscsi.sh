@@ -49,8 +49,6 @@ tgtadm -C $CTL --lld iscsi --mode target --op bind --tid 1 --initiator-address A
 for _ in $(seq 1 100); do iscsi-inq "iscsi://127.0.0.1:$P_ISCSI/$IQN:lab/0" >/dev/null 2>&1 && break; sleep 0.1; done
 cat flat.raw tgt.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null   # everything in the page cache
 
-# CPU time (user + system) of process $1 so far, in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # load NAME URL RW BS DEPTH [SESSIONS]: prints "MiB/s IOPS p50_us p99_us errors
 # server_cpu_us_per_request" (the server is the one serving URL's port).
 load() {
@@ -67,21 +65,21 @@ except Exception:
     j = {"mib_s": 0, "iops": 0, "p50_us": 0, "p99_us": 0, "errors": -1, "requests": 0}
 cpu_us = int(sys.argv[2]) / int(sys.argv[3]) * 1e6
 per = cpu_us / j["requests"] if j.get("requests") else 0
-print(j["mib_s"], j["iops"], j["p50_us"], j["p99_us"], j["errors"], f"{per:.1f}")
+print(j["mib_s"], j["iops"], j["p50_us"], j["p99_us"], j["errors"], f"{per:.1f}", j.get("client_cpu_us_per_request", 0))
 PYX
 }
 
 # compare RW BS DEPTH NAME=URL...: ROUNDS rounds, the servers taking turns.
-declare -A BW IO CPU
+declare -A BW IO CPU CLIENT
 compare() {
   local rw=$1 bs=$2 depth=$3; shift 3
-  local -A bws ios cpus
+  local -A bws ios cpus clients
   for round in $(seq 1 "$ROUNDS"); do
     local line="  round $round:"
     for pair in "$@"; do
-      local name=${pair%%=*} url=${pair#*=} bw io
-      read -r bw io _ _ _ cpu <<<"$(load "$name-$rw-$round" "$url" "$rw" "$bs" "$depth")"
-      bws[$name]+="$bw "; ios[$name]+="$io "; cpus[$name]+="$cpu "
+      local name=${pair%%=*} url=${pair#*=} bw io cpu client
+      read -r bw io _ _ _ cpu client <<<"$(load "$name-$rw-$round" "$url" "$rw" "$bs" "$depth")"
+      bws[$name]+="$bw "; ios[$name]+="$io "; cpus[$name]+="$cpu "; clients[$name]+="$client "
       line+=" $name $io ($cpu us CPU/request)"
     done
     echo "$line"
@@ -90,7 +88,15 @@ compare() {
     local name=${pair%%=*}
     # shellcheck disable=SC2086
     BW[$name]=$(median ${bws[$name]}); IO[$name]=$(median ${ios[$name]}); CPU[$name]=$(median ${cpus[$name]})
+    CLIENT[$name]=$(median ${clients[$name]})
   done
+}
+# cpu_lines: both sides' CPU per request. The server's is what bootsrv
+# controls; with client and server on the same 2 CPUs, the initiator
+# library's own cost (libiscsi against libnbd) also moves the IOPS.
+cpu_lines() {
+  echo "server CPU per request: iSCSI ${CPU[iscsi]} us, tgtd ${CPU[tgt]} us, NBD ${CPU[nbd]} us; NBD/iSCSI $(ratio "${CPU[nbd]}" "${CPU[iscsi]}")"
+  echo "client CPU per request: libiscsi ${CLIENT[iscsi]} us (against bootsrv), libnbd ${CLIENT[nbd]} us"
 }
 echo "(each comparison: $ROUNDS rounds of ${SECS}s per server, medians; client: blockload)"
 
@@ -100,20 +106,21 @@ echo "== 1. sequential read, 1 MiB requests (4 in flight)"
 compare read $((1 << 20)) 4 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1
 row "bootsrv iSCSI lab:version:1" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD lab@1" "${BW[nbd]}" "${IO[nbd]}"
 echo "ratio iSCSI/tgtd $(ratio "${BW[iscsi]}" "${BW[tgt]}"), iSCSI/own NBD $(ratio "${BW[iscsi]}" "${BW[nbd]}") (targets >= 1.0, >= 0.9)"
+cpu_lines
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
 compare randread 4096 16 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1
 row "bootsrv iSCSI lab:version:1" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD lab@1" "${BW[nbd]}" "${IO[nbd]}"
 echo "ratio iSCSI/tgtd $(ratio "${IO[iscsi]}" "${IO[tgt]}"), iSCSI/own NBD $(ratio "${IO[iscsi]}" "${IO[nbd]}")"
-echo "server CPU per request: iSCSI ${CPU[iscsi]} us, tgtd ${CPU[tgt]} us, NBD ${CPU[nbd]} us (the client shares the 2 CPUs)"
+cpu_lines
 
 echo
 echo "== 3. random 4 KiB writes into a session, 16 in flight"
 compare randwrite 4096 16 iscsi=$I/$IQN:lab:pc01/0 tgt=$T nbd=$N/lab/pc02
 row "bootsrv iSCSI session lab/pc01" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd (writes its file)" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD session lab/pc02" "${BW[nbd]}" "${IO[nbd]}"
 echo "ratio iSCSI/tgtd $(ratio "${IO[iscsi]}" "${IO[tgt]}"), iSCSI/own NBD $(ratio "${IO[iscsi]}" "${IO[nbd]}")"
-echo "server CPU per request: iSCSI ${CPU[iscsi]} us, tgtd ${CPU[tgt]} us, NBD ${CPU[nbd]} us"
+cpu_lines
 
 echo
 echo "== 4. 100 iSCSI sessions at once (named sessions lab/cN, random 4 KiB reads, 1 in flight each)"

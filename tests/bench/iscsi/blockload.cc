@@ -11,6 +11,7 @@
 // Prints one JSON line: MiB/s, IOPS, latency p50/p99/max in microseconds,
 // errors, and the number of requests completed.
 #include <poll.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -281,9 +282,15 @@ int main(int argc, char** argv) {
   auto& l = stats.latencies_us;
   std::sort(l.begin(), l.end());
   auto pct = [&](double p) { return l.empty() ? 0u : l[std::min(l.size() - 1, static_cast<size_t>(p * l.size()))]; };
-  std::printf("{\"mib_s\": %.1f, \"iops\": %.0f, \"p50_us\": %u, \"p99_us\": %u, \"max_us\": %u, \"errors\": %llu, \"requests\": %zu}\n",
+  // The initiator's own CPU per request: on a shared machine a heavier
+  // client library leaves the server less CPU, which the IOPS then show.
+  rusage self{};
+  ::getrusage(RUSAGE_SELF, &self);
+  const double client_cpu_us = (self.ru_utime.tv_sec + self.ru_stime.tv_sec) * 1e6 + self.ru_utime.tv_usec + self.ru_stime.tv_usec;
+  std::printf("{\"mib_s\": %.1f, \"iops\": %.0f, \"p50_us\": %u, \"p99_us\": %u, \"max_us\": %u, \"errors\": %llu, \"requests\": %zu, "
+              "\"client_cpu_us_per_request\": %.1f}\n",
               stats.bytes / elapsed / (1 << 20), l.size() / elapsed, pct(0.5), pct(0.99), l.empty() ? 0u : l.back(),
-              static_cast<unsigned long long>(stats.errors), l.size());
+              static_cast<unsigned long long>(stats.errors), l.size(), l.empty() ? 0.0 : client_cpu_us / l.size());
   for (auto& s : sessions) {
     if (s.iscsi) {
       iscsi_logout_sync(s.iscsi);

@@ -47,6 +47,8 @@ P_QEMU=$(port); qemu-nbd -f raw --read-only -b 127.0.0.1 -p $P_QEMU -t -x flat f
 P_COW=$(port); nbdkit -f -i 127.0.0.1 -p $P_COW --filter=cow file flat.raw & pids+=($!)
 wait_port $P_BOOT lab@1; wait_port $P_KIT ""; wait_port $P_QEMU flat; wait_port $P_COW ""
 BOOT_PID=${pids[0]}
+# Whose CPU a name's figures cost (compare() records it for these).
+declare -A PID_OF=([boot]=$BOOT_PID [sess]=$BOOT_PID [kit]=${pids[1]} [qemu]=${pids[2]})
 BASE_A=() BASE_B=() BASE_W=()
 if [ -n "${BOOTSRV_BASE:-}" ]; then
   P_BASE=$(port); "$BOOTSRV_BASE" serve --listen 127.0.0.1:$P_BASE > bootsrv-base.log 2>&1 & pids+=($!)
@@ -60,17 +62,23 @@ base_ratio() { # KIND(BW|IO) NAME BASENAME
 }
 cat flat.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null   # everything in the page cache
 
-# fio_run NAME URI RW BS DEPTH [JOBS]: prints "MiB/s IOPS p50_us p99_us errors"
+# fio_run NAME URI RW BS DEPTH [JOBS]: prints "MiB/s IOPS p50_us p99_us errors
+# server_cpu_us_per_request" (the last 0 unless PID_OF names NAME's server).
 fio_run() {
+  local pid=${PID_OF[${1%-*}]:-} before=0 after=0
+  [ -n "$pid" ] && before=$(cpu_ticks "$pid")
   fio --name="$1" --ioengine=nbd --uri="$2" --rw="$3" --bs="$4" --iodepth="$5" --numjobs="${6:-1}" \
       --group_reporting --runtime="$SECS" --time_based --size=1G --output-format=json --output="$1.json" >/dev/null 2>"$1.err" || true
-  $PY - "$1.json" "$3" <<'PYX'
+  [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+  $PY - "$1.json" "$3" $(( after - before )) "$(getconf CLK_TCK)" <<'PYX'
 import json, sys
 j = json.load(open(sys.argv[1]))["jobs"][0]
 side = "write" if "write" in sys.argv[2] else "read"
 d = j[side]
 pct = d.get("clat_ns", {}).get("percentile", {})
-print(f'{d["bw"]/1024:.1f} {d["iops"]:.0f} {pct.get("50.000000",0)/1000:.0f} {pct.get("99.000000",0)/1000:.0f} {j.get("error",0)}')
+cpu_us = int(sys.argv[3]) / int(sys.argv[4]) * 1e6
+per = cpu_us / d["total_ios"] if d.get("total_ios") else 0
+print(f'{d["bw"]/1024:.1f} {d["iops"]:.0f} {pct.get("50.000000",0)/1000:.0f} {pct.get("99.000000",0)/1000:.0f} {j.get("error",0)} {per:.1f}')
 PYX
 }
 
@@ -78,16 +86,16 @@ PYX
 # within each (on two shared cores the machine's speed drifts by ±15 %
 # between runs; turns keep each ratio within one stretch of time). Sets
 # BW[NAME] and IO[NAME] to medians over the rounds and prints each round.
-declare -A BW IO
+declare -A BW IO CPU
 compare() {
   local rw=$1 bs=$2 depth=$3; shift 3
-  local -A bws ios
+  local -A bws ios cpus
   for round in $(seq 1 "$ROUNDS"); do
     local line="  round $round:"
     for pair in "$@"; do
-      local name=${pair%%=*} uri=${pair#*=} bw io
-      read -r bw io _ <<<"$(fio_run "$name-$round" "$uri" "$rw" "$bs" "$depth")"
-      bws[$name]+="$bw "; ios[$name]+="$io "
+      local name=${pair%%=*} uri=${pair#*=} bw io cpu
+      read -r bw io _ _ _ cpu <<<"$(fio_run "$name-$round" "$uri" "$rw" "$bs" "$depth")"
+      bws[$name]+="$bw "; ios[$name]+="$io "; cpus[$name]+="$cpu "
       line+=" $name $io"
     done
     echo "$line"
@@ -95,7 +103,7 @@ compare() {
   for pair in "$@"; do
     local name=${pair%%=*}
     # shellcheck disable=SC2086
-    BW[$name]=$(median ${bws[$name]}); IO[$name]=$(median ${ios[$name]})
+    BW[$name]=$(median ${bws[$name]}); IO[$name]=$(median ${ios[$name]}); CPU[$name]=$(median ${cpus[$name]})
   done
 }
 ROUNDS=${ROUNDS:-3}
@@ -114,6 +122,7 @@ if [ -n "${SENDFILE_LIMIT:-}" ]; then
   limit=$(median $lims)
   echo "limit (one sendfile loop to a loopback socket, 1 MiB): $limit MiB/s; bootsrv/limit $(ratio "${BW[boot]}" "$limit")"
 fi
+echo "server CPU per 1 MiB read: bootsrv ${CPU[boot]} us, nbdkit ${CPU[kit]} us, qemu-nbd ${CPU[qemu]} us"
 echo "ratio bootsrv/nbdkit $(ratio "${BW[boot]}" "${BW[kit]}") (nbdkit ${BW[kit]} MiB/s${limit:+, limit $limit MiB/s}), bootsrv/qemu-nbd $(ratio "${BW[boot]}" "${BW[qemu]}")"
 base_ratio BW boot base
 
@@ -121,6 +130,7 @@ echo
 echo "== 2. random 4 KiB reads, 16 in flight"
 compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
+echo "server CPU per 4 KiB read: bootsrv ${CPU[boot]} us, nbdkit ${CPU[kit]} us, qemu-nbd ${CPU[qemu]} us"
 echo "ratio bootsrv/nbdkit $(ratio "${IO[boot]}" "${IO[kit]}") (nbdkit ${IO[kit]} IOPS), bootsrv/qemu-nbd $(ratio "${IO[boot]}" "${IO[qemu]}")"
 base_ratio IO boot base
 
@@ -139,7 +149,7 @@ base_ratio IO wr basewr
 
 echo
 echo "== 5. 100 sessions reading at once (anonymous sessions, random 4 KiB, 1 in flight each)"
-read -r m_bw m_io m_p50 m_p99 m_err <<<"$(fio_run many nbd://127.0.0.1:$P_BOOT/lab randread 4k 1 100)"
+read -r m_bw m_io m_p50 m_p99 m_err _ <<<"$(fio_run many nbd://127.0.0.1:$P_BOOT/lab randread 4k 1 100)"
 echo "100 sessions: $m_io IOPS in all, latency p50 ${m_p50} us, p99 ${m_p99} us, fio errors: $m_err"
 rss() { awk '/VmRSS/ {print $2}' /proc/$BOOT_PID/status; }
 before=$(rss)
