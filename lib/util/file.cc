@@ -137,22 +137,9 @@ std::vector<std::pair<uint64_t, uint64_t>> data_ranges(int fd, uint64_t start, u
   return out;
 }
 
-namespace {
-// DIR/.NAME.tmp-PID. Appended piece by piece rather than as
-// `"." + base_name(...)`: g++ 12 at -O3 inlines that operator+ (an insert at
-// position 0) into a memcpy it cannot prove non-overlapping and reports
-// -Wrestrict (GCC bug 105329), which failed Release builds under -Werror.
-std::string temp_path_for(const std::string& final_path) {
-  std::string name = ".";
-  name += base_name(final_path);
-  name += ".tmp-";
-  name += std::to_string(::getpid());
-  return join_path(dir_name(final_path), name);
-}
-}  // namespace
-
 AtomicOutput::AtomicOutput(std::string final_path)
-    : final_(std::move(final_path)), temp_(temp_path_for(final_)) {}
+    : final_(std::move(final_path)),
+      temp_(join_path(dir_name(final_), "." + base_name(final_) + ".tmp-" + std::to_string(::getpid()))) {}
 
 AtomicOutput::~AtomicOutput() {
   if (!committed_) ::unlink(temp_.c_str());

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -20,7 +21,7 @@ std::optional<std::chrono::microseconds> parse_watchdog_usec(const std::string& 
     if (c < '0' || c > '9') return std::nullopt;
     value = value * 10 + static_cast<uint64_t>(c - '0');
   }
-  if (value == 0) return std::nullopt;
+  if (value == 0 || value > static_cast<uint64_t>(INT64_MAX)) return std::nullopt;
   return std::chrono::microseconds(static_cast<int64_t>(value));
 }
 
