@@ -175,6 +175,11 @@ def main():
     if not marks or marks[0][1] != 1:
         fail(f"{path}: expected a '# bootsrv' title first")
     body = shift(lines[marks[0][0] + 1:], -1)
+    # whatis(1) and lintian read NAME as "name - summary"; docs/ writes a dash.
+    for i, line in enumerate(body):
+        if line.startswith("bootsrv — "):
+            body[i] = line.replace(" — ", " - ", 1)
+            break
     body += [""] + see_also([("bootsrv.yaml", 5), ("imgtool", 1), ("systemd.service", 5)])
     render(a.pandoc, os.path.join(a.out, "bootsrv.8"), "BOOTSRV", 8, a.version, body)
 
