@@ -50,7 +50,7 @@ int serve_command(const std::vector<std::string>& args) {
   options.add_options()
       ("help,h", "show this help")
       ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
-      ("config,c", po::value(&config_file), "a YAML configuration file (see bootsrv(1); its limits: mapping sets what one peer may hold)")
+      ("config,c", po::value(&config_file), "a YAML configuration file (see bootsrv.yaml(5); its limits: mapping sets what one peer may hold)")
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
