@@ -3,7 +3,8 @@
 # with this script playing systemd's side of the notify socket
 # (notify_listener.py):
 #   - READY=1 comes once, after every listener's "listening" line;
-#   - WATCHDOG=1 comes at about half of WATCHDOG_USEC, again and again;
+#   - WATCHDOG=1 comes at about half of WATCHDOG_USEC, again and again, and
+#     stops while housekeeping is stuck on a catalog another writer holds;
 #   - SIGHUP (systemctl reload) says RELOADING=1 then READY=1, re-reads the
 #     token file and idle_timeout, and keeps a connected NBD session, its
 #     connection and its written data;
@@ -15,8 +16,8 @@
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
-SERVER= LISTENER= HOLDER=
-trap 'for p in $SERVER $LISTENER $HOLDER; do kill -9 $p 2>/dev/null; done; rm -rf "$WORK"' EXIT
+SERVER= LISTENER= HOLDER= LOCKER=
+trap 'for p in $SERVER $LISTENER $HOLDER $LOCKER; do kill -9 $p 2>/dev/null; done; rm -rf "$WORK"' EXIT
 export BOOTFLEET_STORE=$WORK/store
 "$IMGTOOL" init >/dev/null
 truncate -s 8M disk.raw
@@ -68,6 +69,31 @@ span=$(grep "WATCHDOG=1" notes | awk 'NR==1{a=$1} {b=$1} END{printf "%.0f", (b-a
 [ "$span" -ge $(( (pings - 1) * 800 )) ] || fail "$pings pings within $span ms: faster than every WATCHDOG_USEC/2: $(cat notes)"
 grep -q "systemd watchdog: WATCHDOG=1 every 1000 ms" server.log || fail "the watchdog interval is not logged: $(cat server.log)"
 pass "WATCHDOG=1 at half of WATCHDOG_USEC ($pings pings over $span ms)"
+
+# --- 1b. a stuck catalog stops the pings; they resume when it is free ---
+# Another writer holds the catalog (BEGIN EXCLUSIVE) for 8 s: the lease
+# heartbeat waits on it, housekeeping stalls, and after three missed rounds
+# (heartbeat 1s) bootsrv stops telling systemd it is alive.
+/usr/bin/python3 - "$BOOTFLEET_STORE/catalog.db" <<'PY' &
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+open("locked", "w").close()
+time.sleep(8)
+db.execute("COMMIT")
+PY
+LOCKER=$!
+for _ in $(seq 1 100); do [ -e locked ] && break; sleep 0.05; done
+wait_for "systemd watchdog: housekeeping has not run for" server.log 10
+held=$(grep -c "WATCHDOG=1" notes)
+sleep 1.5
+assert_eq "$(grep -c "WATCHDOG=1" notes)" "$held" "WATCHDOG=1 pings while housekeeping is stuck"
+wait $LOCKER
+for _ in $(seq 1 200); do [ "$(grep -c "WATCHDOG=1" notes)" -gt "$held" ] && break; sleep 0.05; done
+[ "$(grep -c "WATCHDOG=1" notes)" -gt "$held" ] || fail "no WATCHDOG=1 after the catalog was free again: $(tail -5 notes)"
+assert_eq "$(grep -c "housekeeping has not run" server.log)" 1 "lines about the stuck housekeeping"
+LOCKER=
+pass "a catalog held by another writer stops WATCHDOG=1 (logged once); the pings resume when it is free"
 
 # --- 2. systemctl reload (SIGHUP) with a session connected ---
 /usr/bin/python3 "$HERE/hold_session.py" "$NBD_PORT" lab/pc01 go held &
