@@ -14,7 +14,7 @@ source "$HERE/../lib.sh"
 skip() { echo "SKIP: $*"; exit 77; }
 [ "$(id -u)" -eq 0 ] || skip "needs root (apt-get install of the package)"
 command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || skip "needs apt-get and dpkg-deb (Debian)"
-for tool in lintian cpack systemd-analyze dpkg-shlibdeps; do
+for tool in lintian cpack systemd-analyze dpkg-shlibdeps pandoc man; do
   command -v $tool >/dev/null || fail "$tool is missing: ci/install-deps installs it"
 done
 PKG_BUILD=${BOOTFLEET_PACKAGE_BUILD:-${BUILD_DIR:?set BUILD_DIR or BOOTFLEET_PACKAGE_BUILD}}
