@@ -8,11 +8,8 @@
 #include "commands.h"
 #include "util/args.h"
 #include "util/error.h"
+#include "util/version.h"
 #include "util/log.h"
-
-#ifndef BOOTFLEET_VERSION
-#define BOOTFLEET_VERSION "0"
-#endif
 
 using namespace bootfleet;
 
@@ -59,7 +56,7 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
   if (args[0] == "--version") {
-    std::cout << "bootsrv (bootfleet) " << BOOTFLEET_VERSION << "\n";
+    std::cout << "bootsrv (bootfleet) " << bootfleet::util::version() << "\n";
     return 0;
   }
   if (args[0] == "dhcp-config") return bootsrv::dhcp_config_command({args.begin() + 1, args.end()});

@@ -3,9 +3,20 @@
 // HTTP and HTTPS are one http::Server: /healthz and /api/ go to the control
 // API (api.h), everything else to the boot side (GET and HEAD only, no
 // bodies), which needs an NBD port to send clients to.
+//
+// Under systemd (Type=notify, packaging/bootsrv.service) it says READY=1
+// once every listener is bound, RELOADING=1/READY=1 around a SIGHUP reload
+// and STOPPING=1 on the way out. WATCHDOG=1 goes out at half of
+// WATCHDOG_USEC, but only while the housekeeping thread (lease heartbeats,
+// session expiry: the store and the session table) has run recently, so a
+// wedged catalog or session lock gets bootsrv restarted, not just a hung
+// main thread.
 #include <signal.h>
+#include <time.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <boost/program_options.hpp>
 #include <filesystem>
 #include <iostream>
@@ -23,7 +34,9 @@
 #include "util/error.h"
 #include "util/log.h"
 #include "util/net.h"
+#include "util/sd_notify.h"
 #include "util/size.h"
+#include "util/version.h"
 
 namespace po = boost::program_options;
 
@@ -37,7 +50,7 @@ int serve_command(const std::vector<std::string>& args) {
   options.add_options()
       ("help,h", "show this help")
       ("store", po::value(&store_dir), "the store (default: config, $BOOTFLEET_STORE, /var/lib/bootfleet)")
-      ("config,c", po::value(&config_file), "a YAML configuration file (see bootsrv(1); its limits: mapping sets what one peer may hold)")
+      ("config,c", po::value(&config_file), "a YAML configuration file (see bootsrv.yaml(5); its limits: mapping sets what one peer may hold)")
       ("listen,l", po::value(&listen)->composing(), "NBD address: 127.0.0.1:10809, [::1]:10809, :10809, unix:PATH (repeatable; default 127.0.0.1:10809)")
       ("cache-dir", po::value(&cache_dir), "directory for write caches (default STORE/cache; put it on a fast local disk)")
       ("cache-ram", po::value(&cache_ram), "RAM all write caches share before spilling to --cache-dir, e.g. 512M (default 0)")
@@ -147,14 +160,16 @@ int serve_command(const std::vector<std::string>& args) {
     return std::nullopt;
   };
   server_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each API route sets its own limit
-  server_options.on_housekeeping = [&api] {
+  std::atomic<int64_t> housekeeping_done{std::chrono::steady_clock::now().time_since_epoch().count()};
+  server_options.on_housekeeping = [&api, &housekeeping_done] {
     if (api) api->housekeeping();
+    housekeeping_done = std::chrono::steady_clock::now().time_since_epoch().count();
   };
   serve::BootServer server(*s, server_options);
   ApiOptions api_options;
   api_options.tokens_file = config.api_tokens;
   api_options.plain_http = config.api_plain_http;
-  api_options.version = BOOTFLEET_VERSION;
+  api_options.version = util::version();
   api_options.uploads = {config.upload_dir.empty() ? config.cache_dir + "/uploads" : config.upload_dir, config.store,
                          config.upload_ttl, config.max_uploads};
   api = std::make_unique<Api>(server.exports(), api_options);
@@ -215,14 +230,53 @@ int serve_command(const std::vector<std::string>& args) {
   util::log_line("serving store " + config.store + ", write caches in " + config.cache_dir +
                  (config.cache_ram ? " after " + util::format_size(config.cache_ram) + " of RAM" : ""));
 
+  const util::SdNotifier systemd = util::SdNotifier::from_environment();
+  bool systemd_failed = false;  // say it once, not at every watchdog ping
+  auto tell_systemd = [&](const std::string& state) {
+    auto error = systemd.notify(state);
+    if (error && !systemd_failed) util::log_line("systemd notification failed: " + *error);
+    systemd_failed = systemd_failed || error.has_value();
+  };
+  tell_systemd("READY=1\nSTATUS=serving store " + config.store);
+  const auto watchdog = systemd.watchdog_interval();
+  if (watchdog.count() > 0) {
+    util::log_line("systemd watchdog: WATCHDOG=1 every " + std::to_string(watchdog.count() / 2000) + " ms");
+  }
+  bool watchdog_withheld = false;
+
   while (true) {
     int sig = 0;
-    sigwait(&signals, &sig);
+    if (watchdog.count() > 0) {
+      const auto half = watchdog / 2;
+      timespec wait{static_cast<time_t>(half.count() / 1000000), static_cast<long>(half.count() % 1000000 * 1000)};
+      sig = sigtimedwait(&signals, nullptr, &wait);
+      if (sig < 0) {
+        if (errno != EAGAIN) continue;  // EINTR
+        // Three housekeeping rounds missed: something holds the store or
+        // the session table; let systemd's watchdog restart us.
+        auto since = std::chrono::steady_clock::now() -
+                     std::chrono::steady_clock::time_point(std::chrono::steady_clock::duration(housekeeping_done.load()));
+        auto allowed = 3 * std::min(config.heartbeat, std::chrono::seconds(10)) + std::chrono::seconds(1);
+        if (since <= allowed) {
+          tell_systemd("WATCHDOG=1");
+          watchdog_withheld = false;
+        } else if (!watchdog_withheld) {
+          watchdog_withheld = true;
+          util::log_line("systemd watchdog: housekeeping has not run for " +
+                         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(since).count()) +
+                         " s; not sending WATCHDOG=1 until it does");
+        }
+        continue;
+      }
+    } else {
+      sigwait(&signals, &sig);
+    }
     if (sig == SIGHUP) {
       if (config_file.empty()) {
         util::log_line("SIGHUP: nothing to reload (bootsrv was started without --config); nothing changed");
         continue;
       }
+      tell_systemd("RELOADING=1");
       try {
         Config fresh = build_config();
         server.exports().sessions().set_idle_timeout(fresh.idle_timeout);
@@ -238,10 +292,12 @@ int serve_command(const std::vector<std::string>& args) {
       } catch (const util::Error& e) {
         util::log_line(std::string("configuration not reloaded: ") + e.what());
       }
+      tell_systemd("READY=1");
       continue;
     }
     util::log_line(std::string("stopping on ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
                    ": finishing requests in flight");
+    tell_systemd("STOPPING=1");
     break;
   }
   if (tftp_server) tftp_server->stop();

@@ -8,10 +8,7 @@
 #include "cli.h"
 #include "util/args.h"
 #include "util/error.h"
-
-#ifndef BOOTFLEET_VERSION
-#define BOOTFLEET_VERSION "0"
-#endif
+#include "util/version.h"
 
 using namespace bootfleet::imgtool;
 
@@ -62,7 +59,7 @@ int main(int argc, char** argv) {
     return kExitOk;
   }
   if (name == "--version") {
-    std::cout << "imgtool (bootfleet) " << BOOTFLEET_VERSION << "\n";
+    std::cout << "imgtool (bootfleet) " << bootfleet::util::version() << "\n";
     return kExitOk;
   }
   for (const auto& c : all_commands()) {
