@@ -38,6 +38,7 @@
 #include "util/bytes.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/net.h"
 
 namespace bootfleet::tftp {
@@ -278,9 +279,33 @@ void Server::listen_loop() {
   }
 }
 
+namespace {
+// The TFTP side of bootsrv's metrics (docs/status.md): a transfer is what
+// a connection is to the TCP protocols.
+struct TftpMetrics {
+  util::metrics::Counter& accepted = util::metrics::registry().counter(
+      "bootfleet_connections_total", "Connections accepted, by protocol", {{"protocol", "tftp"}});
+  util::metrics::Counter& refused = util::metrics::registry().counter(
+      "bootfleet_connections_refused_total", "Connections refused by the per-peer or total limits, by protocol",
+      {{"protocol", "tftp"}});
+  util::metrics::Gauge& open = util::metrics::registry().gauge(
+      "bootfleet_connections_open", "Connections open now, by protocol", {{"protocol", "tftp"}});
+  util::metrics::Counter& errors = util::metrics::registry().counter(
+      "bootfleet_protocol_errors_total",
+      "Requests answered with an error (NBD/iSCSI: I/O errors and refused exports; HTTP: 4xx/5xx; TFTP: ERROR packets)",
+      {{"protocol", "tftp"}});
+};
+
+TftpMetrics& tftp_metrics() {
+  static TftpMetrics m;
+  return m;
+}
+}  // namespace
+
 void Server::refuse(const Endpoint& peer, const Endpoint& local, ErrorCode code, const std::string& message,
                     const std::string& log_line) {
   log("tftp " + endpoint_name(peer) + " " + log_line);
+  tftp_metrics().errors.add();
   int fd = open_transfer_socket(local);
   if (fd < 0) return;
   send_to(fd, build_error(code, message), peer);
@@ -339,10 +364,13 @@ void Server::handle_request(const uint8_t* data, size_t size, const Endpoint& pe
     if (refusal.empty()) {
       running_.push_back(transfer);
       ++transfers_;
+      tftp_metrics().accepted.add();
+      tftp_metrics().open.add(1);
     }
   }
   if (!eviction.empty()) log(eviction);
   if (!refusal.empty()) {
+    tftp_metrics().refused.add();
     refuse(peer, local, ErrorCode::not_defined, "busy, try again later", what + ": " + refusal);
     return;
   }
@@ -369,6 +397,7 @@ void Server::end_transfer(const std::shared_ptr<Transfer>& transfer) {
   std::lock_guard lock(mutex_);
   running_.remove(transfer);  // unless evicted already
   --transfers_;
+  tftp_metrics().open.add(-1);
   idle_.notify_all();
 }
 
@@ -376,6 +405,7 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd, 
   const auto start = Clock::now();
   const std::string who = "tftp " + endpoint_name(peer) + " '" + request.filename + "'";
   auto fail = [&](ErrorCode code, const std::string& message) {
+    tftp_metrics().errors.add();
     send_to(fd, build_error(code, message), peer);
     log(who + ": " + message);
   };

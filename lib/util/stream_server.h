@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "util/connection_set.h"
+#include "util/metrics.h"
 #include "util/peer_limits.h"
 
 namespace bootfleet::util {
@@ -59,6 +60,10 @@ class StreamServer {
   std::vector<std::string> unix_paths_;
   std::vector<std::thread> acceptors_;
   ConnectionSet connections_;
+  // bootfleet_connections_* of this protocol (metrics.h; docs/status.md).
+  metrics::Counter& accepted_;
+  metrics::Counter& refused_;
+  metrics::Gauge& open_;
 };
 
 }  // namespace bootfleet::util

@@ -1,0 +1,128 @@
+// The metrics registry (util/metrics.h) and the status page's access rule
+// (bootsrv/status_page.h): what needs no server. The live page, /metrics
+// under promtool and a real browser are in tests/integration/status/.
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "status_page.h"
+#include "tokens.h"
+#include "util/error.h"
+#include "util/metrics.h"
+
+using namespace bootfleet;
+using util::metrics::Registry;
+
+TEST_CASE("metrics: counters, gauges and histograms in the text format", "[metrics]") {
+  Registry r;
+  r.counter("t_requests_total", "Requests", {{"code", "2xx"}}).add(3);
+  r.counter("t_requests_total", "ignored", {{"code", "4xx"}}).add();
+  r.gauge("t_open", "Open now\nsecond line").set(2.5);
+  auto& h = r.histogram("t_seconds", "Durations", {0.5, 1}, {{"stage", "root"}});
+  h.observe(0.2);
+  h.observe(0.7);
+  h.observe(5);
+  std::string text;
+  r.render(text);
+  CHECK(text.find("# HELP t_requests_total Requests\n# TYPE t_requests_total counter\n"
+                  "t_requests_total{code=\"2xx\"} 3\nt_requests_total{code=\"4xx\"} 1\n") != std::string::npos);
+  CHECK(text.find("# HELP t_open Open now\\nsecond line\n# TYPE t_open gauge\nt_open 2.5\n") != std::string::npos);
+  CHECK(text.find("t_seconds_bucket{stage=\"root\",le=\"0.5\"} 1\n"
+                  "t_seconds_bucket{stage=\"root\",le=\"1\"} 2\n"
+                  "t_seconds_bucket{stage=\"root\",le=\"+Inf\"} 3\n"
+                  "t_seconds_sum{stage=\"root\"} 5.9\n"
+                  "t_seconds_count{stage=\"root\"} 3\n") != std::string::npos);
+  CHECK(r.value("t_requests_total", {{"code", "2xx"}}) == 3);
+  CHECK(r.value("t_requests_total", {{"code", "5xx"}}) == 0);
+  CHECK(r.value("no_such_total") == 0);
+}
+
+TEST_CASE("metrics: label values are escaped, names checked, misuse refused", "[metrics]") {
+  Registry r;
+  r.counter("t_total", "x", {{"export", "a\"b\\c\nd"}}).add();
+  std::string text;
+  r.render(text);
+  CHECK(text.find("t_total{export=\"a\\\"b\\\\c\\nd\"} 1") != std::string::npos);
+  CHECK_THROWS_AS(r.counter("bad-name", "x"), util::Error);
+  CHECK_THROWS_AS(r.counter("t2_total", "x", {{"le", "1"}}), util::Error);
+  CHECK_THROWS_AS(r.counter("t3_total", "x", {{"__x", "1"}}), util::Error);
+  CHECK_THROWS_AS(r.gauge("t_total", "x", {{"export", "y"}}), util::Error);    // another type
+  CHECK_THROWS_AS(r.counter("t_total", "x", {{"client", "y"}}), util::Error);  // other label names
+  CHECK_THROWS_AS(r.counter("t_total", "x"), util::Error);                     // fewer labels
+}
+
+TEST_CASE("metrics: a family's series are capped, the rest share the _other series", "[metrics]") {
+  Registry r;
+  for (int i = 0; i < 10; ++i) r.counter("t_total", "x", {{"export", "pc" + std::to_string(i)}}, 4).add();
+  auto series = r.series("t_total");
+  CHECK(series.size() == 5);  // four named and the overflow
+  CHECK(r.value("t_total", {{"export", "_other"}}) == 6);
+  CHECK(r.value("t_total", {{"export", "pc3"}}) == 1);
+  // A series that exists keeps counting on its own.
+  r.counter("t_total", "x", {{"export", "pc0"}}, 4).add(5);
+  CHECK(r.value("t_total", {{"export", "pc0"}}) == 6);
+}
+
+TEST_CASE("metrics: counting from threads loses nothing", "[metrics]") {
+  Registry r;
+  auto& c = r.counter("t_total", "x");
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([&] { for (int i = 0; i < 10000; ++i) c.add(); });
+  for (auto& t : threads) t.join();
+  CHECK(c.value() == 40000);
+}
+
+TEST_CASE("metrics: sample values", "[metrics]") {
+  using util::metrics::format_value;
+  CHECK(format_value(0) == "0");
+  CHECK(format_value(1234567890123.0) == "1234567890123");
+  CHECK(format_value(0.25) == "0.25");
+  CHECK(format_value(-1) == "-1");
+  CHECK(format_value(1.0 / 0.0) == "+Inf");
+}
+
+TEST_CASE("status access: loopback, transport, status and API tokens", "[status]") {
+  using bootsrv::check_status_access;
+  using bootsrv::TokenSet;
+  TokenSet status = TokenSet::parse("grafana status-token-0123456789\n", "status-tokens");
+  TokenSet api = TokenSet::parse("ci api-token-0123456789abc\n", "api-tokens");
+  http::Connection loopback{"127.0.0.1:5000", "127.0.0.1", "127.0.0.1", 8080, false};
+  http::Connection remote{"10.0.0.9:5000", "10.0.0.9", "10.0.0.1", 8080, false};
+  http::Connection remote_tls = remote;
+  remote_tls.secure = true;
+  auto request = [](const std::string& auth) {
+    http::Request r;
+    r.method = "GET";
+    r.target = "/metrics";
+    if (!auth.empty()) r.headers.emplace_back("authorization", auth);
+    return r;
+  };
+  // Loopback needs nothing, not even configured tokens.
+  CHECK(check_status_access(request(""), loopback, nullptr, nullptr, false).status == 0);
+  CHECK(check_status_access(request(""), loopback, nullptr, nullptr, false).who == "loopback");
+  // A remote peer over plain HTTP: refused unless api_plain_http, token or not.
+  auto a = check_status_access(request("Bearer status-token-0123456789"), remote, &status, &api, false);
+  CHECK(a.status == 403);
+  CHECK(a.message.find("api_plain_http") != std::string::npos);
+  CHECK(check_status_access(request("Bearer status-token-0123456789"), remote, &status, &api, true).who == "grafana");
+  // Over TLS: a status token or an API token, nothing else.
+  CHECK(check_status_access(request("Bearer status-token-0123456789"), remote_tls, &status, &api, false).who == "grafana");
+  CHECK(check_status_access(request("bearer api-token-0123456789abc"), remote_tls, &status, &api, false).who == "ci");
+  CHECK(check_status_access(request("Bearer api-token-0123456789abc"), remote_tls, &status, nullptr, false).status == 403);
+  CHECK(check_status_access(request(""), remote_tls, &status, &api, false).status == 401);
+  CHECK(check_status_access(request("Basic abc"), remote_tls, &status, &api, false).status == 401);
+  CHECK(check_status_access(request("Bearer wrong-token-0123456789"), remote_tls, &status, &api, false).status == 403);
+  auto none = check_status_access(request("Bearer status-token-0123456789"), remote_tls, nullptr, nullptr, false);
+  CHECK(none.status == 403);
+  CHECK(none.message.find("status_tokens") != std::string::npos);
+}
+
+TEST_CASE("status routes: what the page owns", "[status]") {
+  using bootsrv::StatusPage;
+  CHECK(StatusPage::owns("/metrics"));
+  CHECK(StatusPage::owns("/status"));
+  CHECK(StatusPage::owns("/status/data?x=1"));
+  CHECK(StatusPage::owns("/status/app.js"));
+  CHECK_FALSE(StatusPage::owns("/statusx"));
+  CHECK_FALSE(StatusPage::owns("/metrics/x"));
+  CHECK_FALSE(StatusPage::owns("/boot/aa-bb-cc-dd-ee-ff.ipxe"));
+}
