@@ -43,8 +43,8 @@ BootEvents::BootEvents(serve::StoreExports& exports, std::string default_image)
 }
 
 bool BootEvents::is_error_line(const std::string& line) {
-  for (const char* word : {"cannot ", "failed", "refused", "error", "ENOSPC", "full", "not booted", "evicted",
-                           "damaged", "lost"}) {
+  for (const char* word : {"cannot ", "failed", "refused", "unknown export", "error", "ENOSPC", "full",
+                           "not booted", "evicted", "damaged", "lost"}) {
     if (line.find(word) != std::string::npos) return true;
   }
   return false;

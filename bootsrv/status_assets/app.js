@@ -152,7 +152,7 @@ function render(d) {
   renderImages(d);
   renderLog("events", d.events, (e) =>
     e.kind + " " + (e.session || "") + (e.peer ? " from " + e.peer : "") + (e.protocol ? " over " + e.protocol : "") +
-    " " + e.detail);
+    (e.detail !== e.session ? " " + e.detail : ""));
   renderLog("errors", d.errors, (e) => e.message);
   document.getElementById("updated").textContent = "updated " + clock(d.now_ms);
 }

@@ -116,6 +116,16 @@ TEST_CASE("status access: loopback, transport, status and API tokens", "[status]
   CHECK(none.message.find("status_tokens") != std::string::npos);
 }
 
+TEST_CASE("status: which log lines are the page's recent errors", "[status]") {
+  using bootsrv::BootEvents;
+  CHECK(BootEvents::is_error_line("boot 52:54:00:00:00:99: unknown MAC, not booted (no default_image)"));
+  CHECK(BootEvents::is_error_line("127.0.0.1:4000: unknown export 'x': no image 'x'"));
+  CHECK(BootEvents::is_error_line("lease heartbeat failed: database is locked"));
+  CHECK(BootEvents::is_error_line("boot aa:bb:cc:dd:ee:ff (pc01): cannot boot: lab@3 has no artifact 'vmlinuz'"));
+  CHECK_FALSE(BootEvents::is_error_line("session lab/pc01 started on lab@1"));
+  CHECK_FALSE(BootEvents::is_error_line("boot 52:54:00:00:00:01 as pc01: lab@1, session lab/pc01, linux"));
+}
+
 TEST_CASE("status routes: what the page owns", "[status]") {
   using bootsrv::StatusPage;
   CHECK(StatusPage::owns("/metrics"));

@@ -110,6 +110,15 @@ assert_eq "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$BASE/metrics")" 40
 assert_eq "$(curl -s -o /dev/null -w '%{http_code}' -X DELETE "$BASE/status/data")" 405 "DELETE /status/data"
 [ "$(metric 'bootfleet_protocol_errors_total{protocol="http"}')" -ge $(( http_errors + 3 )) ] || fail "HTTP errors counted"
 [ "$(metric 'bootfleet_http_requests_total{code="4xx"}')" -ge 3 ] || fail "4xx responses counted"
+curl -sf "$BASE/boot/52-54-00-00-00-99.ipxe" >/dev/null || fail "an unknown MAC's script"
+curl -sf "$BASE/status/data" > data.json
+$PY - data.json <<'PY' || fail "the recent errors in /status/data: $(cat data.json)"
+import json, sys
+errors = [e["message"] for e in json.load(open(sys.argv[1]))["errors"]]
+assert "unknown MAC, not booted" in errors[0], errors
+assert any("unknown export 'nosuchimage'" in e for e in errors), errors
+assert not any(e.startswith("http ") for e in errors), errors   # access lines are counted, not listed
+PY
 curl -sfi "$BASE/status" | tr -d '\r' > page.txt
 grep -q "^Content-Security-Policy: default-src 'self'" page.txt || fail "the page's CSP: $(head -20 page.txt)"
 grep -q '<script src="/status/app.js"' page.txt || fail "the page's script: $(cat page.txt)"
