@@ -154,22 +154,11 @@ bool send_all(int fd, const char* data, size_t size) {
 
 // The HTTP side of bootsrv's metrics (docs/status.md): HTTPS counts as
 // http too; the status class keeps the label set at five values.
-struct HttpMetrics {
-  util::metrics::Counter& accepted = util::metrics::registry().counter(
-      "bootfleet_connections_total", "Connections accepted, by protocol", {{"protocol", "http"}});
-  util::metrics::Counter& refused = util::metrics::registry().counter(
-      "bootfleet_connections_refused_total", "Connections refused by the per-peer or total limits, by protocol",
-      {{"protocol", "http"}});
-  util::metrics::Gauge& open = util::metrics::registry().gauge(
-      "bootfleet_connections_open", "Connections open now, by protocol", {{"protocol", "http"}});
-  util::metrics::Counter& errors = util::metrics::registry().counter(
-      "bootfleet_protocol_errors_total",
-      "Requests answered with an error (NBD/iSCSI: I/O errors and refused exports; HTTP: 4xx/5xx; TFTP: ERROR packets)",
-      {{"protocol", "http"}});
+struct HttpMetrics : util::metrics::ProtocolMetrics {
   util::metrics::Counter& sent = util::metrics::registry().counter(
       "bootfleet_http_response_bytes_total", "Bytes of HTTP response bodies sent (kernels, initrds, scripts, API)");
   util::metrics::Counter* requests[5];
-  HttpMetrics() {
+  HttpMetrics() : ProtocolMetrics("http") {
     for (int i = 0; i < 5; ++i) {
       requests[i] = &util::metrics::registry().counter("bootfleet_http_requests_total",
                                                        "HTTP requests answered, by status class",

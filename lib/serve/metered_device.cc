@@ -9,10 +9,7 @@ util::metrics::Counter& export_counter(const char* name, const char* help, const
 }  // namespace
 
 util::metrics::Counter& protocol_errors(const std::string& protocol) {
-  return util::metrics::registry().counter(
-      "bootfleet_protocol_errors_total",
-      "Requests answered with an error (NBD/iSCSI: I/O errors and refused exports; HTTP: 4xx/5xx; TFTP: ERROR packets)",
-      {{"protocol", protocol}});
+  return util::metrics::ProtocolMetrics(protocol).errors;
 }
 
 namespace {

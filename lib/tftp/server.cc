@@ -282,22 +282,8 @@ void Server::listen_loop() {
 namespace {
 // The TFTP side of bootsrv's metrics (docs/status.md): a transfer is what
 // a connection is to the TCP protocols.
-struct TftpMetrics {
-  util::metrics::Counter& accepted = util::metrics::registry().counter(
-      "bootfleet_connections_total", "Connections accepted, by protocol", {{"protocol", "tftp"}});
-  util::metrics::Counter& refused = util::metrics::registry().counter(
-      "bootfleet_connections_refused_total", "Connections refused by the per-peer or total limits, by protocol",
-      {{"protocol", "tftp"}});
-  util::metrics::Gauge& open = util::metrics::registry().gauge(
-      "bootfleet_connections_open", "Connections open now, by protocol", {{"protocol", "tftp"}});
-  util::metrics::Counter& errors = util::metrics::registry().counter(
-      "bootfleet_protocol_errors_total",
-      "Requests answered with an error (NBD/iSCSI: I/O errors and refused exports; HTTP: 4xx/5xx; TFTP: ERROR packets)",
-      {{"protocol", "tftp"}});
-};
-
-TftpMetrics& tftp_metrics() {
-  static TftpMetrics m;
+util::metrics::ProtocolMetrics& tftp_metrics() {
+  static util::metrics::ProtocolMetrics m("tftp");
   return m;
 }
 }  // namespace

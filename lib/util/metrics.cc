@@ -231,6 +231,18 @@ void Registry::render(std::string& out) const {
   }
 }
 
+ProtocolMetrics::ProtocolMetrics(const std::string& protocol)
+    : accepted(registry().counter("bootfleet_connections_total", "Connections accepted (TFTP: transfers), by protocol",
+                                  {{"protocol", protocol}})),
+      refused(registry().counter("bootfleet_connections_refused_total",
+                                 "Connections refused by the per-peer or total limits, by protocol",
+                                 {{"protocol", protocol}})),
+      open(registry().gauge("bootfleet_connections_open", "Connections open now, by protocol", {{"protocol", protocol}})),
+      errors(registry().counter("bootfleet_protocol_errors_total",
+                                "Requests answered with an error (NBD/iSCSI: I/O errors and refused exports; HTTP: "
+                                "4xx/5xx; TFTP: ERROR packets)",
+                                {{"protocol", protocol}})) {}
+
 Registry& registry() {
   static Registry* r = new Registry;  // never destroyed: threads may count while the process exits
   return *r;

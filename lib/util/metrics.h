@@ -121,6 +121,18 @@ class Registry {
 // The process-wide registry.
 Registry& registry();
 
+// The series every protocol has (protocol: "nbd", "iscsi", "http",
+// "tftp"), in the process-wide registry: connections accepted, refused by
+// the limits and open now, and requests answered with an error. One
+// definition, so every listener counts under the same names and help.
+struct ProtocolMetrics {
+  explicit ProtocolMetrics(const std::string& protocol);
+  Counter& accepted;
+  Counter& refused;
+  Gauge& open;
+  Counter& errors;
+};
+
 // A label value as the format writes it inside quotes (\\, \", \n escaped).
 std::string escape_label_value(const std::string& value);
 // A sample value: integers without a fraction, +Inf, NaN.

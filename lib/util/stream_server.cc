@@ -29,13 +29,7 @@ StreamServer::StreamServer(PeerLimits::Options limits, Handler handler)
     : what_(limits.what),
       handler_(std::move(handler)),
       limits_(std::move(limits)),
-      accepted_(metrics::registry().counter("bootfleet_connections_total", "Connections accepted, by protocol",
-                                            {{"protocol", protocol_label(what_)}})),
-      refused_(metrics::registry().counter("bootfleet_connections_refused_total",
-                                           "Connections refused by the per-peer or total limits, by protocol",
-                                           {{"protocol", protocol_label(what_)}})),
-      open_(metrics::registry().gauge("bootfleet_connections_open", "Connections open now, by protocol",
-                                      {{"protocol", protocol_label(what_)}})) {}
+      metrics_(protocol_label(what_)) {}
 
 StreamServer::~StreamServer() {
   stop();
@@ -97,19 +91,19 @@ void StreamServer::accept_loop(int listen_fd) {
     auto slot = std::make_shared<PeerLimits::Slot>(limits_.admit(fd, host, refusal));
     if (!*slot) {
       log_line(refusal);
-      refused_.add();
+      metrics_.refused.add();
       ::close(fd);
       continue;
     }
-    accepted_.add();
-    open_.add(1);
+    metrics_.accepted.add();
+    metrics_.open.add(1);
     connections_.add(fd, peer);
     std::thread([this, fd, peer, slot] {
       handler_({fd, peer, connections_.stopping_flag(), [slot] { slot->established(); }});
       slot->release();  // before the descriptor can be reused
       ::close(fd);
       connections_.remove(fd);
-      open_.add(-1);
+      metrics_.open.add(-1);
     }).detach();
   }
 }

@@ -60,10 +60,7 @@ class StreamServer {
   std::vector<std::string> unix_paths_;
   std::vector<std::thread> acceptors_;
   ConnectionSet connections_;
-  // bootfleet_connections_* of this protocol (metrics.h; docs/status.md).
-  metrics::Counter& accepted_;
-  metrics::Counter& refused_;
-  metrics::Gauge& open_;
+  metrics::ProtocolMetrics metrics_;  // of this protocol (docs/status.md)
 };
 
 }  // namespace bootfleet::util
