@@ -323,7 +323,8 @@ std::string StatusPage::metrics_text() {
         .add(n);
   }
   std::map<std::string, double> states = {{"off", 0}, {"booting", 0}, {"up", 0}};
-  for (const auto& row : data()["clients"]) states[row["state"].get<std::string>()] += 1;
+  const json page = data();
+  for (const auto& row : page["clients"]) states[row["state"].get<std::string>()] += 1;
   for (const auto& [state, n] : states) {
     scrape.gauge("bootfleet_clients", "Clients (registered, or with a named session) by state", {{"state", state}})
         .set(n);

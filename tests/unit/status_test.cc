@@ -1,16 +1,67 @@
 // The metrics registry (util/metrics.h) and the status page's access rule
 // (bootsrv/status_page.h): what needs no server. The live page, /metrics
 // under promtool and a real browser are in tests/integration/status/.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <thread>
 
 #include "status_page.h"
+#include "store/store.h"
 #include "tokens.h"
 #include "util/error.h"
+#include "util/file.h"
 #include "util/metrics.h"
+#include "vhd/raw_disk.h"
 
 using namespace bootfleet;
 using util::metrics::Registry;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A store with image lab (@1 active) and client pc01 (52:54:00:00:00:01),
+// and the exports bootsrv serves from it.
+struct StatusFixture {
+  fs::path dir;
+  std::unique_ptr<store::Store> store;
+  std::unique_ptr<serve::StoreExports> exports;
+  StatusFixture() {
+    char tmpl[] = "/tmp/bootfleet-status-unit-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl) != nullptr);
+    dir = tmpl;
+    store::Store::init((dir / "s").string());
+    store = store::Store::open((dir / "s").string());
+    fs::create_directories(dir / "cache");
+    block::SessionManager::Options options;
+    options.cache_dir = (dir / "cache").string();
+    exports = std::make_unique<serve::StoreExports>(*store, options);
+    std::string raw = (dir / "d.raw").string();
+    {
+      auto fd = util::open_file(raw, O_RDWR | O_CREAT | O_TRUNC);
+      REQUIRE(::ftruncate(fd.get(), 4 << 20) == 0);
+    }
+    store::ImportOptions o;
+    o.publish = true;
+    exports->with_store([&](store::Store& s) {
+      s.import_disk("lab", *vhd::RawDisk::open(raw), o);
+      s.add_client("52:54:00:00:00:01", "pc01", "lab", std::nullopt);
+    });
+  }
+  ~StatusFixture() {
+    exports.reset();
+    store.reset();
+    fs::remove_all(dir);
+  }
+};
+
+serve::BootEvent http_event(serve::BootEvent::Kind kind, const std::string& path, const std::string& peer) {
+  return {kind, path, peer, ""};
+}
+
+}  // namespace
 
 TEST_CASE("metrics: counters, gauges and histograms in the text format", "[metrics]") {
   Registry r;
@@ -135,4 +186,105 @@ TEST_CASE("status routes: what the page owns", "[status]") {
   CHECK_FALSE(StatusPage::owns("/statusx"));
   CHECK_FALSE(StatusPage::owns("/metrics/x"));
   CHECK_FALSE(StatusPage::owns("/boot/aa-bb-cc-dd-ee-ff.ipxe"));
+}
+
+TEST_CASE("boot events: a linux boot's stages, followed by address and session", "[status]") {
+  using Kind = serve::BootEvent::Kind;
+  StatusFixture f;
+  bootsrv::BootEvents events(*f.exports, "");
+  events.on_event(http_event(Kind::kChainScript, "/boot.ipxe", "10.0.0.5"));
+  events.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-01.ipxe", "10.0.0.5"));
+  CHECK(events.booting("lab/pc01"));
+  events.on_event(http_event(Kind::kKernel, "/artifacts/lab@1/vmlinuz", "10.0.0.5"));
+  events.on_event(http_event(Kind::kKernel, "/artifacts/lab@1/vmlinuz", "10.0.0.6"));  // another PC's
+  events.on_event(http_event(Kind::kInitrd, "/artifacts/lab@1/initrd.img", "10.0.0.5"));
+  auto boot = events.boots()["lab/pc01"];
+  CHECK_FALSE(boot["complete"].get<bool>());
+  CHECK(boot["stages"].size() == 3);  // script, kernel, initrd
+  CHECK(boot["mac"] == "52-54-00-00-00-01");
+  events.on_event({Kind::kRootAttached, "lab/pc01", "", "nbd"});
+  boot = events.boots()["lab/pc01"];
+  CHECK(boot["complete"].get<bool>());
+  for (const char* stage : {"script", "kernel", "initrd", "root", "total"}) {
+    INFO(stage);
+    REQUIRE(boot["stages"].contains(stage));
+    CHECK(boot["stages"][stage].get<double>() >= 0);
+    CHECK(boot["stages"][stage].get<double>() <= boot["stages"]["total"].get<double>());
+  }
+  CHECK_FALSE(events.booting("lab/pc01"));
+  // A reconnect is not another boot; a kernel fetched later from that address is no stage.
+  events.on_event({Kind::kRootAttached, "lab/pc01", "", "nbd"});
+  events.on_event(http_event(Kind::kKernel, "/artifacts/lab@1/vmlinuz", "10.0.0.5"));
+  CHECK(events.boots()["lab/pc01"] == boot);
+  auto recent = events.recent_events();
+  REQUIRE(recent.size() == 8);
+  CHECK(recent[0]["kind"] == "kernel");
+  CHECK(recent[0]["session"] == nullptr);
+  CHECK(recent[1]["kind"] == "root");
+  CHECK(recent[1]["protocol"] == "nbd");
+  CHECK(recent[7]["kind"] == "chain");
+  CHECK(recent[7]["peer"] == "10.0.0.5");
+}
+
+TEST_CASE("boot events: unknown MACs, the default image, bounded rings", "[status]") {
+  using Kind = serve::BootEvent::Kind;
+  StatusFixture f;
+  bootsrv::BootEvents plain(*f.exports, "");
+  plain.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-09.ipxe", "10.0.0.9"));
+  plain.on_event(http_event(Kind::kBootScript, "/boot/not-a-mac.ipxe", "10.0.0.9"));
+  CHECK(plain.boots().empty());  // told to register: no boot
+  CHECK(plain.recent_events().size() == 2);
+  bootsrv::BootEvents with_default(*f.exports, "lab");
+  with_default.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-09.ipxe", "10.0.0.9"));
+  CHECK(with_default.booting("lab/52-54-00-00-00-09"));
+  for (int i = 0; i < 250; ++i) with_default.on_event(http_event(Kind::kChainScript, "/boot.ipxe", "10.0.1.1"));
+  CHECK(with_default.recent_events().size() == bootsrv::BootEvents::kMaxEvents);
+  for (int i = 0; i < 250; ++i) with_default.on_log_line("boot 52:54:00:00:00:09: unknown MAC, not booted");
+  with_default.on_log_line("http 127.0.0.1:5000 \"GET /nope\" 404 10 failed");
+  with_default.on_log_line("session lab/pc01 started on lab@1");
+  auto errors = with_default.recent_errors();
+  CHECK(errors.size() == bootsrv::BootEvents::kMaxEvents);
+  CHECK(errors[0]["message"] == "boot 52:54:00:00:00:09: unknown MAC, not booted");
+}
+
+TEST_CASE("status page: data and metrics from a store and its sessions", "[status]") {
+  using Kind = serve::BootEvent::Kind;
+  StatusFixture f;
+  bootsrv::BootEvents events(*f.exports, "");
+  bootsrv::StatusOptions o;
+  o.version = "9.9.9";
+  o.store_dir = (f.dir / "s").string();
+  o.cache_dir = (f.dir / "cache").string();
+  bootsrv::StatusPage page(*f.exports, events, o);
+  auto data = page.data();
+  REQUIRE(data["clients"].size() == 1);
+  CHECK(data["clients"][0]["state"] == "off");
+  CHECK(data["clients"][0]["version"] == nullptr);
+  CHECK(data["images"][0]["active"] == 1);
+  CHECK(data["health"]["cache_disk_free_bytes"].get<uint64_t>() > 0);
+  // A boot script starts pc01's session: booting, on lab@1.
+  f.exports->start_session("lab", "pc01", 1);
+  events.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-01.ipxe", "10.0.0.5"));
+  data = page.data();
+  CHECK(data["clients"][0]["state"] == "booting");
+  CHECK(data["clients"][0]["version"] == 1);
+  // Its root attached (a connection): up.
+  auto opened = f.exports->open("lab/pc01");
+  data = page.data();
+  CHECK(data["clients"][0]["state"] == "up");
+  CHECK(data["clients"][0]["connections"] == 1);
+  // Another named session, of a name the client table does not know.
+  auto other = f.exports->open("lab/adhoc");
+  data = page.data();
+  REQUIRE(data["clients"].size() == 2);
+  CHECK(data["clients"][1]["name"] == "adhoc");
+  CHECK(data["clients"][1]["mac"] == nullptr);
+  std::string text = page.metrics_text();
+  CHECK(text.find("bootfleet_build_info{version=\"9.9.9\"} 1\n") != std::string::npos);
+  CHECK(text.find("bootfleet_clients{state=\"up\"} 2\n") != std::string::npos);
+  CHECK(text.find("bootfleet_sessions{kind=\"named\"} 2\n") != std::string::npos);
+  CHECK(text.find("bootfleet_image_active_version{image=\"lab\"} 1\n") != std::string::npos);
+  CHECK(text.find("bootfleet_activations_total{action=\"publish\"} 1\n") != std::string::npos);
+  opened.release();
+  other.release();
 }
