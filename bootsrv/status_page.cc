@@ -1,6 +1,7 @@
 #include "status_page.h"
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -44,8 +45,13 @@ http::Response json_response(int status, const json& body) {
   return r;
 }
 
-std::shared_ptr<const TokenSet> load_tokens(const std::string& file) {
+// `key` names the configuration key in errors (the file's own errors say
+// FILE:LINE).
+std::shared_ptr<const TokenSet> load_tokens(const std::string& file, const char* key) {
   if (file.empty()) return nullptr;
+  if (::access(file.c_str(), R_OK) != 0) {
+    throw util::errno_error(std::string(key) + ": cannot read the token file " + file);
+  }
   return std::make_shared<TokenSet>(TokenSet::load(file));
 }
 
@@ -89,13 +95,13 @@ StatusAccess check_status_access(const http::Request& request, const http::Conne
 
 StatusPage::StatusPage(serve::StoreExports& exports, BootEvents& events, StatusOptions options)
     : exports_(exports), events_(events), options_(std::move(options)) {
-  status_tokens_ = load_tokens(options_.status_tokens_file);
-  api_tokens_ = load_tokens(options_.api_tokens_file);
+  status_tokens_ = load_tokens(options_.status_tokens_file, "status_tokens");
+  api_tokens_ = load_tokens(options_.api_tokens_file, "api_tokens");
 }
 
 void StatusPage::reload_tokens() {
-  auto s = load_tokens(options_.status_tokens_file);
-  auto a = load_tokens(options_.api_tokens_file);
+  auto s = load_tokens(options_.status_tokens_file, "status_tokens");
+  auto a = load_tokens(options_.api_tokens_file, "api_tokens");
   std::lock_guard lock(tokens_mutex_);
   status_tokens_ = s;
   api_tokens_ = a;

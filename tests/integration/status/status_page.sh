@@ -25,6 +25,20 @@ NBD_PORT=$(free_port); HTTP_PORT=$(free_port); ISCSI_PORT=$(free_port)
 printf 'grafana status-token-0123456789abcdef\n' > status-tokens
 printf 'store: %s\nlisten: 127.0.0.1:%s\nhttp:\n  listen: 127.0.0.1:%s\niscsi:\n  listen: 127.0.0.1:%s\nstatus_tokens: %s\n' \
   "$BOOTFLEET_STORE" "$NBD_PORT" "$HTTP_PORT" "$ISCSI_PORT" "$PWD/status-tokens" > bootsrv.yaml
+# A status_tokens file that is missing or wrong stops bootsrv before it serves, naming it.
+sed "s|status-tokens|missing-tokens|" bootsrv.yaml > missing.yaml
+expect_exit 2 "$BOOTSRV" serve --config missing.yaml
+expect_contains "status_tokens: cannot read the token file $PWD/missing-tokens"
+expect_not_contains "listening"
+printf 'viewer short\n' > short-tokens
+sed "s|status-tokens|short-tokens|" bootsrv.yaml > short.yaml
+expect_exit 2 "$BOOTSRV" serve --config short.yaml
+expect_contains "short-tokens:1: the token of 'viewer' is 5 characters"
+sed "s|status_tokens|status_token|" bootsrv.yaml > typo.yaml
+expect_exit 2 "$BOOTSRV" serve --config typo.yaml
+expect_contains "did you mean 'status_tokens'"
+pass "bad status_tokens files and a misspelt key stop bootsrv, naming the file, line and key"
+
 start_bootsrv "listening for HTTP" serve --config bootsrv.yaml
 trap 'kill -9 $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 BASE=http://127.0.0.1:$HTTP_PORT
