@@ -83,8 +83,10 @@ void BootEvents::stage(Boot& boot, const char* name, int64_t from_ms, int64_t to
 
 void BootEvents::forget_old(int64_t now) {
   const int64_t window = std::chrono::duration_cast<std::chrono::milliseconds>(kBootWindow).count();
-  for (auto it = chain_at_.begin(); it != chain_at_.end();) {
-    it = now - it->second > window ? chain_at_.erase(it) : std::next(it);
+  for (auto* times : {&loader_at_, &chain_at_}) {
+    for (auto it = times->begin(); it != times->end();) {
+      it = now - it->second > window ? times->erase(it) : std::next(it);
+    }
   }
   for (auto it = by_peer_.begin(); it != by_peer_.end();) {
     auto b = boots_.find(it->second);
@@ -100,6 +102,28 @@ void BootEvents::forget_old(int64_t now) {
     }
     boots_.erase(oldest);
   }
+}
+
+void BootEvents::on_tftp(const std::string& name, const std::string& peer) {
+  const int64_t now = now_ms();
+  std::lock_guard lock(mutex_);
+  forget_old(now);
+  bool chain_script = name == "boot.ipxe" || name.ends_with("/boot.ipxe");
+  if (chain_script) {
+    chain_at_[peer] = now;
+  } else if (!loader_at_.count(peer) || chain_at_.count(peer)) {
+    // The first loader of a boot (PXE may fetch more than one file); after
+    // a chain script, a loader is the start of another boot.
+    loader_at_[peer] = now;
+    chain_at_.erase(peer);
+  }
+  events_.push_front({{"at_ms", now},
+                      {"kind", chain_script ? "chain" : "tftp"},
+                      {"session", nullptr},
+                      {"peer", peer},
+                      {"protocol", "tftp"},
+                      {"detail", name.substr(0, 200)}});
+  if (events_.size() > kMaxEvents) events_.pop_back();
 }
 
 void BootEvents::on_event(const serve::BootEvent& e) {
@@ -128,12 +152,19 @@ void BootEvents::on_event(const serve::BootEvent& e) {
       boot.mac = mac;
       boot.peer = e.peer;
       boot.script_ms = boot.last_ms = now;
-      auto chain = chain_at_.find(e.peer);
-      boot.first_ms = chain != chain_at_.end() ? chain->second : now;
-      if (chain != chain_at_.end()) {
-        stage(boot, "script", chain->second, now);
-        chain_at_.erase(chain);
+      auto chained = chain_at_.find(e.peer);
+      auto loader = loader_at_.find(e.peer);
+      boot.first_ms = now;
+      if (chained != chain_at_.end()) {
+        boot.first_ms = chained->second;
+        if (loader != loader_at_.end()) {
+          boot.first_ms = loader->second;
+          stage(boot, "loader", loader->second, chained->second);
+        }
+        stage(boot, "script", chained->second, now);
+        chain_at_.erase(chained);
       }
+      if (loader != loader_at_.end()) loader_at_.erase(loader);
       boots_[session] = boot;
       by_peer_[e.peer] = session;
       break;

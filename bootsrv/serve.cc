@@ -201,6 +201,9 @@ int serve_command(const std::vector<std::string>& args) {
         return std::nullopt;
       };
     }
+    tftp_options.on_served = [events = boot_events.get()](const std::string& name, const std::string& peer) {
+      events->on_tftp(name, peer);
+    };
     tftp_server = std::make_unique<tftp::Server>(tftp_options);
     tftp_port = tftp_server->start();
   }

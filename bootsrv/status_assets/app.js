@@ -83,7 +83,7 @@ function renderHealth(d) {
 function bootText(b) {
   if (!b) return "–";
   const s = b.stages;
-  const parts = ["script", "kernel", "initrd", "root"].map((k) => seconds(s[k]));
+  const parts = ["loader", "script", "kernel", "initrd", "root"].map((k) => seconds(s[k]));
   return parts.join(" · ") + " = " + (s.total === undefined ? (b.complete ? "–" : "in progress") : seconds(s.total));
 }
 

@@ -537,6 +537,10 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd, 
       if (acked == total_blocks) {
         log(who + ": sent " + std::to_string(source->size()) + " bytes in " + std::to_string(total_blocks) +
             " blocks, " + seconds_since(start) + " (" + describe() + ")");
+        if (options_.on_served) {
+          std::string host = endpoint_name(peer);
+          options_.on_served(relative, host.substr(0, host.rfind(':')));
+        }
         return;
       }
       send_window();

@@ -192,6 +192,8 @@ TEST_CASE("boot events: a linux boot's stages, followed by address and session",
   using Kind = serve::BootEvent::Kind;
   StatusFixture f;
   bootsrv::BootEvents events(*f.exports, "");
+  events.on_tftp("undionly.kpxe", "10.0.0.5");
+  events.on_tftp("undionly.kpxe", "10.0.0.5");  // a retry: the boot still starts at the first
   events.on_event(http_event(Kind::kChainScript, "/boot.ipxe", "10.0.0.5"));
   events.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-01.ipxe", "10.0.0.5"));
   CHECK(events.booting("lab/pc01"));
@@ -200,12 +202,12 @@ TEST_CASE("boot events: a linux boot's stages, followed by address and session",
   events.on_event(http_event(Kind::kInitrd, "/artifacts/lab@1/initrd.img", "10.0.0.5"));
   auto boot = events.boots()["lab/pc01"];
   CHECK_FALSE(boot["complete"].get<bool>());
-  CHECK(boot["stages"].size() == 3);  // script, kernel, initrd
+  CHECK(boot["stages"].size() == 4);  // loader, script, kernel, initrd
   CHECK(boot["mac"] == "52-54-00-00-00-01");
   events.on_event({Kind::kRootAttached, "lab/pc01", "", "nbd"});
   boot = events.boots()["lab/pc01"];
   CHECK(boot["complete"].get<bool>());
-  for (const char* stage : {"script", "kernel", "initrd", "root", "total"}) {
+  for (const char* stage : {"loader", "script", "kernel", "initrd", "root", "total"}) {
     INFO(stage);
     REQUIRE(boot["stages"].contains(stage));
     CHECK(boot["stages"][stage].get<double>() >= 0);
@@ -217,13 +219,34 @@ TEST_CASE("boot events: a linux boot's stages, followed by address and session",
   events.on_event(http_event(Kind::kKernel, "/artifacts/lab@1/vmlinuz", "10.0.0.5"));
   CHECK(events.boots()["lab/pc01"] == boot);
   auto recent = events.recent_events();
-  REQUIRE(recent.size() == 8);
+  REQUIRE(recent.size() == 10);
   CHECK(recent[0]["kind"] == "kernel");
   CHECK(recent[0]["session"] == nullptr);
   CHECK(recent[1]["kind"] == "root");
   CHECK(recent[1]["protocol"] == "nbd");
   CHECK(recent[7]["kind"] == "chain");
   CHECK(recent[7]["peer"] == "10.0.0.5");
+  CHECK(recent[9]["kind"] == "tftp");
+  CHECK(recent[9]["detail"] == "undionly.kpxe");
+}
+
+TEST_CASE("boot events: chain script over TFTP, a new boot after a chain, a boot without chain", "[status]") {
+  using Kind = serve::BootEvent::Kind;
+  StatusFixture f;
+  bootsrv::BootEvents events(*f.exports, "");
+  events.on_tftp("undionly.kpxe", "10.0.0.5");
+  events.on_tftp("boot.ipxe", "10.0.0.5");  // the chain script, over TFTP
+  events.on_tftp("undionly.kpxe", "10.0.0.5");  // rebooted before its script: a new boot
+  events.on_tftp("boot.ipxe", "10.0.0.5");
+  events.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-01.ipxe", "10.0.0.5"));
+  auto boot = events.boots()["lab/pc01"];
+  CHECK(boot["stages"].contains("loader"));
+  CHECK(boot["stages"].contains("script"));
+  CHECK(events.recent_events()[1]["kind"] == "chain");
+  CHECK(events.recent_events()[1]["protocol"] == "tftp");
+  // A boot script alone (DHCP hands out /boot/MAC.ipxe): no loader, no script stage.
+  events.on_event(http_event(Kind::kBootScript, "/boot/52-54-00-00-00-01.ipxe", "10.0.0.7"));
+  CHECK(events.boots()["lab/pc01"]["stages"].empty());
 }
 
 TEST_CASE("boot events: unknown MACs, the default image, bounded rings", "[status]") {

@@ -21,10 +21,11 @@ disk() { truncate -s 8M "d$1.raw"; $PY -c "import sys; sys.stdout.buffer.write(b
 "$IMGTOOL" client add 52:54:00:00:00:01 --name pc01 --image lab --boot-mode sanboot >/dev/null
 
 IQN=iqn.2026-11.org.bootfleet
-NBD_PORT=$(free_port); HTTP_PORT=$(free_port); ISCSI_PORT=$(free_port)
+NBD_PORT=$(free_port); HTTP_PORT=$(free_port); ISCSI_PORT=$(free_port); TFTP_PORT=$(free_port)
+mkdir tftp-root && head -c 70000 /dev/urandom > tftp-root/undionly.kpxe
 printf 'grafana status-token-0123456789abcdef\n' > status-tokens
-printf 'store: %s\nlisten: 127.0.0.1:%s\nhttp:\n  listen: 127.0.0.1:%s\niscsi:\n  listen: 127.0.0.1:%s\nstatus_tokens: %s\n' \
-  "$BOOTFLEET_STORE" "$NBD_PORT" "$HTTP_PORT" "$ISCSI_PORT" "$PWD/status-tokens" > bootsrv.yaml
+printf 'store: %s\nlisten: 127.0.0.1:%s\nhttp:\n  listen: 127.0.0.1:%s\niscsi:\n  listen: 127.0.0.1:%s\nstatus_tokens: %s\ntftp:\n  listen: 127.0.0.1:%s\n  root: %s\n' \
+  "$BOOTFLEET_STORE" "$NBD_PORT" "$HTTP_PORT" "$ISCSI_PORT" "$PWD/status-tokens" "$TFTP_PORT" "$PWD/tftp-root" > bootsrv.yaml
 # A status_tokens file that is missing or wrong stops bootsrv before it serves, naming it.
 sed "s|status-tokens|missing-tokens|" bootsrv.yaml > missing.yaml
 expect_exit 2 "$BOOTSRV" serve --config missing.yaml
@@ -65,8 +66,12 @@ assert_eq "$(metric 'bootfleet_activations_total{action="publish"}')" 1 "publish
 grep -q '^Content-Type: text/plain; version=0.0.4' <(curl -sfi "$BASE/metrics" | tr -d '\r') || fail "the exposition format's content type"
 pass "/metrics on a fresh server: every family, promtool check metrics passes"
 
-# pc01 boots by sanboot: chain script, boot script, then its iSCSI login.
-curl -sf "$BASE/boot.ipxe" >/dev/null || fail "the chain script"
+# pc01 boots by sanboot: the loader over TFTP, the chain script over TFTP,
+# its boot script over HTTP, then its iSCSI login.
+timeout 30 curl -sS -o got.kpxe "tftp://127.0.0.1:$TFTP_PORT/undionly.kpxe" || fail "the loader over TFTP"
+cmp got.kpxe tftp-root/undionly.kpxe || fail "the loader's bytes"
+timeout 30 curl -sS -o got.ipxe "tftp://127.0.0.1:$TFTP_PORT/boot.ipxe" || fail "boot.ipxe over TFTP"
+grep -qF "chain http://127.0.0.1:$HTTP_PORT/boot/" got.ipxe || fail "boot.ipxe over TFTP: $(cat got.ipxe)"
 curl -sf "$BASE/boot/52-54-00-00-00-01.ipxe" > pc01.ipxe || fail "pc01's boot script"
 grep -qF "sanboot iscsi:127.0.0.1::$ISCSI_PORT:0:$IQN:lab:pc01" pc01.ipxe || fail "pc01's script: $(cat pc01.ipxe)"
 curl -sf "$BASE/status/data" > data.json || fail "GET /status/data"
@@ -84,21 +89,25 @@ assert pc01["version"] == 1, pc01
 assert pc01["read_bytes"] >= 65536, pc01
 b = pc01["last_boot"]
 assert b["complete"], b
-assert set(b["stages"]) == {"script", "root", "total"}, b   # sanboot: no kernel, no initrd
+assert set(b["stages"]) == {"loader", "script", "root", "total"}, b   # sanboot: no kernel, no initrd
 assert 0 <= b["stages"]["root"] <= b["stages"]["total"] < 60, b
+assert b["stages"]["loader"] + b["stages"]["script"] <= b["stages"]["total"], b
 kinds = [e["kind"] for e in d["events"]]
-assert kinds[:3] == ["root", "script", "chain"], kinds
+assert kinds[:4] == ["root", "script", "chain", "tftp"], kinds
+assert d["events"][2]["protocol"] == "tftp" and d["events"][3]["detail"] == "undionly.kpxe", d["events"][:4]
 assert d["events"][0]["protocol"] == "iscsi" and d["events"][0]["session"] == "lab/pc01", d["events"][0]
 assert [i["active"] for i in d["images"]] == [1], d["images"]
 PY
-for stage in script root total; do
+for stage in loader script root total; do
   assert_eq "$(metric "bootfleet_boot_stage_seconds_count{stage=\"$stage\"}")" 1 "boots measured at stage $stage"
 done
 assert_eq "$(metric 'bootfleet_boot_stage_seconds_count{stage="kernel"}')" 0 "a sanboot fetches no kernel"
 [ "$(metric 'bootfleet_client_read_bytes_total{export="lab/pc01"}')" -ge 65536 ] || fail "pc01's bytes read"
 [ "$(metric 'bootfleet_block_read_bytes_total{protocol="iscsi"}')" -ge 65536 ] || fail "iSCSI bytes read"
 [ "$(metric 'bootfleet_connections_total{protocol="iscsi"}')" -ge 1 ] || fail "iSCSI connections"
-pass "a sanboot seen as stages (script, root, total), pc01's reads counted under lab/pc01 and iSCSI"
+assert_eq "$(metric 'bootfleet_connections_total{protocol="tftp"}')" 2 "TFTP transfers"
+assert_eq "$(metric 'bootfleet_connections_open{protocol="tftp"}')" 0 "TFTP transfers running"
+pass "a PXE sanboot seen as stages (loader, script, root, total), pc01's reads counted under lab/pc01 and iSCSI"
 
 # NBD: a client that is not registered writes 3 x 4 KiB; a read-only view reads.
 qemu-io -f raw "nbd://127.0.0.1:$NBD_PORT/lab/pc03" -c 'write -P 7 0 4k' -c 'write -P 7 8k 4k' -c 'write -P 7 1M 4k' \
