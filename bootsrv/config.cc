@@ -25,7 +25,7 @@ const std::vector<std::string> kKnownKeys = {
     "heartbeat",    "tftp",        "tftp.listen",      "tftp.root", "http",           "http.listen",
     "default_image", "kernel_cmdline", "api_tokens",   "tls_cert",  "tls_key",        "https_listen",
     "api_plain_http", "upload_dir", "upload_ttl",      "max_uploads", "limits", "iscsi", "iscsi.listen", "iscsi.iqn_prefix",
-    "iscsi.chap_secrets"};
+    "iscsi.chap_secrets", "status_tokens"};
 
 std::string known_keys_text() {
   std::string out;
@@ -201,6 +201,8 @@ void load_config_file(const std::string& path, Config& config) {
         config.kernel_cmdline = v.as<std::string>();
       } else if (key == "api_tokens") {
         config.api_tokens = v.as<std::string>();
+      } else if (key == "status_tokens") {
+        config.status_tokens = v.as<std::string>();
       } else if (key == "tls_cert") {
         config.tls_cert = v.as<std::string>();
       } else if (key == "tls_key") {

@@ -54,6 +54,9 @@ struct Config {
   std::string upload_dir;                // uploads in progress; default CACHE_DIR/uploads
   std::chrono::seconds upload_ttl{3600};  // an upload untouched this long is removed
   size_t max_uploads = 4;                // uploads open at once
+  // The status page and /metrics (docs/status.md): read-only tokens, same
+  // file format as api_tokens; empty: only loopback and API tokens see them.
+  std::string status_tokens;
   Limits limits;
 };
 

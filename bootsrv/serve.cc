@@ -22,8 +22,10 @@
 #include <iostream>
 
 #include "api.h"
+#include "boot_events.h"
 #include "commands.h"
 #include "config.h"
+#include "status_page.h"
 #include "http/server.h"
 #include "serve/boot_http.h"
 #include "serve/boot_server.h"
@@ -125,6 +127,8 @@ int serve_command(const std::vector<std::string>& args) {
     throw util::Error("tls_cert and tls_key are used by https_listen; set it (e.g. https_listen: :8443)");
   }
   std::unique_ptr<Api> api;  // made once the server's exports exist, before it starts
+  std::unique_ptr<BootEvents> boot_events;   // the same (the status page and /metrics)
+  std::unique_ptr<StatusPage> status;
   serve::BootServerOptions server_options;
   server_options.nbd_listen = config.listen;
   server_options.nbd_busy_poll = config.nbd_busy_poll;
@@ -154,9 +158,10 @@ int serve_command(const std::vector<std::string>& args) {
   server_options.boot.default_image = config.default_image;
   server_options.boot.kernel_cmdline = config.kernel_cmdline;
   server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));
-  server_options.extra_routes = [&api](const http::Request& r, const http::Connection& c,
+  server_options.extra_routes = [&api, &status](const http::Request& r, const http::Connection& c,
                                        http::Body& body) -> std::optional<http::Response> {
     if (api && Api::owns(r.target)) return api->handle(r, c, body);
+    if (status && StatusPage::owns(r.target)) return status->handle(r, c);
     return std::nullopt;
   };
   server_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each API route sets its own limit
@@ -164,6 +169,9 @@ int serve_command(const std::vector<std::string>& args) {
   server_options.on_housekeeping = [&api, &housekeeping_done] {
     if (api) api->housekeeping();
     housekeeping_done = std::chrono::steady_clock::now().time_since_epoch().count();
+  };
+  server_options.on_event = [&boot_events](const serve::BootEvent& e) {
+    if (boot_events) boot_events->on_event(e);
   };
   serve::BootServer server(*s, server_options);
   ApiOptions api_options;
@@ -173,6 +181,16 @@ int serve_command(const std::vector<std::string>& args) {
   api_options.uploads = {config.upload_dir.empty() ? config.cache_dir + "/uploads" : config.upload_dir, config.store,
                          config.upload_ttl, config.max_uploads};
   api = std::make_unique<Api>(server.exports(), api_options);
+  boot_events = std::make_unique<BootEvents>(server.exports(), config.default_image);
+  util::set_log_observer([events = boot_events.get()](const std::string& line) { events->on_log_line(line); });
+  StatusOptions status_options;
+  status_options.api_tokens_file = config.api_tokens;
+  status_options.status_tokens_file = config.status_tokens;
+  status_options.plain_http = config.api_plain_http;
+  status_options.version = BOOTFLEET_VERSION;
+  status_options.store_dir = config.store;
+  status_options.cache_dir = config.cache_dir;
+  status = std::make_unique<StatusPage>(server.exports(), *boot_events, status_options);
   server.start();
   const bool http = !config.http_listen.empty();
   const uint16_t http_port = server.http_port();
@@ -198,6 +216,9 @@ int serve_command(const std::vector<std::string>& args) {
         return std::nullopt;
       };
     }
+    tftp_options.on_served = [events = boot_events.get()](const std::string& name, const std::string& peer) {
+      events->on_tftp(name, peer);
+    };
     tftp_server = std::make_unique<tftp::Server>(tftp_options);
     tftp_port = tftp_server->start();
   }
@@ -217,7 +238,7 @@ int serve_command(const std::vector<std::string>& args) {
     util::log_line("listening for HTTP on " + config.http_listen + " (port " + std::to_string(http_port) +
                    "): boot scripts, kernels" +
                    (config.default_image.empty() ? "" : "; unknown MACs boot " + config.default_image) +
-                   (config.api_tokens.empty() ? "" : "; the control API"));
+                   (config.api_tokens.empty() ? "" : "; the control API") + "; the status page /status, /metrics");
   }
   if (!config.https_listen.empty()) {
     util::log_line("listening for HTTPS on " + config.https_listen + " (port " + std::to_string(server.https_port()) +
@@ -281,6 +302,7 @@ int serve_command(const std::vector<std::string>& args) {
         Config fresh = build_config();
         server.exports().sessions().set_idle_timeout(fresh.idle_timeout);
         if (api) api->reload_tokens();
+        if (status) status->reload_tokens();
         if (server.iscsi_targets() && !fresh.iscsi_chap_secrets.empty()) {
           server.iscsi_targets()->set_chap(
               std::make_shared<iscsi::ChapSecrets>(iscsi::ChapSecrets::load(fresh.iscsi_chap_secrets)));
@@ -302,6 +324,7 @@ int serve_command(const std::vector<std::string>& args) {
   }
   if (tftp_server) tftp_server->stop();
   server.stop();
+  util::set_log_observer(nullptr);
   util::log_line("stopped");
   return 0;
 }

@@ -18,6 +18,7 @@
 #include "util/error.h"
 #include "util/net.h"
 #include "util/log.h"
+#include "util/metrics.h"
 
 namespace bootfleet::http {
 
@@ -151,6 +152,26 @@ bool send_all(int fd, const char* data, size_t size) {
   return true;
 }
 
+// The HTTP side of bootsrv's metrics (docs/status.md): HTTPS counts as
+// http too; the status class keeps the label set at five values.
+struct HttpMetrics : util::metrics::ProtocolMetrics {
+  util::metrics::Counter& sent = util::metrics::registry().counter(
+      "bootfleet_http_response_bytes_total", "Bytes of HTTP response bodies sent (kernels, initrds, scripts, API)");
+  util::metrics::Counter* requests[5];
+  HttpMetrics() : ProtocolMetrics("http") {
+    for (int i = 0; i < 5; ++i) {
+      requests[i] = &util::metrics::registry().counter("bootfleet_http_requests_total",
+                                                       "HTTP requests answered, by status class",
+                                                       {{"code", std::to_string(i + 1) + "xx"}});
+    }
+  }
+};
+
+HttpMetrics& http_metrics() {
+  static HttpMetrics m;
+  return m;
+}
+
 }  // namespace
 
 void Server::accept_loop(const Listener& listener) {
@@ -185,8 +206,11 @@ void Server::accept_loop(const Listener& listener) {
       if (!listener.tls) send_all(fd, kBusy, sizeof kBusy - 1);
       ::close(fd);
       log(refusal + " (503)");
+      http_metrics().refused.add();
       continue;
     }
+    http_metrics().accepted.add();
+    http_metrics().open.add(1);
     connections_.add(fd, connection.peer);
     std::thread([this, fd, connection, tls = listener.tls, scheme, slot] {
       // Bounds every blocking read and write, the TLS handshake's included.
@@ -202,6 +226,7 @@ void Server::accept_loop(const Listener& listener) {
       slot->release();  // before the descriptor can be reused
       ::close(fd);
       connections_.remove(fd);
+      http_metrics().open.add(-1);
     }).detach();
   }
 }
@@ -332,6 +357,10 @@ bool Server::respond(Stream& stream, const Connection& connection, const Request
     if (ok && !head_only) ok = stream.send_file(file_fd, offset, length, sent);
   }
   if (file_fd >= 0) ::close(file_fd);
+  HttpMetrics& m = http_metrics();
+  if (response.status >= 100 && response.status < 600) m.requests[response.status / 100 - 1]->add();
+  if (response.status >= 400 || !ok) m.errors.add();
+  m.sent.add(sent);
   log(std::string(connection.secure ? "https " : "http ") + connection.peer + " \"" + (request ? request->method + " " + loggable_target(request->target) : std::string("-")) +
       "\" " + std::to_string(response.status) + " " + std::to_string(sent) + (ok ? "" : " (aborted)"));
   return ok;

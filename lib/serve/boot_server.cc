@@ -1,17 +1,28 @@
 #include "serve/boot_server.h"
 
+#include "serve/metered_device.h"
 #include "util/error.h"
 
 namespace bootfleet::serve {
 
-// StoreExports as the NBD server sees it, telling the events when a client
-// session's export is opened (the kernel attaching its root).
+// StoreExports as one block protocol sees it, telling the events when a
+// client session's export is opened (the kernel attaching its root), and
+// counting what each export's clients read and write (metered_device.h).
 class BootServer::Resolver : public nbd::ExportResolver {
  public:
-  explicit Resolver(BootServer& server) : server_(server) {}
+  Resolver(BootServer& server, std::string protocol) : server_(server), protocol_(std::move(protocol)) {
+    register_protocol_metrics(protocol_);
+  }
   nbd::OpenedExport open(const std::string& name) override {
-    auto opened = server_.exports().open(name);
-    if (name.find('/') != std::string::npos) server_.event(BootEvent::Kind::kRootAttached, name);
+    nbd::OpenedExport opened;
+    try {
+      opened = server_.exports().open(name);
+    } catch (const util::Error&) {
+      protocol_errors(protocol_).add();
+      throw;
+    }
+    opened.device = std::make_shared<MeteredDevice>(std::move(opened.device), name, protocol_);
+    if (name.find('/') != std::string::npos) server_.event(BootEvent::Kind::kRootAttached, name, "", protocol_);
     return opened;
   }
   nbd::OpenedExport describe(const std::string& name) override { return server_.exports().describe(name); }
@@ -19,12 +30,14 @@ class BootServer::Resolver : public nbd::ExportResolver {
 
  private:
   BootServer& server_;
+  std::string protocol_;  // the metrics' protocol label
 };
 
 BootServer::BootServer(store::Store& store, BootServerOptions options)
     : options_(std::move(options)), housekeeping_seconds_(options_.housekeeping_interval.count()) {
   exports_ = std::make_unique<StoreExports>(store, options_.sessions);
-  resolver_ = std::make_unique<Resolver>(*this);
+  resolver_ = std::make_unique<Resolver>(*this, "nbd");
+  iscsi_resolver_ = std::make_unique<Resolver>(*this, "iscsi");
 }
 
 BootServer::~BootServer() {
@@ -36,8 +49,9 @@ BootServer::~BootServer() {
   exports_.reset();
 }
 
-void BootServer::event(BootEvent::Kind kind, const std::string& detail) {
-  if (options_.on_event) options_.on_event({kind, detail});
+void BootServer::event(BootEvent::Kind kind, const std::string& detail, const std::string& peer,
+                       const std::string& protocol) {
+  if (options_.on_event) options_.on_event({kind, detail, peer, protocol});
 }
 
 http::Response BootServer::handle(const http::Request& request, const http::Connection& connection,
@@ -57,10 +71,10 @@ http::Response BootServer::handle(const http::Request& request, const http::Conn
   auto segments = http::split_path(request.target);
   if (!segments) return r;
   const auto& s = *segments;
-  if (s.size() == 1 && s[0] == "boot.ipxe") event(BootEvent::Kind::kChainScript, request.target);
-  if (s.size() == 2 && s[0] == "boot") event(BootEvent::Kind::kBootScript, request.target);
-  if (s.size() == 3 && s[0] == "artifacts" && s[2] == "vmlinuz") event(BootEvent::Kind::kKernel, request.target);
-  if (s.size() == 3 && s[0] == "artifacts" && s[2] == "initrd.img") event(BootEvent::Kind::kInitrd, request.target);
+  if (s.size() == 1 && s[0] == "boot.ipxe") event(BootEvent::Kind::kChainScript, request.target, connection.peer_host);
+  if (s.size() == 2 && s[0] == "boot") event(BootEvent::Kind::kBootScript, request.target, connection.peer_host);
+  if (s.size() == 3 && s[0] == "artifacts" && s[2] == "vmlinuz") event(BootEvent::Kind::kKernel, request.target, connection.peer_host);
+  if (s.size() == 3 && s[0] == "artifacts" && s[2] == "initrd.img") event(BootEvent::Kind::kInitrd, request.target, connection.peer_host);
   return r;
 }
 
@@ -77,7 +91,7 @@ void BootServer::start() {
   }
   nbd_->start();
   if (!options_.iscsi_listen.empty()) {
-    iscsi_targets_ = std::make_unique<IscsiTargets>(*exports_, *resolver_, options_.iscsi_prefix);
+    iscsi_targets_ = std::make_unique<IscsiTargets>(*exports_, *iscsi_resolver_, options_.iscsi_prefix);
     iscsi_targets_->set_chap(options_.iscsi_chap);
     iscsi::ConnectionOptions iscsi_options;
     iscsi_options.login_timeout = std::chrono::duration_cast<std::chrono::seconds>(options_.iscsi_limits.handshake);

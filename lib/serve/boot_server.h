@@ -40,6 +40,8 @@ struct BootEvent {
   };
   Kind kind;
   std::string detail;  // the URL path, or the export name
+  std::string peer;      // HTTP events: the client's address ("10.0.2.15")
+  std::string protocol;  // kRootAttached: "nbd" or "iscsi"
 };
 
 struct BootServerOptions {
@@ -98,11 +100,12 @@ class BootServer {
  private:
   class Resolver;
   http::Response handle(const http::Request& request, const http::Connection& connection, http::Body& body);
-  void event(BootEvent::Kind kind, const std::string& detail);
+  void event(BootEvent::Kind kind, const std::string& detail, const std::string& peer,
+             const std::string& protocol = "");
 
   BootServerOptions options_;
   std::unique_ptr<StoreExports> exports_;
-  std::unique_ptr<Resolver> resolver_;
+  std::unique_ptr<Resolver> resolver_, iscsi_resolver_;  // NBD's and iSCSI's (each counts under its protocol)
   std::unique_ptr<nbd::Server> nbd_;
   std::unique_ptr<IscsiTargets> iscsi_targets_;
   std::unique_ptr<iscsi::Server> iscsi_;

@@ -38,6 +38,7 @@
 #include "util/bytes.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/net.h"
 
 namespace bootfleet::tftp {
@@ -278,9 +279,19 @@ void Server::listen_loop() {
   }
 }
 
+namespace {
+// The TFTP side of bootsrv's metrics (docs/status.md): a transfer is what
+// a connection is to the TCP protocols.
+util::metrics::ProtocolMetrics& tftp_metrics() {
+  static util::metrics::ProtocolMetrics m("tftp");
+  return m;
+}
+}  // namespace
+
 void Server::refuse(const Endpoint& peer, const Endpoint& local, ErrorCode code, const std::string& message,
                     const std::string& log_line) {
   log("tftp " + endpoint_name(peer) + " " + log_line);
+  tftp_metrics().errors.add();
   int fd = open_transfer_socket(local);
   if (fd < 0) return;
   send_to(fd, build_error(code, message), peer);
@@ -339,10 +350,13 @@ void Server::handle_request(const uint8_t* data, size_t size, const Endpoint& pe
     if (refusal.empty()) {
       running_.push_back(transfer);
       ++transfers_;
+      tftp_metrics().accepted.add();
+      tftp_metrics().open.add(1);
     }
   }
   if (!eviction.empty()) log(eviction);
   if (!refusal.empty()) {
+    tftp_metrics().refused.add();
     refuse(peer, local, ErrorCode::not_defined, "busy, try again later", what + ": " + refusal);
     return;
   }
@@ -369,6 +383,7 @@ void Server::end_transfer(const std::shared_ptr<Transfer>& transfer) {
   std::lock_guard lock(mutex_);
   running_.remove(transfer);  // unless evicted already
   --transfers_;
+  tftp_metrics().open.add(-1);
   idle_.notify_all();
 }
 
@@ -376,6 +391,7 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd, 
   const auto start = Clock::now();
   const std::string who = "tftp " + endpoint_name(peer) + " '" + request.filename + "'";
   auto fail = [&](ErrorCode code, const std::string& message) {
+    tftp_metrics().errors.add();
     send_to(fd, build_error(code, message), peer);
     log(who + ": " + message);
   };
@@ -521,6 +537,10 @@ void Server::run_transfer(const Request& request, const Endpoint& peer, int fd, 
       if (acked == total_blocks) {
         log(who + ": sent " + std::to_string(source->size()) + " bytes in " + std::to_string(total_blocks) +
             " blocks, " + seconds_since(start) + " (" + describe() + ")");
+        if (options_.on_served) {
+          std::string host = endpoint_name(peer);
+          options_.on_served(relative, host.substr(0, host.rfind(':')));
+        }
         return;
       }
       send_window();

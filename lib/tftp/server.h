@@ -66,6 +66,10 @@ struct ServerOptions {
   size_t max_per_peer = 8;
   std::chrono::milliseconds give_up{15000};
   VirtualFiles virtual_files;
+  // Called on the transfer's thread when a file was sent whole, with its
+  // normalized name and the client's address ("10.0.2.15"): bootsrv's boot
+  // stages start here for a PC that loads iPXE over TFTP.
+  std::function<void(const std::string& name, const std::string& peer_host)> on_served;
   // One line per transfer and per refused request; util::log_line if empty.
   std::function<void(const std::string&)> log;
 };

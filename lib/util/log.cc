@@ -15,6 +15,7 @@ std::mutex log_mutex;
 std::string program = "bootfleet";
 bool enabled = true;
 std::function<void(const std::string&)> sink;
+std::function<void(const std::string&)> observer;
 }  // namespace
 
 void set_log_program(const std::string& name) {
@@ -32,11 +33,17 @@ void set_log_sink(std::function<void(const std::string&)> s) {
   sink = std::move(s);
 }
 
+void set_log_observer(std::function<void(const std::string&)> o) {
+  std::lock_guard lock(log_mutex);
+  observer = std::move(o);
+}
+
 void log_line(const std::string& message) {
   auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
                 .count();
   std::lock_guard lock(log_mutex);
   if (!enabled) return;
+  if (observer) observer(message);
   if (sink) {
     sink(message);
     return;

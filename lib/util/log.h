@@ -14,6 +14,10 @@ void set_log_enabled(bool enabled);
 // of stderr; an empty function restores stderr. A command that runs a server
 // in-process (imgtool boot-test) keeps its log for when something fails.
 void set_log_sink(std::function<void(const std::string&)> sink);
+// Also shows every line (the message only) to `observer`, wherever it goes
+// (bootsrv's status page keeps the recent errors); an empty function
+// removes it. Called with the log's lock held: it must not log.
+void set_log_observer(std::function<void(const std::string&)> observer);
 void log_line(const std::string& message);
 
 }  // namespace bootfleet::util

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -16,8 +17,19 @@
 
 namespace bootfleet::util {
 
+namespace {
+// "NBD" -> "nbd": the protocol label of the connection metrics.
+std::string protocol_label(std::string what) {
+  for (char& c : what) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return what;
+}
+}  // namespace
+
 StreamServer::StreamServer(PeerLimits::Options limits, Handler handler)
-    : what_(limits.what), handler_(std::move(handler)), limits_(std::move(limits)) {}
+    : what_(limits.what),
+      handler_(std::move(handler)),
+      limits_(std::move(limits)),
+      metrics_(protocol_label(what_)) {}
 
 StreamServer::~StreamServer() {
   stop();
@@ -79,15 +91,19 @@ void StreamServer::accept_loop(int listen_fd) {
     auto slot = std::make_shared<PeerLimits::Slot>(limits_.admit(fd, host, refusal));
     if (!*slot) {
       log_line(refusal);
+      metrics_.refused.add();
       ::close(fd);
       continue;
     }
+    metrics_.accepted.add();
+    metrics_.open.add(1);
     connections_.add(fd, peer);
     std::thread([this, fd, peer, slot] {
       handler_({fd, peer, connections_.stopping_flag(), [slot] { slot->established(); }});
       slot->release();  // before the descriptor can be reused
       ::close(fd);
       connections_.remove(fd);
+      metrics_.open.add(-1);
     }).detach();
   }
 }

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "util/connection_set.h"
+#include "util/metrics.h"
 #include "util/peer_limits.h"
 
 namespace bootfleet::util {
@@ -59,6 +60,7 @@ class StreamServer {
   std::vector<std::string> unix_paths_;
   std::vector<std::thread> acceptors_;
   ConnectionSet connections_;
+  metrics::ProtocolMetrics metrics_;  // of this protocol (docs/status.md)
 };
 
 }  // namespace bootfleet::util
