@@ -112,6 +112,7 @@ int serve_command(const std::vector<std::string>& args) {
     throw util::Error("tls_cert and tls_key are used by https_listen; set it (e.g. https_listen: :8443)");
   }
   std::unique_ptr<Api> api;  // made once the server's exports exist, before it starts
+  serve::StoreExports* exports_for_schedules = nullptr;  // set with the server, before it starts
   serve::BootServerOptions server_options;
   server_options.nbd_listen = config.listen;
   server_options.nbd_busy_poll = config.nbd_busy_poll;
@@ -147,10 +148,13 @@ int serve_command(const std::vector<std::string>& args) {
     return std::nullopt;
   };
   server_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each API route sets its own limit
-  server_options.on_housekeeping = [&api] {
+  server_options.on_housekeeping = [&api, &server_exports = exports_for_schedules] {
     if (api) api->housekeeping();
+    if (server_exports) apply_due_schedules(*server_exports);
   };
   serve::BootServer server(*s, server_options);
+  exports_for_schedules = &server.exports();
+  apply_due_schedules(server.exports());  // what fell due while no bootsrv ran
   ApiOptions api_options;
   api_options.tokens_file = config.api_tokens;
   api_options.plain_http = config.api_plain_http;
