@@ -74,16 +74,6 @@ void check_name(const std::string& name, void (*validate)(const std::string&)) {
   }
 }
 
-json activation_answer(const std::string& image, const std::string& channel, const store::ActivationResult& r) {
-  std::string ref = image + "@" + std::to_string(r.now);
-  std::string message = !r.changed ? ref + " was already on " + channel + "; nothing changed"
-                                   : ref + " is on " + channel +
-                                         (r.before ? " (was @" + std::to_string(*r.before) + ")" : std::string()) +
-                                         "; new boots get it, running clients keep their version";
-  return {{"image", image},   {"channel", channel}, {"active", r.now}, {"version", r.now},
-          {"previous", r.before ? json(*r.before) : json(nullptr)}, {"changed", r.changed}, {"message", message}};
-}
-
 }  // namespace
 
 std::optional<std::pair<int, json>> Api::route_channels(const std::string& method, const std::string& target,
@@ -131,14 +121,14 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
       std::string dest = to.value_or(store::kProductionChannel);
       auto r = store([&](store::Store& s) { return s.promote(image, *from, dest, by); });
       if (r.changed) util::log_line(who_log + ": promote " + image + " " + *from + " -> " + dest + ": @" + std::to_string(r.now));
-      return std::pair{200, activation_answer(image, dest, r)};
+      return std::pair{200, store::activation_result_json(image, dest, r)};
     }
     std::string channel = json_string(j, "channel").value_or(store::kProductionChannel);
     if (p[2] == "rollback") {
       auto to = json_number(j, "to");
       auto r = store([&](store::Store& s) { return s.rollback_channel(image, channel, to, by); });
       if (r.changed) util::log_line(who_log + ": rollback " + image + "@" + std::to_string(r.now) + " on " + channel);
-      return std::pair{200, activation_answer(image, channel, r)};
+      return std::pair{200, store::activation_result_json(image, channel, r)};
     }
     auto n = json_number(j, "version");
     if (!n) throw ApiError(400, "the field 'version' (a version number) is missing");
@@ -159,7 +149,7 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
     }
     auto r = store([&](store::Store& s) { return s.publish_channel({image, n, false}, channel, by, create); });
     if (r.changed) util::log_line(who_log + ": publish " + image + "@" + std::to_string(r.now) + " on " + channel);
-    return std::pair{200, activation_answer(image, channel, r)};
+    return std::pair{200, store::activation_result_json(image, channel, r)};
   }
 
   if (p.size() >= 1 && p[0] == "groups") {

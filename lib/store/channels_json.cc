@@ -50,6 +50,18 @@ json activation_json(const Activation& a) {
           {"by", a.by}};
 }
 
+json activation_result_json(const std::string& image, const std::string& channel, const ActivationResult& r) {
+  std::string ref = image + "@" + std::to_string(r.now);
+  const bool production = channel == kProductionChannel;
+  std::string message = !r.changed ? ref + (production ? " was already active" : " was already on channel " + channel) +
+                                         "; nothing changed"
+                                   : ref + (production ? " is active" : " is on channel " + channel) +
+                                         (r.before ? " (was @" + std::to_string(*r.before) + ")" : std::string()) +
+                                         "; new boots get it, running clients keep their version";
+  return {{"image", image},      {"channel", channel},         {"version", r.now}, {"active", r.now},
+          {"previous", opt(r.before)}, {"changed", r.changed}, {"message", message}};
+}
+
 void add_placement_json(const ClientInfo& c, json& j) {
   j["group"] = opt(c.group);
   j["pin"] = opt(c.pin);

@@ -244,6 +244,7 @@ void Store::migrate() {
   auto st = db_->prepare("PRAGMA user_version");
   st.step();
   int64_t have = st.int64(0);
+  st.reset();  // a statement left running keeps tables locked against DROP TABLE (migration 5)
   if (have > kSchemaVersion) {
     throw Error(db_->path() + ": catalog schema version " + std::to_string(have) +
                 " is newer than this imgtool understands (" + std::to_string(kSchemaVersion) + "); upgrade imgtool");
@@ -252,7 +253,9 @@ void Store::migrate() {
   Transaction tx(*db_);
   auto again = db_->prepare("PRAGMA user_version");  // another process may have migrated meanwhile
   again.step();
-  for (int64_t v = again.int64(0); v < kSchemaVersion; ++v) {
+  int64_t from = again.int64(0);
+  again.reset();
+  for (int64_t v = from; v < kSchemaVersion; ++v) {
     db_->exec(kMigrations[v]);
     db_->exec("PRAGMA user_version = " + std::to_string(v + 1));
   }
