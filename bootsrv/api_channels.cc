@@ -74,6 +74,12 @@ void check_name(const std::string& name, void (*validate)(const std::string&)) {
   }
 }
 
+// "lab@2 (was @1)", "lab@3 (was @2) on channel test": the log's words for a change.
+std::string change_text(const std::string& image, const std::string& channel, const store::ActivationResult& r) {
+  return image + "@" + std::to_string(r.now) + (r.before ? " (was @" + std::to_string(*r.before) + ")" : std::string()) +
+         (channel == store::kProductionChannel ? std::string() : " on channel " + channel);
+}
+
 }  // namespace
 
 std::optional<std::pair<int, json>> Api::route_channels(const std::string& method, const std::string& target,
@@ -120,14 +126,14 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
       if (!from) throw ApiError(400, "the field 'from' (a channel, e.g. \"test\") is missing");
       std::string dest = to.value_or(store::kProductionChannel);
       auto r = store([&](store::Store& s) { return s.promote(image, *from, dest, by); });
-      if (r.changed) util::log_line(who_log + ": promote " + image + " " + *from + " -> " + dest + ": @" + std::to_string(r.now));
+      if (r.changed) util::log_line(who_log + ": promote from " + *from + ": " + change_text(image, dest, r));
       return std::pair{200, store::activation_result_json(image, dest, r)};
     }
     std::string channel = json_string(j, "channel").value_or(store::kProductionChannel);
     if (p[2] == "rollback") {
       auto to = json_number(j, "to");
       auto r = store([&](store::Store& s) { return s.rollback_channel(image, channel, to, by); });
-      if (r.changed) util::log_line(who_log + ": rollback " + image + "@" + std::to_string(r.now) + " on " + channel);
+      if (r.changed) util::log_line(who_log + ": rollback " + change_text(image, channel, r));
       return std::pair{200, store::activation_result_json(image, channel, r)};
     }
     auto n = json_number(j, "version");
@@ -148,7 +154,7 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
       return std::pair{201, json{{"schedule", store::schedule_json(sch)}}};
     }
     auto r = store([&](store::Store& s) { return s.publish_channel({image, n, false}, channel, by, create); });
-    if (r.changed) util::log_line(who_log + ": publish " + image + "@" + std::to_string(r.now) + " on " + channel);
+    if (r.changed) util::log_line(who_log + ": publish " + change_text(image, channel, r));
     return std::pair{200, store::activation_result_json(image, channel, r)};
   }
 
