@@ -21,6 +21,7 @@
 #include "json_body.h"
 #include "store/channels_json.h"
 #include "util/log.h"
+#include "util/mac.h"
 
 namespace bootfleet::bootsrv {
 
@@ -56,6 +57,21 @@ bool json_bool(const json& body, const char* name) {
   if (!v.is_boolean()) throw ApiError(400, std::string("the field '") + name + "' must be true or false, not " + json_kind(v));
   return v.get<bool>();
 }
+
+// A name from the body (channel, group, image), checked before anything
+// repeats it: a refusal names the field, never the value (json_body.h).
+std::optional<std::string> json_name(const json& body, const char* name, void (*validate)(const std::string&),
+                                     const char* rule) {
+  auto v = json_string(body, name);
+  if (!v) return v;
+  try {
+    validate(*v);
+  } catch (const util::Error&) {
+    throw ApiError(400, std::string("the field '") + name + "' is not " + rule);
+  }
+  return v;
+}
+constexpr const char* kNameRule = "a name (1-64 letters, digits, '.', '_', '-', from a letter or digit)";
 
 // A store refusal: 404 when it says something does not exist, else 409.
 ApiError refusal(const util::Error& e) {
@@ -122,14 +138,15 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
     need("POST");
     json j = body_json();
     if (p[2] == "promote") {
-      auto from = json_string(j, "from"), to = json_string(j, "to");
+      auto from = json_name(j, "from", store::validate_channel_name, kNameRule);
+      auto to = json_name(j, "to", store::validate_channel_name, kNameRule);
       if (!from) throw ApiError(400, "the field 'from' (a channel, e.g. \"test\") is missing");
       std::string dest = to.value_or(store::kProductionChannel);
       auto r = store([&](store::Store& s) { return s.promote(image, *from, dest, by); });
       if (r.changed) util::log_line(who_log + ": promote from " + *from + ": " + change_text(image, dest, r));
       return std::pair{200, store::activation_result_json(image, dest, r)};
     }
-    std::string channel = json_string(j, "channel").value_or(store::kProductionChannel);
+    std::string channel = json_name(j, "channel", store::validate_channel_name, kNameRule).value_or(store::kProductionChannel);
     if (p[2] == "rollback") {
       auto to = json_number(j, "to");
       auto r = store([&](store::Store& s) { return s.rollback_channel(image, channel, to, by); });
@@ -145,8 +162,9 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
       int64_t at_ms = 0;
       try {
         at_ms = store::parse_schedule_time(*when, now, "at");
-      } catch (const util::Error& e) {
-        throw ApiError(400, e.what());
+      } catch (const util::Error&) {
+        throw ApiError(400, "the field 'at' is not a time; use 2026-11-26T19:00:00Z, '2026-11-26 19:00' (UTC), "
+                            "+90s, +15m, +2h, +1d or @UNIXSECONDS");
       }
       auto sch = store([&](store::Store& s) { return s.add_schedule({image, n, false}, channel, at_ms, by, create); });
       util::log_line(who_log + ": scheduled #" + std::to_string(sch.id) + ": publish " + image + "@" +
@@ -166,10 +184,10 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
         return std::pair{200, json{{"groups", list}}};
       }
       json j = body_json();
-      auto name = json_string(j, "name"), image = json_string(j, "image");
+      auto name = json_name(j, "name", store::validate_group_name, "a group name (1-64 letters, digits, '.', '_', '-'; not 'none')");
+      auto image = json_name(j, "image", store::validate_image_name, "an image name");
       if (!name || !image) throw ApiError(400, "a group needs the fields 'name' and 'image'");
-      check_name(*name, store::validate_group_name);
-      std::string channel = json_string(j, "channel").value_or(store::kProductionChannel);
+      std::string channel = json_name(j, "channel", store::validate_channel_name, kNameRule).value_or(store::kProductionChannel);
       auto pin = json_number(j, "pin");
       auto g = store([&](store::Store& s) { return s.add_group(*name, *image, channel, pin); });
       util::log_line(who_log + ": group " + g.name + " added (" + g.image + ", channel " + g.channel + ")");
@@ -190,8 +208,8 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
       }
       json j = body_json();
       store::GroupChange change;
-      change.image = json_string(j, "image");
-      change.channel = json_string(j, "channel");
+      change.image = json_name(j, "image", store::validate_image_name, "an image name");
+      change.channel = json_name(j, "channel", store::validate_channel_name, kNameRule);
       if (j.contains("pin")) change.pin = json_number(j, "pin");
       auto g = store([&](store::Store& s) { return s.set_group(name, change); });
       util::log_line(who_log + ": group " + g.name + " changed (" + g.image + ", channel " + g.channel +
@@ -202,13 +220,20 @@ std::optional<std::pair<int, json>> Api::route_channels(const std::string& metho
 
   if (p.size() == 2 && p[0] == "clients") {
     const std::string& key = p[1];
+    if (!util::parse_mac(key)) {
+      try {
+        store::validate_client_name(key);
+      } catch (const util::Error&) {
+        throw ApiError(400, "/api/v1/clients/KEY takes a MAC address or a client name (letters, digits, '.', '_', '-')");
+      }
+    }
     std::string m = need("GET, POST");
     if (m == "POST") {
       json j = body_json();
       if (!j.contains("group") && !j.contains("pin")) {
         throw ApiError(400, "nothing to change: give 'group' (a name, or null) and/or 'pin' (a version, or null)");
       }
-      std::optional<std::string> group = json_string(j, "group");
+      std::optional<std::string> group = json_name(j, "group", store::validate_group_name, "a group name, or null");
       std::optional<int64_t> pin = json_number(j, "pin");
       store([&](store::Store& s) {
         if (j.contains("group")) s.set_client_group(key, group);

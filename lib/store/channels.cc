@@ -85,7 +85,8 @@ int64_t parse_schedule_time(const std::string& text, int64_t now_ms, const std::
       unit = num.back();
       num.pop_back();
     }
-    if (!all_digits(num)) throw Error(what + ": '" + text + "' is not a time" + forms);
+    // At most 9 digits: a billion days still fits in int64 milliseconds.
+    if (!all_digits(num) || num.size() > 9) throw Error(what + ": '" + text + "' is not a time" + forms);
     int64_t n = std::stoll(num);
     int64_t scale = unit == 's' ? 1 : unit == 'm' ? 60 : unit == 'h' ? 3600 : unit == 'd' ? 86400 : 0;
     if (!scale) throw Error(what + ": '" + text + "' has an unknown unit '" + std::string(1, unit) + "'" + forms);
@@ -110,7 +111,7 @@ int64_t parse_schedule_time(const std::string& text, int64_t now_ms, const std::
   if (!rest.empty() && rest != "Z") {
     throw Error(what + ": '" + text + "': times are UTC; write them with Z or without a zone" + forms);
   }
-  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970) {
+  if (mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60 || y < 1970) {
     throw Error(what + ": '" + text + "' is not a valid date and time" + forms);
   }
   tm.tm_year = y - 1900;
