@@ -142,6 +142,28 @@ assert_eq "$(json '[(h["action"], h["channel"], h["version"], h["by"]) for h in 
 expect_output_contains "promote  production   @2 (was @1)  by $(whoami)@" "$IMGTOOL" history lab
 pass "publish, promote, rollback, groups and pins through --server with --json; history says who and which channel"
 
+# The API's own refusals: names checked before anything repeats them, the
+# right statuses.
+api() {  # api METHOD PATH [BODY]: prints the status, the body in body.json
+  curl -s -o body.json -w '%{http_code}' -X "$1" -H "Authorization: Bearer $TOKEN" ${3:+-d "$3"} "$BASE$2"
+}
+assert_eq "$(api POST /api/v1/images/lab/publish '{"version":2,"channel":"<b~d name>"}')" 400 "a bad channel name"
+grep -q "the field 'channel' is not a name" body.json || fail "bad channel: $(cat body.json)"
+grep -q "b~d" body.json && fail "the refusal repeats the value: $(cat body.json)"
+assert_eq "$(api POST /api/v1/images/lab/publish '{"version":2,"at":"<~soon~>"}')" 400 "a bad time"
+grep -q "the field 'at' is not a time" body.json || fail "bad time: $(cat body.json)"
+assert_eq "$(api POST /api/v1/images/lab/promote '{"from":"test","to":"test"}')" 409 "promote to itself"
+assert_eq "$(api DELETE /api/v1/groups/testers)" 409 "removing a group with clients"
+grep -q "still has clients: pc02" body.json || fail "group removal: $(cat body.json)"
+assert_eq "$(api POST /api/v1/clients/pc09 '{"pin":1}')" 404 "an unknown client"
+grep -q "clients: pc01 (52:54:00:00:00:01), pc02" body.json || fail "unknown client: $(cat body.json)"
+assert_eq "$(api POST /api/v1/clients/pc01 '{"pin":"two"}')" 400 "a pin that is not a number"
+assert_eq "$(api DELETE /api/v1/schedules/x1)" 400 "a schedule id that is not a number"
+assert_eq "$(api PUT /api/v1/groups)" 405 "PUT on /groups"
+assert_eq "$(api GET /api/v1/images/lab/channels)" 200 "channels"
+assert_eq "$(json '[c["channel"] for c in j["channels"]]' < body.json)" "['production', 'test']" "channels over the API"
+pass "API refusals: bad names and times (not repeated) 400, conflicts 409, unknown client 404 listing them, 405"
+
 # A scheduled publish fires once, across a SIGKILL and a restart of bootsrv.
 expect_exit 0 "$IMGTOOL" publish lab@3 --at +4s "${S[@]}" --json
 SID=$(json 'j["schedule"]["id"]' <<<"$OUT")
