@@ -7,6 +7,7 @@
 
 #include "api_error.h"
 #include "json_body.h"
+#include "store/channels_json.h"
 #include "store/version_json.h"
 #include "store/version_ref.h"
 #include "util/error.h"
@@ -55,18 +56,6 @@ int64_t version_number(const std::string& text, const std::string& what) {
 }
 
 json parse_json_body(http::Body& body) { return parse_json_body_text(body.read_all(kMaxJsonBody)); }
-
-std::optional<int64_t> json_version(const json& body, const char* name, bool required) {
-  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  if (!body.contains(name) || body[name].is_null()) {
-    if (required) throw ApiError(400, std::string("the field '") + name + "' (a version number) is missing");
-    return std::nullopt;
-  }
-  if (!body[name].is_number_integer() || body[name].get<int64_t>() < 1) {
-    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + json_kind(body[name]));
-  }
-  return body[name].get<int64_t>();
-}
 
 void check_image_name(const std::string& image) {
   try {
@@ -217,6 +206,7 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
   std::vector<std::string> p(path.begin() + 2, path.end());
   const std::string who_log = "api " + who + " (" + connection.peer + ")";
   auto store_error = [](int status, const util::Error& e) { return ApiError(status, e.what()); };
+  if (auto r = route_channels(method, request.target, p, who, who_log, body)) return json_response(r->first, r->second);
 
   if (p.size() == 1 && p[0] == "healthz") {
     allow("GET");
@@ -275,47 +265,13 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
       image_info();
       json history = json::array();
       for (const auto& a : exports_.with_store([&](store::Store& s) { return s.history(image); })) {
-        history.push_back({{"id", a.id},
-                           {"version", a.version},
-                           {"previous", opt(a.previous)},
-                           {"action", a.action},
-                           {"at_ms", a.at_ms},
-                           {"by", a.by}});
+        history.push_back(store::activation_json(a));
       }
-      return json_response(200, {{"image", image}, {"history", history}});
-    }
-    if (p.size() == 3 && (p[2] == "publish" || p[2] == "rollback")) {
-      allow("POST");
-      json j = parse_json_body(body);
-      bool publish = p[2] == "publish";
-      std::optional<int64_t> n = json_version(j, publish ? "version" : "to", publish);
-      image_info();
-      if (n) {
-        try {
-          exports_.with_store([&](store::Store& s) { return s.version({image, n, false}); });
-        } catch (const util::Error& e) {
-          throw store_error(404, e);
-        }
+      json scheduled = json::array();
+      for (const auto& s : exports_.with_store([&](store::Store& st) { return st.schedules(image, true); })) {
+        scheduled.push_back(store::schedule_json(s));
       }
-      store::ActivationResult r;
-      try {
-        r = exports_.with_store([&](store::Store& s) {
-          return publish ? s.publish({image, n, false}, "api:" + who) : s.rollback(image, n, "api:" + who);
-        });
-      } catch (const util::Error& e) {
-        throw store_error(409, e);
-      }
-      std::string ref = image + "@" + std::to_string(r.now);
-      std::string message =
-          !r.changed ? ref + " was already active; nothing changed"
-                     : ref + " is active" + (r.before ? " (was @" + std::to_string(*r.before) + ")" : std::string()) +
-                           "; new boots get it, running clients keep their version";
-      if (r.changed) util::log_line(who_log + ": " + p[2] + " " + ref + (r.before ? " (was @" + std::to_string(*r.before) + ")" : ""));
-      return json_response(200, {{"image", image},
-                                 {"active", r.now},
-                                 {"previous", opt(r.before)},
-                                 {"changed", r.changed},
-                                 {"message", message}});
+      return json_response(200, {{"image", image}, {"history", history}, {"schedules", scheduled}});
     }
     if (p.size() == 3 && p[2] == "uploads") {
       allow("POST");
@@ -366,6 +322,7 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
                            {"boot_mode", c.boot_mode ? json(store::boot_mode_name(*c.boot_mode)) : json(nullptr)},
                            {"effective_boot_mode", effective},
                            {"created_at", c.created_at}});
+        store::add_placement_json(c, clients.back());
       }
     });
     return json_response(200, {{"clients", clients}});
@@ -400,7 +357,12 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
     uint64_t cache = 0;
     auto sessions = exports_.sessions().sessions();
     for (const auto& s : sessions) cache += s->cache().data_bytes();
+    json scheduled = json::array();
+    for (const auto& s : exports_.with_store([](store::Store& st) { return st.schedules(std::nullopt, false); })) {
+      scheduled.push_back(store::schedule_json(s));
+    }
     return json_response(200, {{"images", images},
+                               {"schedules", scheduled},
                                {"sessions", sessions.size()},
                                {"cache_bytes", cache},
                                {"uploads", uploads_ ? uploads_->open_count() : 0}});

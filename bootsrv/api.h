@@ -50,6 +50,12 @@ class Api {
  private:
   http::Response route(const http::Request& request, const std::vector<std::string>& path, const std::string& who,
                        const http::Connection& connection, http::Body& body);
+  // Channels, groups, pins, schedules (api_channels.cc): a status and body,
+  // or nullopt when `p` (the path after /api/v1/) is not one of theirs.
+  std::optional<std::pair<int, nlohmann::json>> route_channels(const std::string& method, const std::string& target,
+                                                               const std::vector<std::string>& p,
+                                                               const std::string& who, const std::string& who_log,
+                                                               http::Body& body);
   nlohmann::json version_json(const store::VersionInfo& v, std::optional<int64_t> active);
   std::string artifact_sha256(const std::string& path);
 
@@ -67,5 +73,9 @@ class Api {
   };
   std::map<std::string, CachedSha> sha_cache_;  // artifact path -> its sha256
 };
+
+// Publishes what is scheduled and due (api_channels.cc); bootsrv runs it at
+// start and from housekeeping.
+void apply_due_schedules(serve::StoreExports& exports);
 
 }  // namespace bootfleet::bootsrv

@@ -129,6 +129,7 @@ int serve_command(const std::vector<std::string>& args) {
   std::unique_ptr<Api> api;  // made once the server's exports exist, before it starts
   std::unique_ptr<BootEvents> boot_events;   // the same (the status page and /metrics)
   std::unique_ptr<StatusPage> status;
+  serve::StoreExports* exports_for_schedules = nullptr;  // set with the server, before it starts
   serve::BootServerOptions server_options;
   server_options.nbd_listen = config.listen;
   server_options.nbd_busy_poll = config.nbd_busy_poll;
@@ -166,14 +167,17 @@ int serve_command(const std::vector<std::string>& args) {
   };
   server_options.max_body_bytes = uint64_t{4} << 40;  // uploads; each API route sets its own limit
   std::atomic<int64_t> housekeeping_done{std::chrono::steady_clock::now().time_since_epoch().count()};
-  server_options.on_housekeeping = [&api, &housekeeping_done] {
+  server_options.on_housekeeping = [&api, &housekeeping_done, &server_exports = exports_for_schedules] {
     if (api) api->housekeeping();
+    if (server_exports) apply_due_schedules(*server_exports);
     housekeeping_done = std::chrono::steady_clock::now().time_since_epoch().count();
   };
   server_options.on_event = [&boot_events](const serve::BootEvent& e) {
     if (boot_events) boot_events->on_event(e);
   };
   serve::BootServer server(*s, server_options);
+  exports_for_schedules = &server.exports();
+  apply_due_schedules(server.exports());  // what fell due while no bootsrv ran
   ApiOptions api_options;
   api_options.tokens_file = config.api_tokens;
   api_options.plain_http = config.api_plain_http;

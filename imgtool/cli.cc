@@ -147,15 +147,19 @@ std::unique_ptr<remote::Client> connect_server(const ServerFlags& flags) {
   return std::make_unique<remote::Client>(remote::resolve_client_options(flags.server, flags.token_file, flags.ca_file));
 }
 
-void print_remote_activation(const remote::Client& server, const nlohmann::json& answer, const std::string& suffix) {
+void print_channel_activation(const nlohmann::json& answer, const std::string& where, const std::string& suffix) {
   std::string image = answer.value("image", std::string("?"));
-  std::string now = "@" + std::to_string(answer.value("active", int64_t{0}));
+  std::string channel = answer.value("channel", std::string(store::kProductionChannel));
+  bool production = channel == store::kProductionChannel;
+  std::string now = "@" + std::to_string(answer.value("version", answer.value("active", int64_t{0})));
   auto previous = answer.find("previous");
   std::string before = previous != answer.end() && previous->is_number() ? "@" + std::to_string(previous->get<int64_t>()) : "none";
   if (!answer.value("changed", true)) {
-    std::cout << image << " on " << server.server() << ": " << now << " is already active; nothing changed\n";
+    std::cout << image << where << ": " << now << (production ? " is already active" : " is already on channel " + channel)
+              << "; nothing changed\n";
   } else {
-    std::cout << image << " on " << server.server() << ": active " << before << " -> " << now << suffix << "\n";
+    std::cout << image << where << ": " << (production ? std::string("active") : "channel " + channel) << " " << before
+              << " -> " << now << suffix << "\n";
   }
 }
 
@@ -175,8 +179,11 @@ const std::vector<Command>& all_commands() {
       {"export", "write a version out as one flat raw or VHD file", cmd_export},
       {"diff", "show what changed between two versions, from block digests", cmd_diff},
       {"verify", "recompute digests and check the structure of stored versions", cmd_verify},
-      {"publish", "make a version the active one of its image", cmd_publish},
-      {"rollback", "make the previously active version active again", cmd_rollback},
+      {"publish", "make a version what new boots get (on a channel, now or --at a time)", cmd_publish},
+      {"rollback", "put the version a channel had before back on it", cmd_rollback},
+      {"promote", "put the version one channel has on another (test -> production)", cmd_promote},
+      {"channels", "list the channels of an image and the version each names", cmd_channels},
+      {"schedule", "list and cancel scheduled publishes (publish --at)", cmd_schedule},
       {"prune", "remove old versions, keeping what is active, leased or needed", cmd_prune},
       {"squash", "store a version again as a new base, so its chain is short", cmd_squash},
       {"gc", "remove files in the store that no catalog row refers to", cmd_gc},

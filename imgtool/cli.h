@@ -62,8 +62,10 @@ struct ServerFlags {
 };
 void add_server_options(po::options_description& options, ServerFlags& flags);
 std::unique_ptr<remote::Client> connect_server(const ServerFlags& flags);
-// Prints a publish/rollback answer of the API as the local commands do.
-void print_remote_activation(const remote::Client& server, const nlohmann::json& answer, const std::string& suffix);
+// Prints a publish, promote or rollback (store::activation_result_json, or
+// the API's same answer): "lab: active @1 -> @2", "lab: channel test @2 -> @3".
+// `where` is "" or " on SERVER".
+void print_channel_activation(const nlohmann::json& answer, const std::string& where, const std::string& suffix);
 
 using CommandFn = int (*)(const std::vector<std::string>& args);
 struct Command {
@@ -99,5 +101,12 @@ int cmd_client(const std::vector<std::string>& args);
 int cmd_push(const std::vector<std::string>& args);
 int cmd_status(const std::vector<std::string>& args);
 int cmd_boot_test(const std::vector<std::string>& args);
+int cmd_promote(const std::vector<std::string>& args);
+int cmd_channels(const std::vector<std::string>& args);
+int cmd_schedule(const std::vector<std::string>& args);
+// imgtool client group … (group.cc), and client set's --group/--pin on a server.
+int cmd_client_group(const std::vector<std::string>& args);
+void set_client_placement_remote(const ServerFlags& flags, const std::string& key, const std::optional<std::string>& group,
+                                 bool set_group, std::optional<int64_t> pin, bool set_pin);
 
 }  // namespace bootfleet::imgtool

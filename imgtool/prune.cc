@@ -11,8 +11,10 @@ int cmd_prune(const std::vector<std::string>& args) {
   CommandSpec spec{"prune", "IMAGE --keep K [--dry-run] [--json]\n       imgtool prune IMAGE@N",
                    "Remove old versions of IMAGE.",
                    "With --keep K, keeps the newest K versions and, whatever K, the active version,\n"
-                   "the rollback target, every version a live server lease pins, and every parent\n"
-                   "a kept version needs; removes the rest and says why each kept one stays.\n"
+                   "the rollback target, every version a live server lease pins, a channel names\n"
+                   "(or rolls back to), a client or group is pinned to or a pending schedule will\n"
+                   "publish, and every parent a kept version needs; removes the rest and says why\n"
+                   "each kept one stays.\n"
                    "With IMAGE@N, removes exactly that version, refused when any of those reasons\n"
                    "holds. Rows are deleted before files, so a crash leaves only files that gc\n"
                    "removes. To shorten chains so old bases can go, see squash."};

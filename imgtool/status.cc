@@ -19,7 +19,7 @@ std::string number_or_dash(const nlohmann::json& value) {
 
 int cmd_status(const std::vector<std::string>& args) {
   CommandSpec spec{"status", "--server URL [--token-file F] [--ca-file F] [--json]",
-                   "Show a boot server's images (active, rollback target, latest), live sessions and cache use.",
+                   "Show a boot server's images (active, rollback target, latest), pending scheduled publishes, live sessions and cache use.",
                    "Asks the server's control API (docs/api.md); --server and --token-file default to\n"
                    "$BOOTFLEET_SERVER and $BOOTFLEET_TOKEN_FILE. The local store's own state is\n"
                    "'imgtool images'. --json prints the server's answers as one object:\n"
@@ -51,6 +51,11 @@ int cmd_status(const std::vector<std::string>& args) {
             << util::format_size(status.value("cache_bytes", uint64_t{0}));
   if (status.value("uploads", 0) > 0) std::cout << ", " << status.value("uploads", 0) << " upload(s) open";
   std::cout << "\n";
+  for (const auto& s : status.value("schedules", nlohmann::json::array())) {
+    std::cout << "scheduled #" << s.value("id", int64_t{0}) << ": publish " << s.value("image", std::string("?")) << "@"
+              << s.value("version", int64_t{0}) << " on " << s.value("channel", std::string("?")) << " at "
+              << s.value("at", std::string("?")) << " (by " << s.value("by", std::string("?")) << ")\n";
+  }
   if (!sessions.empty()) {
     std::cout << "\n" << std::setw(32) << "EXPORT" << std::setw(10) << "VERSION" << std::setw(12) << "CACHE"
               << "CONNECTIONS\n";

@@ -120,9 +120,17 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   }
 
   int64_t version = 0;
+  std::string why;  // how the version was chosen (channels.h), for the log
   try {
     version = exports_.with_store([&](store::Store& s) {
-      if (!options_.pinned) mode = client ? s.effective_boot_mode(*client) : s.image(image).boot_mode;
+      if (!options_.pinned) {
+        // client pin -> group pin -> group channel -> production
+        store::BootResolution r = client ? s.resolve_boot(*client) : s.resolve_image(image);
+        image = r.image;
+        pinned_version = r.version;
+        why = r.describe();
+        mode = client ? s.effective_boot_mode(*client) : s.image(image).boot_mode;
+      }
       store::VersionInfo v = s.version({image, pinned_version, false});
       // A sanboot disk brings its own loader; only the linux path needs the kernel beside the version.
       if (mode == store::BootMode::kLinux) check_boot_artifacts(s, v);
@@ -142,7 +150,7 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   std::string ref = image + "@" + std::to_string(version);
   if (start) {
     util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name + ", " +
-                   store::boot_mode_name(mode));
+                   store::boot_mode_name(mode) + (why.empty() ? "" : ", by " + why));
   }
   if (mode == store::BootMode::kSanboot) {
     // iPXE's URI is iscsi:SERVER:PROTOCOL:PORT:LUN:TARGET; the protocol is

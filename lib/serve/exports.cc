@@ -93,6 +93,15 @@ void StoreExports::remove_dead_leases() {
 
 StoreExports::~StoreExports() { sessions_.reset(); }
 
+std::optional<int64_t> StoreExports::resolve_client(const std::string& image, const std::string& client) {
+  std::lock_guard lock(store_mutex_);
+  auto c = store_.find_client(client);
+  if (!c) return std::nullopt;
+  store::BootResolution r = store_.resolve_boot(*c);
+  if (r.image != image) return std::nullopt;
+  return r.version;
+}
+
 block::Pin StoreExports::pin(const store::VersionRef& ref) {
   std::lock_guard lock(store_mutex_);
   store::VersionInfo v = store_.version(ref);
@@ -168,7 +177,10 @@ nbd::OpenedExport StoreExports::open(const std::string& name) {
   }
   std::string client = name.substr(slash + 1);
   validate_client_name(client, name);
-  auto session = sessions_->attach(name, [&] { return pin({image, std::nullopt, false}); });
+  // No session yet (a client that attaches without a boot script): the
+  // version its boot script would have named, when it is a known client of
+  // this image; else production.
+  auto session = sessions_->attach(name, [&] { return pin({image, resolve_client(image, client), false}); });
   out.device = session;
   out.description = image + "@" + std::to_string(session->pin().version) + ", session " + name + " (" +
                     std::to_string(session->connections()) + " connections)";

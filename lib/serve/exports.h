@@ -57,6 +57,8 @@ class StoreExports : public nbd::ExportResolver {
 
  private:
   block::Pin pin(const store::VersionRef& ref);
+  // The version a registered client of `image` resolves to (channels.h); none: production.
+  std::optional<int64_t> resolve_client(const std::string& image, const std::string& client);
   std::string lease(const block::Pin& pin, const std::string& session);
   void release(const std::string& session);
 

@@ -32,7 +32,7 @@ using util::Error;
 
 namespace {
 
-constexpr int kSchemaVersion = 4;
+constexpr int kSchemaVersion = 5;
 
 // Each entry migrates the schema from version i to i+1.
 const char* const kMigrations[] = {
@@ -107,6 +107,56 @@ ALTER TABLE clients ADD COLUMN cache_quota INTEGER CHECK (cache_quota IS NULL OR
     R"sql(
 ALTER TABLE images ADD COLUMN boot_mode TEXT NOT NULL DEFAULT 'linux' CHECK (boot_mode IN ('linux', 'sanboot'));
 ALTER TABLE clients ADD COLUMN boot_mode TEXT CHECK (boot_mode IN ('linux', 'sanboot'));
+)sql",
+    // 5: channels, groups, pins, scheduled publishes (channels.h). Production
+    // stays images.active_version, so today's active version is production's;
+    // activations get their channel (old rows: production) and a 'promote'
+    // action, which needs the table rebuilt (SQLite cannot alter a CHECK).
+    R"sql(
+CREATE TABLE activations_new (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  previous INTEGER,
+  action TEXT NOT NULL CHECK (action IN ('publish', 'rollback', 'promote')),
+  at_ms INTEGER NOT NULL,
+  by TEXT NOT NULL,
+  channel TEXT NOT NULL DEFAULT 'production'
+);
+INSERT INTO activations_new (id, image_id, version, previous, action, at_ms, by)
+  SELECT id, image_id, version, previous, action, at_ms, by FROM activations;
+DROP TABLE activations;
+ALTER TABLE activations_new RENAME TO activations;
+CREATE INDEX activations_by_image ON activations (image_id, channel, id);
+CREATE TABLE channels (
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  name TEXT NOT NULL CHECK (name <> 'production'),
+  version INTEGER,
+  PRIMARY KEY (image_id, name)
+);
+CREATE TABLE groups (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  image TEXT NOT NULL,
+  channel TEXT NOT NULL DEFAULT 'production',
+  pin INTEGER CHECK (pin IS NULL OR pin > 0),
+  created_at INTEGER NOT NULL
+);
+ALTER TABLE clients ADD COLUMN group_name TEXT;
+ALTER TABLE clients ADD COLUMN pin INTEGER CHECK (pin IS NULL OR pin > 0);
+CREATE TABLE schedules (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+  version INTEGER NOT NULL,
+  channel TEXT NOT NULL,
+  at_ms INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'cancelled', 'failed')),
+  done_ms INTEGER,
+  result TEXT
+);
+CREATE INDEX schedules_pending ON schedules (state, at_ms);
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -194,6 +244,7 @@ void Store::migrate() {
   auto st = db_->prepare("PRAGMA user_version");
   st.step();
   int64_t have = st.int64(0);
+  st.reset();  // a statement left running keeps tables locked against DROP TABLE (migration 5)
   if (have > kSchemaVersion) {
     throw Error(db_->path() + ": catalog schema version " + std::to_string(have) +
                 " is newer than this imgtool understands (" + std::to_string(kSchemaVersion) + "); upgrade imgtool");
@@ -202,7 +253,9 @@ void Store::migrate() {
   Transaction tx(*db_);
   auto again = db_->prepare("PRAGMA user_version");  // another process may have migrated meanwhile
   again.step();
-  for (int64_t v = again.int64(0); v < kSchemaVersion; ++v) {
+  int64_t from = again.int64(0);
+  again.reset();
+  for (int64_t v = from; v < kSchemaVersion; ++v) {
     db_->exec(kMigrations[v]);
     db_->exec("PRAGMA user_version = " + std::to_string(v + 1));
   }
@@ -399,33 +452,17 @@ VersionInfo Store::version(const VersionRef& ref) {
               (known.empty() ? std::string(" (the image has none)") : "; versions: " + known));
 }
 
-std::vector<int64_t> Store::rollback_stack(int64_t image_id) {
-  // Replaying the history: a publish pushes its version, a rollback pops back
-  // to the one below (or, with --to, pushes its target). The top is active;
-  // the one below it is where the next rollback goes.
-  auto st = db_->prepare("SELECT version, action, previous FROM activations WHERE image_id = ? ORDER BY id");
-  st.bind(1, image_id);
-  std::vector<int64_t> stack;
-  while (st.step()) {
-    int64_t v = st.int64(0);
-    if (st.text(1) == "rollback" && stack.size() >= 2 && stack[stack.size() - 2] == v) {
-      stack.pop_back();
-    } else {
-      stack.push_back(v);
-    }
-  }
-  return stack;
-}
+std::vector<int64_t> Store::rollback_stack(int64_t image_id) { return channel_stack(image_id, kProductionChannel); }
 
 std::vector<Activation> Store::history(const std::string& name) {
   image(name);
   auto st = db_->prepare(
-      "SELECT a.id, a.version, a.previous, a.action, a.at_ms, a.by FROM activations a JOIN images i ON i.id = a.image_id "
-      "WHERE i.name = ? ORDER BY a.id");
+      "SELECT a.id, a.version, a.previous, a.action, a.at_ms, a.by, a.channel FROM activations a "
+      "JOIN images i ON i.id = a.image_id WHERE i.name = ? ORDER BY a.id");
   st.bind(1, name);
   std::vector<Activation> out;
   while (st.step()) {
-    out.push_back({st.int64(0), st.int64(1), st.opt_int64(2), st.text(3), st.int64(4), st.text(5)});
+    out.push_back({st.int64(0), st.int64(1), st.opt_int64(2), st.text(3), st.int64(4), st.text(5), st.text(6)});
   }
   return out;
 }
@@ -758,6 +795,8 @@ std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, b
   if (info.active) mark(*info.active, "active");
   if (info.previous) mark(*info.previous, "rollback target");
   for (const auto& l : live_leases(name)) mark(l.version, "leased by " + l.holder + " (session " + l.session + ")");
+  for (const auto& [n, reasons] : kept_versions(name))
+    for (const auto& why : reasons) mark(n, why);
   // Parents of kept versions, down to their base.
   std::map<int64_t, std::optional<int64_t>> parent_of;
   for (const auto& v : all) parent_of[v.number] = v.parent;
@@ -802,6 +841,11 @@ void Store::remove_version(const VersionRef& ref) {
   if (info.previous == v.number) throw Error(what + " is the rollback target (the previously active version)");
   for (const auto& l : live_leases(ref.image))
     if (l.version == v.number) throw Error(what + " is leased by " + l.holder + " (session " + l.session + ")");
+  if (auto kept = kept_versions(ref.image); kept.count(v.number)) {
+    std::string why;
+    for (const auto& r : kept[v.number]) why += (why.empty() ? "" : ", ") + r;
+    throw Error(what + " is in use: " + why + "; move those to another version first");
+  }
   for (const auto& other : versions(ref.image))
     if (other.parent == v.number) throw Error(what + " is the parent of @" + std::to_string(other.number));
   db_->prepare("DELETE FROM versions WHERE image_id = (SELECT id FROM images WHERE name = ?) AND number = ?")
@@ -1083,11 +1127,6 @@ void Store::set_image_boot_mode(const std::string& image, BootMode mode) {
   tx.commit();
 }
 
-BootMode Store::effective_boot_mode(const ClientInfo& client) {
-  if (client.boot_mode) return *client.boot_mode;
-  return image(client.image).boot_mode;
-}
-
 void validate_client_name(const std::string& name) {
   if (name.empty() || name.size() > 64) {
     throw Error("client name '" + name.substr(0, 80) + "': a client name is 1 to 64 characters");
@@ -1109,12 +1148,14 @@ void validate_client_name(const std::string& name) {
 std::string default_client_name(const std::string& mac) { return util::mac_with_hyphens(util::normalize_mac(mac)); }
 
 namespace {
-const char* kClientColumns = "mac, name, image, cmdline, created_at, cache_quota, boot_mode";
+const char* kClientColumns = "mac, name, image, cmdline, created_at, cache_quota, boot_mode, group_name, pin";
 ClientInfo read_client_row(Statement& st) {
   auto quota = st.opt_int64(5);
   ClientInfo c{st.text(0), st.text(1), st.text(2), st.opt_text(3), st.int64(4),
-               quota ? std::optional<uint64_t>(static_cast<uint64_t>(*quota)) : std::nullopt, std::nullopt};
+               quota ? std::optional<uint64_t>(static_cast<uint64_t>(*quota)) : std::nullopt, std::nullopt, std::nullopt, std::nullopt};
   if (auto mode = st.opt_text(6)) c.boot_mode = parse_boot_mode(*mode, "clients.boot_mode of '" + c.name + "'");
+  c.group = st.opt_text(7);
+  c.pin = st.opt_int64(8);
   return c;
 }
 std::optional<std::string> boot_mode_column(std::optional<BootMode> mode) {
@@ -1175,7 +1216,7 @@ ClientInfo Store::add_client(const std::string& mac_text, const std::optional<st
   db_->prepare("INSERT INTO clients (mac, name, image, cmdline, created_at, boot_mode) VALUES (?, ?, ?, ?, ?, ?)")
       .bind(1, mac).bind(2, name).bind(3, image).bind(4, line).bind(5, now).bind(6, boot_mode_column(boot_mode)).run();
   tx.commit();
-  return {mac, name, image, line, now, std::nullopt, boot_mode};
+  return {mac, name, image, line, now, std::nullopt, boot_mode, std::nullopt, std::nullopt};
 }
 
 std::vector<ClientInfo> Store::clients() {
@@ -1223,14 +1264,22 @@ ClientInfo Store::set_client(const std::string& key, const ClientChange& change)
     }
     c.name = *change.name;
   }
-  if (change.image) c.image = *change.image;
+  if (change.image && *change.image != c.image) {
+    if (c.group) {
+      throw Error("client " + c.name + " is in group '" + *c.group + "', which decides its image; change the group's "
+                  "('imgtool client group set " + *c.group + " --image …') or take the client out ('--group none')");
+    }
+    c.image = *change.image;
+    c.pin.reset();  // a version number of the old image means nothing for the new one
+  }
   if (line) c.cmdline = line->empty() ? std::nullopt : line;
   if (change.cache_quota) c.cache_quota = *change.cache_quota ? change.cache_quota : std::nullopt;
   std::optional<int64_t> quota;
   if (c.cache_quota) quota = static_cast<int64_t>(*c.cache_quota);
   if (change.boot_mode) c.boot_mode = *change.boot_mode;
-  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ?, cache_quota = ?, boot_mode = ? WHERE mac = ?")
-      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, quota).bind(5, boot_mode_column(c.boot_mode)).bind(6, c.mac).run();
+  db_->prepare("UPDATE clients SET name = ?, image = ?, cmdline = ?, cache_quota = ?, boot_mode = ?, pin = ? WHERE mac = ?")
+      .bind(1, c.name).bind(2, c.image).bind(3, c.cmdline).bind(4, quota).bind(5, boot_mode_column(c.boot_mode))
+      .bind(6, c.pin).bind(7, c.mac).run();
   tx.commit();
   return c;
 }

@@ -20,11 +20,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "store/channels.h"
 #include "store/digests.h"
 #include "store/sqlite.h"
 #include "store/version_ref.h"
@@ -77,9 +79,10 @@ struct Activation {
   int64_t id = 0;
   int64_t version = 0;
   std::optional<int64_t> previous;
-  std::string action;  // publish | rollback
+  std::string action;  // publish | rollback | promote
   int64_t at_ms = 0;
   std::string by;
+  std::string channel = kProductionChannel;
 };
 
 struct ActivationResult {
@@ -109,6 +112,8 @@ struct ClientInfo {
   // cache_quota applies.
   std::optional<uint64_t> cache_quota;
   std::optional<BootMode> boot_mode;  // unset: the image's
+  std::optional<std::string> group;  // its group (channels.h), which then names its image
+  std::optional<int64_t> pin;        // a version of its image it boots whatever is published
 };
 
 // What `set_client` changes; an empty cmdline removes it.
@@ -283,8 +288,50 @@ class Store {
   void remove_client(const std::string& key);
   // The boot mode an image's clients get unless they set their own.
   void set_image_boot_mode(const std::string& image, BootMode mode);
-  // What `client` boots by: its own mode, else its image's.
+  // What `client` boots by: its own mode, else its image's (channels.cc).
   BootMode effective_boot_mode(const ClientInfo& client);
+
+  // Channels, groups, pins and scheduled publishes (channels.h, channels.cc).
+  // Errors name what exists ("channels: production, test").
+  std::vector<ChannelInfo> channels(const std::string& image);
+  ChannelInfo channel(const std::string& image, const std::string& name);
+  // Points `channel` at ref's version; production is publish(). A channel
+  // other than production and test is made by its first publish only when
+  // `create` (so a typo is an error, not a new channel).
+  ActivationResult publish_channel(const VersionRef& ref, const std::string& channel, const std::string& by,
+                                   bool create = false);
+  // Points `to` at the version `from` names now (recorded as "promote").
+  ActivationResult promote(const std::string& image, const std::string& from, const std::string& to,
+                           const std::string& by);
+  ActivationResult rollback_channel(const std::string& image, const std::string& channel, std::optional<int64_t> to,
+                                    const std::string& by);
+  GroupInfo add_group(const std::string& name, const std::string& image, const std::string& channel,
+                      std::optional<int64_t> pin);
+  std::vector<GroupInfo> groups();  // sorted by name
+  GroupInfo group(const std::string& name);  // throws, listing the groups
+  GroupInfo set_group(const std::string& name, const GroupChange& change);
+  // Refused while clients are in it (named).
+  void remove_group(const std::string& name);
+  // Puts a client in a group (its image becomes the group's) or, with
+  // nullopt, takes it out (it keeps the image).
+  ClientInfo set_client_group(const std::string& key, const std::optional<std::string>& group);
+  // Pins a client to a version of its image, or unpins it (nullopt).
+  ClientInfo set_client_pin(const std::string& key, std::optional<int64_t> pin);
+  // What a boot of `client` gets: client pin -> group pin -> group channel
+  // -> production (see channels.h). Throws naming what is missing.
+  BootResolution resolve_boot(const ClientInfo& client);
+  // A PC the store does not know booting `image` (bootsrv's default_image).
+  BootResolution resolve_image(const std::string& image);
+  Schedule add_schedule(const VersionRef& ref, const std::string& channel, int64_t at_ms, const std::string& by,
+                        bool create_channel = false);
+  // Pending ones (of `image`, or all); with `all`, done and cancelled too.
+  std::vector<Schedule> schedules(const std::optional<std::string>& image, bool all);
+  Schedule cancel_schedule(int64_t id, const std::string& by);
+  // Applies every pending schedule due at `now_ms`, each exactly once.
+  std::vector<Schedule> apply_due_schedules(int64_t now_ms);
+  // The versions of `image` that channels, rollback targets, pins and
+  // pending schedules refer to, each with its reasons: never pruned.
+  std::map<int64_t, std::vector<std::string>> kept_versions(const std::string& image);
 
   // Leases: a server records the versions its sessions pin.
   int64_t add_lease(const VersionRef& ref, const std::string& holder, const std::string& session);
@@ -308,6 +355,13 @@ class Store {
   ImportResult write_version(const std::string& image, const vhd::Disk& disk, const ImportOptions& options,
                              std::optional<VersionInfo> force_base_of);
   std::vector<int64_t> rollback_stack(int64_t image_id);
+  std::vector<int64_t> channel_stack(int64_t image_id, const std::string& channel);
+  std::vector<std::string> channel_names(int64_t image_id);
+  std::optional<int64_t> channel_version(int64_t image_id, const std::string& channel);
+  // In the caller's transaction: points the channel at `version` and records it.
+  ActivationResult set_channel_version(int64_t image_id, const std::string& image, const std::string& channel,
+                                       int64_t version, const std::string& action, const std::string& by);
+  void check_channel(int64_t image_id, const std::string& image, const std::string& channel, bool create);
   void fill_depths(std::vector<VersionInfo>& versions);
   void check_client_fields(const std::string& what, const std::optional<std::string>& name,
                            const std::optional<std::string>& image, const std::optional<std::string>& cmdline,

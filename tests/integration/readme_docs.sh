@@ -34,7 +34,7 @@ import re, subprocess, sys
 doc, imgtool = sys.argv[1], sys.argv[2]
 text = open(doc).read()
 bad = []
-blocks = re.findall(r"```\n(Usage: imgtool ([a-z-]+(?: (?:add|list|set|rm))?) .*?)```", text, re.S)
+blocks = re.findall(r"```\n(Usage: imgtool ([a-z-]+(?: group)?(?: (?:add|list|set|rm|cancel))?)[ \n].*?)```", text, re.S)
 for block, command in blocks:
     out = subprocess.run([imgtool, *command.split(), "--help"], capture_output=True, text=True).stdout
     if "\n" not in block.strip():  # a synopsis line only
@@ -42,7 +42,7 @@ for block, command in blocks:
     if out.strip() != block.strip():
         bad.append(command)
     for hidden in ("--file arg", "--image arg  ", "--mac arg"):
-        if hidden in block and command not in ("client add", "client set"):
+        if hidden in block and command not in ("client add", "client set", "client group add", "client group set"):
             bad.append(command + " lists " + hidden)
 if len(blocks) < 20:
     bad.append(f"only {len(blocks)} usage blocks found")
