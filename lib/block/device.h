@@ -27,11 +27,14 @@ class Device {
   // The read, done only if nothing has to wait for a disk; EAGAIN when it
   // would (then call read() where waiting is fine). The default never tries.
   virtual int try_read(uint64_t /*offset*/, uint32_t /*length*/, uint8_t* /*buf*/) { return EAGAIN; }
-  // The read as spans to send without copying (util/file_send.h): 0 when
-  // the whole range maps to files that never change or to zeros, ENOTSUP
-  // when some of it does not (a write cache's own clusters, whose slots may
-  // be rewritten or reused while the kernel reads them): then read(). `out`
-  // is appended to, and undefined after an error. The default maps nothing.
+  // The read as spans to send without copying (util/file_send.h), done
+  // (like try_read) only if nothing has to wait for a disk: 0 when the
+  // whole range maps to files that never change, or to zeros, and their
+  // pages seem cached (util::spans_cached); EAGAIN when it maps but would
+  // wait; ENOTSUP when some of it does not map (a write cache's own
+  // clusters, whose slots may be rewritten or reused while the kernel reads
+  // them). On anything but 0, read() instead. `out` is appended to, and
+  // undefined after an error. The default maps nothing.
   virtual int map_read(uint64_t /*offset*/, uint32_t /*length*/, std::vector<util::FileSpan>& /*out*/) { return ENOTSUP; }
   virtual int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) = 0;
   virtual int flush() = 0;

@@ -85,7 +85,8 @@ class VersionDevice : public Device {
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override;
   int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override;
   int map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) override {
-    return chain_->map(offset, length, out) ? 0 : ENOTSUP;
+    if (!chain_->map(offset, length, out)) return ENOTSUP;
+    return util::spans_cached(out) ? 0 : EAGAIN;
   }
   int write(uint64_t, uint32_t, const uint8_t*, bool) override { return EPERM; }
   int flush() override { return 0; }

@@ -290,7 +290,7 @@ int WriteCache::map_read(uint64_t offset, uint32_t length, std::vector<util::Fil
     }
     pos = run_end;
   }
-  return 0;
+  return util::spans_cached(out) ? 0 : EAGAIN;
 }
 
 int WriteCache::extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) const {

@@ -117,7 +117,8 @@ class WriteCache {
   // would (see vhd::Disk::try_read).
   int try_read(uint64_t offset, uint32_t length, uint8_t* buf) const;
   // Maps a read that touches only clusters below or zeroed (see
-  // Device::map_read); ENOTSUP when a cluster has a slot of its own.
+  // Device::map_read); ENOTSUP when a cluster has a slot of its own,
+  // EAGAIN when what it maps seems not to be cached.
   int map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) const;
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua);
   int write_zeroes(uint64_t offset, uint32_t length, bool fua);

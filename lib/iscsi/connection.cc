@@ -973,7 +973,7 @@ void Connection::stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint6
       // Large, cached and mapped to version files: sent without a copy
       // (as NBD does; util/file_send.h). A digest needs the bytes in hand.
       mapped_.clear();
-      if (lu_->device().map_read(io.lba * kBlockSize + offset, n, mapped_) == 0 && util::spans_cached(mapped_)) {
+      if (lu_->device().map_read(io.lba * kBlockSize + offset, n, mapped_) == 0) {
         send_data_in(itt, lun_field, nullptr, n, offset, datasn, last, kStatusGood, flags, residual, mapped_);
         offset += n;
         continue;

@@ -554,7 +554,8 @@ bool Connection::send_read_in_pieces(const Request& r, uint8_t* piece, size_t ha
 
 // A cached read mapped to files: the header, then the data straight
 // from the page cache. Past the header an error cannot be reported, as in
-// send_read_in_pieces; spans_cached() made one unlikely.
+// send_read_in_pieces; map_read maps only what seems cached, which makes
+// one unlikely.
 bool Connection::send_mapped_read(const Request& r, const std::vector<util::FileSpan>& spans, Via via) {
   if (via == Via::batch && !flush_output()) return false;
   std::lock_guard lock(send_mutex_);
@@ -791,8 +792,7 @@ bool Connection::execute(Job& job, Via via) {
         // read below, which can still report an error (a reply already
         // begun cannot).
         std::vector<util::FileSpan> spans;
-        if (dev.map_read(r.offset, r.length, spans) == 0 && util::spans_cached(spans))
-          return send_mapped_read(r, spans, via);
+        if (dev.map_read(r.offset, r.length, spans) == 0) return send_mapped_read(r, spans, via);
       }
       std::vector<uint8_t>& data = job.payload;
       const size_t first = std::min<size_t>(r.length, kReadPiece);

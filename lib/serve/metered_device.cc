@@ -55,6 +55,11 @@ int MeteredDevice::try_read(uint64_t offset, uint32_t length, uint8_t* buf) {
   return counted_read(inner_->try_read(offset, length, buf), length);
 }
 
+// A mapped read is a read: it is sent from the files the spans name.
+int MeteredDevice::map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) {
+  return counted_read(inner_->map_read(offset, length, out), length);
+}
+
 int MeteredDevice::write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) {
   int rc = inner_->write(offset, length, buf, fua);
   if (rc == 0) {

@@ -53,6 +53,7 @@ class MeteredDevice : public block::Device {
   bool shared_between_connections() const override { return inner_->shared_between_connections(); }
   int read(uint64_t offset, uint32_t length, uint8_t* buf) override;
   int try_read(uint64_t offset, uint32_t length, uint8_t* buf) override;
+  int map_read(uint64_t offset, uint32_t length, std::vector<util::FileSpan>& out) override;
   int write(uint64_t offset, uint32_t length, const uint8_t* buf, bool fua) override;
   int flush() override { return count_error(inner_->flush()); }
   int trim(uint64_t offset, uint32_t length, bool fua) override;
@@ -63,7 +64,7 @@ class MeteredDevice : public block::Device {
 
  private:
   int count_error(int rc) {
-    if (rc != 0 && rc != EAGAIN) counters_.errors.add();
+    if (rc != 0 && rc != EAGAIN && rc != ENOTSUP) counters_.errors.add();  // "read another way" is no error
     return rc;
   }
   int counted_read(int rc, uint32_t length);
