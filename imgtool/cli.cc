@@ -30,7 +30,7 @@ std::map<std::string, std::string> parse_set_options(const std::vector<std::stri
 std::shared_ptr<block::Device> open_version_device(store::Store& store, const store::VersionInfo& v) {
   std::string path = store.path_of(v);
   std::shared_ptr<const vhd::Chain> chain = vhd::Chain::open(path);
-  return std::make_shared<block::VersionDevice>(block::Pin{v.image, v.number, path}, chain);
+  return std::make_shared<block::VersionDevice>(block::Pin{v.image, v.number, path, ""}, chain);
 }
 
 void add_store_option(po::options_description& options, std::string& dir) {

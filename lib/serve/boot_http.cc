@@ -119,10 +119,19 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
                             base));
   }
 
+  // A client in a maintenance session boots its image and base version,
+  // continuing its kept write cache (store/maintenance.h).
+  std::optional<store::MaintenanceInfo> maintenance;
+  if (client) maintenance = exports_.with_store([&](store::Store& s) { return s.maintenance_of_client(client->name); });
+  if (maintenance) {
+    image = maintenance->image;
+    pinned_version = maintenance->base;
+  }
   int64_t version = 0;
   try {
     version = exports_.with_store([&](store::Store& s) {
-      if (!options_.pinned) mode = client ? s.effective_boot_mode(*client) : s.image(image).boot_mode;
+      if (!options_.pinned) mode = client && !maintenance ? s.effective_boot_mode(*client) : s.image(image).boot_mode;
+      if (maintenance && client->boot_mode) mode = *client->boot_mode;
       store::VersionInfo v = s.version({image, pinned_version, false});
       // A sanboot disk brings its own loader; only the linux path needs the kernel beside the version.
       if (mode == store::BootMode::kLinux) check_boot_artifacts(s, v);
@@ -134,7 +143,9 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
     }
     // A PC whose session still has a connection keeps it (and so its
     // version): its script names that version's kernel and initrd.
-    if (start) version = exports_.start_session(image, name, version)->pin().version;
+    if (start) {
+      version = exports_.start_session(image, name, version, maintenance ? maintenance->token : "")->pin().version;
+    }
   } catch (const Error& e) {
     util::log_line("boot " + *mac + " (" + name + "): cannot boot: " + e.what());
     return ipxe(wait_script("cannot boot " + name + " (MAC " + *mac + "): " + e.what(), base));
@@ -142,14 +153,20 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   std::string ref = image + "@" + std::to_string(version);
   if (start) {
     util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name + ", " +
-                   store::boot_mode_name(mode));
+                   store::boot_mode_name(mode) + (maintenance ? ", maintenance" : ""));
   }
+  // Said on the console, and (linux path) on the kernel command line, so
+  // the image can show it.
+  const std::string in_maintenance =
+      maintenance ? "echo bootfleet: MAINTENANCE: writes are kept across reboots until 'imgtool maintenance commit "
+                    "or discard " + image + "'\n"
+                  : std::string();
   if (mode == store::BootMode::kSanboot) {
     // iPXE's URI is iscsi:SERVER:PROTOCOL:PORT:LUN:TARGET; the protocol is
     // empty (TCP) and LUN 0 is the only one a target has.
     std::string target = target_name(options_.iqn_prefix, image + "/" + name);
     return ipxe("#!ipxe\n"
-                "echo bootfleet: booting " + ref + " as " + name + " by sanboot\n"
+                "echo bootfleet: booting " + ref + " as " + name + " by sanboot\n" + in_maintenance +
                 "set initiator-iqn " + initiator_name(options_.iqn_prefix, name) + "\n"
                 "sanboot iscsi:" + nbd_host + "::" + std::to_string(options_.iscsi_port) + ":0:" + target +
                 " || goto failed\n"
@@ -162,10 +179,11 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   std::string cmdline = "initrd=initrd.img ip=dhcp root=/dev/nbd0p1 nbdroot=" + nbd_host + ":" +
                         std::to_string(options_.nbd_port) + "/" + image + "/" + name +
                         " rw init=/sbin/init " + options_.kernel_cmdline + " bootfleet.image=" + image +
-                        " bootfleet.version=" + std::to_string(version) + " bootfleet.client=" + name;
+                        " bootfleet.version=" + std::to_string(version) + " bootfleet.client=" + name +
+                        (maintenance ? " bootfleet.mode=maintenance" : "");
   if (extra) cmdline += " " + *extra;
   return ipxe("#!ipxe\n"
-              "echo bootfleet: booting " + ref + " as " + name + "\n"
+              "echo bootfleet: booting " + ref + " as " + name + "\n" + in_maintenance +
               "kernel " + base + "/artifacts/" + ref + "/vmlinuz " + cmdline + "\n"
               "initrd " + base + "/artifacts/" + ref + "/initrd.img\n"
               "boot\n");
