@@ -112,4 +112,26 @@ store::MaintenanceInfo discard_maintenance(store::Store& store, block::SessionMa
   return m;
 }
 
+nlohmann::json maintenance_json(const store::MaintenanceInfo& m, const block::Session* session, bool known) {
+  using nlohmann::json;
+  auto seconds = [](std::chrono::system_clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+  };
+  // A session is the maintenance one only if it carries the token.
+  if (session && session->pin().keep != m.token) session = nullptr;
+  std::optional<std::chrono::system_clock::time_point> since;
+  if (session) since = session->connected_since();
+  return {{"image", m.image},
+          {"client", m.client},
+          {"base", m.base},
+          {"session", store::maintenance_session_name(m)},
+          {"started", util::format_utc(m.started_at)},
+          {"started_at", m.started_at},
+          {"started_by", m.started_by},
+          {"booted", known ? json(session != nullptr) : json(nullptr)},
+          {"connections", session ? json(session->connections()) : known ? json(0) : json(nullptr)},
+          {"cache_bytes", session ? json(session->cache().data_bytes()) : known ? json(0) : json(nullptr)},
+          {"connected_since", since ? json(seconds(*since)) : json(nullptr)}};
+}
+
 }  // namespace bootfleet::serve

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 
@@ -63,5 +64,12 @@ MaintenanceCommitResult commit_maintenance(store::Store& store, block::SessionMa
 // replaces). Returns what it was; throws naming the sessions there are.
 store::MaintenanceInfo discard_maintenance(store::Store& store, block::SessionManager* sessions,
                                            const std::string& image);
+
+// The one JSON shape of a maintenance session (imgtool maintenance status
+// --json, the control API): image, client, base, session (IMAGE/CLIENT),
+// started (UTC), started_at, started_by, and the session's state: "booted"
+// (whether its write cache exists here), connections, cache_bytes and
+// connected_since (null where unknown: a local store without the server).
+nlohmann::json maintenance_json(const store::MaintenanceInfo& m, const block::Session* session, bool known);
 
 }  // namespace bootfleet::serve
