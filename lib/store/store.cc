@@ -110,7 +110,7 @@ ALTER TABLE clients ADD COLUMN boot_mode TEXT CHECK (boot_mode IN ('linux', 'san
 )sql",
     // 5: maintenance sessions (store/maintenance.h): one per image, one per client.
     R"sql(
-CREATE TABLE maintenance (
+CREATE TABLE IF NOT EXISTS maintenance (
   id INTEGER PRIMARY KEY,
   image_id INTEGER NOT NULL UNIQUE REFERENCES images(id) ON DELETE CASCADE,
   client TEXT NOT NULL UNIQUE,
