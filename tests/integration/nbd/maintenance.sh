@@ -134,7 +134,7 @@ pass "a commit killed with SIGKILL (bootsrv's, imgtool's) leaves no version and 
 expect_exit 2 env BOOTFLEET_SERVER= "$IMGTOOL" maintenance commit lab -m x
 expect_contains "a bootsrv is running on"
 
-"$IMGTOOL" maintenance commit lab -m "installed things" > commit.out
+"$IMGTOOL" maintenance commit lab -m "installed things" > commit.out; cat commit.out
 grep -qE "committed pc01's maintenance session on @1 as lab@2 \(on @1\): .* stored" commit.out || fail "commit: $(cat commit.out)"
 "$IMGTOOL" versions lab --json > versions.json
 assert_eq "$(json 'j[1]["source"], j[1]["message"], j[1]["parent"], j[1]["created_by"]' < versions.json)" \
