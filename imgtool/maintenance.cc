@@ -28,8 +28,34 @@ namespace {
 
 using nlohmann::json;
 
-void add_json_option(po::options_description& options, bool& as_json) {
-  options.add_options()("json", po::bool_switch(&as_json), "print JSON");
+// What every subcommand takes: the local store or a server, IMAGE, --json.
+struct Common {
+  std::string store_dir, image;
+  bool as_json = false;
+  ServerFlags server;
+  po::variables_map vm;
+  bool remote() const { return server.wanted(!vm["store"].defaulted()); }
+};
+
+po::options_description common_options(Common& c, bool image_required) {
+  auto options = base_options();
+  add_store_option(options, c.store_dir);
+  add_server_options(options, c.server);
+  options.add_options()("json", po::bool_switch(&c.as_json), "print JSON");
+  auto image = po::value(&c.image);
+  if (image_required) image->required();
+  options.add_options()("image", image, "the image");
+  return options;
+}
+
+// False for --help.
+bool parse(const CommandSpec& spec, po::options_description& options, const std::vector<std::string>& args,
+           Common& c) {
+  po::positional_options_description pos;
+  pos.add("image", 1);
+  if (!parse_command_line(spec, options, pos, args, c.vm)) return false;
+  if (!c.image.empty()) store::validate_image_name(c.image);
+  return true;
 }
 
 void add_cache_dir_option(po::options_description& options, std::string& dir) {
@@ -93,33 +119,25 @@ int maintenance_start(const std::vector<std::string>& args) {
                    "are kept across reboots until 'imgtool maintenance commit' makes them the next\n"
                    "version or 'imgtool maintenance discard' drops them. One session per image and\n"
                    "per client at a time. With --server it is started on that boot server."};
-  auto options = base_options();
-  std::string store_dir, image, client, from;
-  bool as_json = false;
-  ServerFlags server_flags;
-  add_store_option(options, store_dir);
-  add_server_options(options, server_flags);
-  add_json_option(options, as_json);
-  options.add_options()("image", po::value(&image)->required(), "the image")(
-      "client", po::value(&client)->required(), "the client (name or MAC) that does the maintenance")(
+  Common c;
+  std::string client, from;
+  auto options = common_options(c, true);
+  options.add_options()("client", po::value(&client)->required(), "the client (name or MAC) that does the maintenance")(
       "from", po::value(&from), "the version to start from (default: the active one)");
-  po::positional_options_description pos;
-  pos.add("image", 1);
-  po::variables_map vm;
-  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
-  store::validate_image_name(image);
+  if (!parse(spec, options, args, c)) return kExitOk;
+  const std::string& image = c.image;
   auto number = parse_from(image, from);
   json j;
-  if (server_flags.wanted(!vm["store"].defaulted())) {
-    auto server = connect_server(server_flags);
+  if (c.remote()) {
+    auto server = connect_server(c.server);
     json body = {{"client", client}};
     if (number) body["from"] = *number;
     j = server->post("/api/v1/images/" + image + "/maintenance", body);
   } else {
-    auto s = open_store(store_dir);
+    auto s = open_store(c.store_dir);
     j = serve::maintenance_json(s->start_maintenance(image, client, number, store::default_creator()), nullptr, false);
   }
-  if (as_json) {
+  if (c.as_json) {
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
@@ -140,30 +158,23 @@ int maintenance_commit(const std::vector<std::string>& args) {
                    "pulling its plug. The session ends; the client's next boot is an ordinary one.\n"
                    "Without --server the cache is read from --cache-dir, which no running bootsrv may\n"
                    "hold. A commit that is interrupted stores nothing and leaves the session as it was."};
-  auto options = base_options();
-  std::string store_dir, image, message, cache_dir;
-  bool as_json = false, force = false, publish = false;
-  ServerFlags server_flags;
-  add_store_option(options, store_dir);
-  add_server_options(options, server_flags);
-  add_json_option(options, as_json);
+  Common c;
+  std::string message, cache_dir;
+  bool force = false, publish = false;
+  auto options = common_options(c, true);
   add_cache_dir_option(options, cache_dir);
-  options.add_options()("image", po::value(&image)->required(), "the image")(
-      "message,m", po::value(&message)->required(), "what was done (the version's message)")(
+  options.add_options()("message,m", po::value(&message)->required(), "what was done (the version's message)")(
       "force", po::bool_switch(&force), "commit even while the client is connected")(
       "publish", po::bool_switch(&publish), "make the new version active");
-  po::positional_options_description pos;
-  pos.add("image", 1);
-  po::variables_map vm;
-  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
-  store::validate_image_name(image);
+  if (!parse(spec, options, args, c)) return kExitOk;
+  const std::string& image = c.image;
   json j;
-  if (server_flags.wanted(!vm["store"].defaulted())) {
-    auto server = connect_server(server_flags);
+  if (c.remote()) {
+    auto server = connect_server(c.server);
     j = server->post("/api/v1/images/" + image + "/maintenance/commit",
                      {{"message", message}, {"force", force}, {"publish", publish}});
   } else {
-    auto s = open_store(store_dir);
+    auto s = open_store(c.store_dir);
     s->maintenance(image);  // a clear error before the cache directory is looked at
     auto sessions = open_sessions(*s, cache_dir);
     auto r = serve::commit_maintenance(*s, *sessions, image, {message, store::default_creator(), force, publish});
@@ -174,7 +185,7 @@ int maintenance_commit(const std::vector<std::string>& args) {
          {"forced_connections", r.connections},
          {"published", publish}};
   }
-  if (as_json) {
+  if (c.as_json) {
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
@@ -197,26 +208,18 @@ int maintenance_discard(const std::vector<std::string>& args) {
                    "The client's next boot is an ordinary one. Without --server and with a bootsrv\n"
                    "running on the cache directory, the record goes now and bootsrv drops the cache at\n"
                    "the client's next boot (or when it idles out)."};
-  auto options = base_options();
-  std::string store_dir, image, cache_dir;
-  bool as_json = false;
-  ServerFlags server_flags;
-  add_store_option(options, store_dir);
-  add_server_options(options, server_flags);
-  add_json_option(options, as_json);
+  Common c;
+  std::string cache_dir;
+  auto options = common_options(c, true);
   add_cache_dir_option(options, cache_dir);
-  options.add_options()("image", po::value(&image)->required(), "the image");
-  po::positional_options_description pos;
-  pos.add("image", 1);
-  po::variables_map vm;
-  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
-  store::validate_image_name(image);
+  if (!parse(spec, options, args, c)) return kExitOk;
+  const std::string& image = c.image;
   json j;
-  if (server_flags.wanted(!vm["store"].defaulted())) {
-    auto server = connect_server(server_flags);
+  if (c.remote()) {
+    auto server = connect_server(c.server);
     j = server->del("/api/v1/images/" + image + "/maintenance")["discarded"];
   } else {
-    auto s = open_store(store_dir);
+    auto s = open_store(c.store_dir);
     s->maintenance(image);
     std::unique_ptr<block::SessionManager> sessions;
     try {
@@ -226,7 +229,7 @@ int maintenance_discard(const std::vector<std::string>& args) {
     }
     j = serve::maintenance_json(serve::discard_maintenance(*s, sessions.get(), image), nullptr, false);
   }
-  if (as_json) {
+  if (c.as_json) {
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
@@ -241,31 +244,22 @@ int maintenance_status(const std::vector<std::string>& args) {
                    "With --server also whether the client has booted in it, what it has written and\n"
                    "its connections (the server holds the caches). --json prints a list of objects\n"
                    "(docs/maintenance.md has the fields; unknown ones are null)."};
-  auto options = base_options();
-  std::string store_dir, image;
-  bool as_json = false;
-  ServerFlags server_flags;
-  add_store_option(options, store_dir);
-  add_server_options(options, server_flags);
-  add_json_option(options, as_json);
-  options.add_options()("image", po::value(&image), "only this image's");
-  po::positional_options_description pos;
-  pos.add("image", 1);
-  po::variables_map vm;
-  if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
+  Common c;
+  auto options = common_options(c, false);
+  if (!parse(spec, options, args, c)) return kExitOk;
+  const std::string& image = c.image;
   json list = json::array();
-  if (!image.empty()) store::validate_image_name(image);
-  if (server_flags.wanted(!vm["store"].defaulted())) {
-    auto server = connect_server(server_flags);
+  if (c.remote()) {
+    auto server = connect_server(c.server);
     if (!image.empty()) list.push_back(server->get("/api/v1/images/" + image + "/maintenance"));
     else list = server->get("/api/v1/maintenance")["maintenance"];
   } else {
-    auto s = open_store(store_dir);
+    auto s = open_store(c.store_dir);
     if (!image.empty()) list.push_back(serve::maintenance_json(s->maintenance(image), nullptr, false));
     else
       for (const auto& m : s->maintenance_sessions()) list.push_back(serve::maintenance_json(m, nullptr, false));
   }
-  if (as_json) {
+  if (c.as_json) {
     std::cout << list.dump(2) << "\n";
     return kExitOk;
   }

@@ -8,7 +8,7 @@
 # operations applied to a copy of lab@1, trimmed and zeroed ranges zeros.
 # Bad input: no session, a second start, unknown image, client, version.
 source "$(dirname "$0")/nbd_lib.sh"
-trap 'kill -9 ${SERVER:-0} ${HOLDER:-0} 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill -9 ${SERVER:-0} 2>/dev/null || true; [ -z "${HOLDER:-}" ] || kill -9 $HOLDER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 make_image lab v1.raw
 # Artifacts as a build keeps them: the linux boot path needs them, and the
