@@ -7,6 +7,7 @@
 
 #include "api_error.h"
 #include "json_body.h"
+#include "maintenance_api.h"
 #include "store/channels_json.h"
 #include "store/version_json.h"
 #include "store/version_ref.h"
@@ -395,6 +396,9 @@ http::Response Api::route(const http::Request& request, const std::vector<std::s
       store::ImageInfo info = exports_.with_store([&](store::Store& s) { return s.image(c.version.image); });
       return json_response(c.status, {{"version", version_json(c.version, info.active)}});
     }
+  }
+  if (auto a = maintenance_route(exports_, options_.uploads.store_dir, get, p, who, body)) {
+    return json_response(a->status, a->body);
   }
   throw ApiError(404, "no route " + request.target.substr(0, request.target.find('?')) +
                           "; see docs/api.md for the routes under /api/v1/");

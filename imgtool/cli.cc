@@ -30,7 +30,7 @@ std::map<std::string, std::string> parse_set_options(const std::vector<std::stri
 std::shared_ptr<block::Device> open_version_device(store::Store& store, const store::VersionInfo& v) {
   std::string path = store.path_of(v);
   std::shared_ptr<const vhd::Chain> chain = vhd::Chain::open(path);
-  return std::make_shared<block::VersionDevice>(block::Pin{v.image, v.number, path}, chain);
+  return std::make_shared<block::VersionDevice>(block::Pin{v.image, v.number, path, ""}, chain);
 }
 
 void add_store_option(po::options_description& options, std::string& dir) {
@@ -191,6 +191,7 @@ const std::vector<Command>& all_commands() {
       {"build", "build the next version of an image from a recipe", cmd_build},
       {"inspect", "show the operating system, filesystems and applications of a version", cmd_inspect},
       {"client", "register, list, change and remove the PCs bootsrv boots", cmd_client},
+      {"maintenance", "capture a client's writes, kept across its reboots, as the next version", cmd_maintenance},
       {"push", "upload the versions of an image a boot server lacks", cmd_push},
       {"status", "show a boot server's active versions, sessions and cache use", cmd_status},
       {"boot-test", "network-boot a version in QEMU and check its console", cmd_boot_test},

@@ -98,6 +98,7 @@ int cmd_lint(const std::vector<std::string>& args);
 int cmd_build(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_client(const std::vector<std::string>& args);
+int cmd_maintenance(const std::vector<std::string>& args);
 int cmd_push(const std::vector<std::string>& args);
 int cmd_status(const std::vector<std::string>& args);
 int cmd_boot_test(const std::vector<std::string>& args);

@@ -54,6 +54,7 @@ void write_meta(const std::string& dir, const std::string& name, const Pin& pin,
   std::ostringstream text;
   text << kMetaHeader << "\nname " << name << "\nimage " << pin.image << "\nversion " << pin.version << "\npath "
        << pin.path << "\nstarted_ms " << to_ms(started) << "\n";
+  if (!pin.keep.empty()) text << "keep " << pin.keep << "\n";  // optional: older files lack it
   std::string bytes = text.str();
   util::AtomicOutput out(dir + "/session");
   {
@@ -87,6 +88,7 @@ std::optional<Meta> read_meta(const std::string& dir) {
       else if (key == "version") m.pin.version = std::stoll(value), ++fields;
       else if (key == "path") m.pin.path = value, ++fields;
       else if (key == "started_ms") m.started_ms = std::stoll(value), ++fields;
+      else if (key == "keep") m.pin.keep = value;
     } catch (const std::exception&) {
       return std::nullopt;
     }
@@ -344,6 +346,10 @@ std::optional<std::string> SessionManager::ended_reason(const std::string& name)
 std::shared_ptr<Session> SessionManager::attach(const std::string& name, const std::function<Pin()>& pin) {
   std::lock_guard lock(mutex_);
   auto found = named_.find(name);
+  if (found != named_.end() && found->second->frozen()) {
+    throw SessionGone("session " + name + " is being committed as a version; it can be attached again when the "
+                      "commit is over");
+  }
   if (found == named_.end()) {
     if (auto t = tombstones_.find(name); t != tombstones_.end()) {
       throw SessionGone("session " + name + " has ended (" + t->second +
@@ -365,6 +371,9 @@ std::shared_ptr<Session> SessionManager::start(const std::string& name, const Pi
   if (it != named_.end()) {
     std::shared_ptr<Session> old = it->second;
     if (old->connections() > 0) return old;  // a running PC keeps its disk
+    // A kept session continues across boots; one being committed is not
+    // pulled away from under the commit.
+    if (old->frozen() || (!pin.keep.empty() && old->pin().keep == pin.keep)) return old;
     named_.erase(it);
     end(old, "");
   }
@@ -404,14 +413,27 @@ void SessionManager::detach(const std::shared_ptr<Session>& session) {
   }
 }
 
-bool SessionManager::reset(const std::string& name) {
+bool SessionManager::reset(const std::string& name, const std::string& reason) {
   std::lock_guard lock(mutex_);
   auto it = named_.find(name);
   if (it == named_.end()) return false;
   std::shared_ptr<Session> old = it->second;
   named_.erase(it);
-  end(old, "reset");
+  end(old, reason);
   return true;
+}
+
+std::shared_ptr<Session> SessionManager::find(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = named_.find(name);
+  return it == named_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<Session> SessionManager::freeze(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto it = named_.find(name);
+  if (it == named_.end() || it->second->frozen_.exchange(true)) return nullptr;
+  return it->second;
 }
 
 std::vector<std::string> SessionManager::expire_idle() {
@@ -421,7 +443,8 @@ std::vector<std::string> SessionManager::expire_idle() {
     std::lock_guard lock(mutex_);
     for (auto it = named_.begin(); it != named_.end();) {
       const auto& s = it->second;
-      if (s->connections() == 0 && now - s->last_detach() > options_.idle_timeout) {
+      bool kept = !s->pin().keep.empty() && (!options_.kept || options_.kept(s->pin()));
+      if (!kept && !s->frozen() && s->connections() == 0 && now - s->last_detach() > options_.idle_timeout) {
         expired.push_back(s);
         it = named_.erase(it);
       } else {

@@ -72,6 +72,10 @@ struct Pin {
   std::string image;
   int64_t version = 0;
   std::string path;  // the version's VHD file
+  // Non-empty: the session is kept (a maintenance session, store/maintenance.h):
+  // a boot asking for the same `keep` continues it instead of starting afresh,
+  // and idling does not end it while Options::kept says so. Persisted with it.
+  std::string keep;
 };
 
 // A read-only view of one version (export "IMAGE@N"): writes get EPERM.
@@ -116,6 +120,8 @@ class Session : public CacheDevice {
   std::chrono::system_clock::time_point started() const { return started_; }
   int connections() const { return connections_.load(); }
   std::chrono::steady_clock::time_point last_detach() const;
+  // Being committed as a version (SessionManager::freeze): attaches are refused.
+  bool frozen() const { return frozen_.load(); }
   // Since when it has had at least one connection; nullopt while it has none.
   std::optional<std::chrono::system_clock::time_point> connected_since() const;
 
@@ -139,6 +145,7 @@ class Session : public CacheDevice {
   std::atomic<int64_t> last_detach_ns_{0};
   std::atomic<int64_t> connected_since_ms_{0};  // 0: no connection
   bool recovered_ = false;
+  std::atomic<bool> frozen_{false};
   std::atomic<bool> full_reported_{false};
   int report_full(int rc);
   void connected();
@@ -162,6 +169,9 @@ class SessionManager {
     // Bytes of cache disk set aside for each named session when it starts
     // (see CacheStorage::reserve): what it can write even on a full disk.
     uint64_t reserve = 0;
+    // Whether a kept session (Pin::keep) is still wanted; unset: always.
+    // Asked by expire_idle: one no longer wanted idles out as others do.
+    std::function<bool(const Pin&)> kept;
   };
   // Called when a session starts (to record a lease), when one is reopened
   // at start (the same), and when it ends.
@@ -199,7 +209,15 @@ class SessionManager {
   // Ends a named session: its next attach is refused until a boot starts
   // a new one. Existing connections keep the old cache until they close.
   // False if there was none.
-  bool reset(const std::string& name);
+  bool reset(const std::string& name, const std::string& reason = "reset");
+  // The named session, or null.
+  std::shared_ptr<Session> find(const std::string& name);
+  // Takes the named session out of service while it is read whole (a
+  // maintenance commit): attaches are refused with SessionGone and boots
+  // leave it alone until thaw() or its end (reset). Null if there is none
+  // or it is frozen already.
+  std::shared_ptr<Session> freeze(const std::string& name);
+  void thaw(const std::shared_ptr<Session>& session) { session->frozen_ = false; }
   // Why the named session ended, if it did and no boot started it again.
   std::optional<std::string> ended_reason(const std::string& name);
   // Ends named sessions without connections idle for longer than the

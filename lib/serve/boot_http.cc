@@ -119,11 +119,23 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
                             base));
   }
 
+  // A client in a maintenance session boots its image and base version,
+  // continuing its kept write cache (store/maintenance.h).
+  std::optional<store::MaintenanceInfo> maintenance;
+  if (client) maintenance = exports_.with_store([&](store::Store& s) { return s.maintenance_of_client(client->name); });
+  if (maintenance) {
+    image = maintenance->image;
+    pinned_version = maintenance->base;
+  }
   int64_t version = 0;
   std::string why;  // how the version was chosen (channels.h), for the log
   try {
     version = exports_.with_store([&](store::Store& s) {
-      if (!options_.pinned) {
+      if (maintenance) {
+        // The maintenance session's base, whatever channel or pin says.
+        mode = client->boot_mode ? *client->boot_mode : s.image(image).boot_mode;
+        why = "maintenance";
+      } else if (!options_.pinned) {
         // client pin -> group pin -> group channel -> production
         store::BootResolution r = client ? s.resolve_boot(*client) : s.resolve_image(image);
         image = r.image;
@@ -142,7 +154,9 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
     }
     // A PC whose session still has a connection keeps it (and so its
     // version): its script names that version's kernel and initrd.
-    if (start) version = exports_.start_session(image, name, version)->pin().version;
+    if (start) {
+      version = exports_.start_session(image, name, version, maintenance ? maintenance->token : "")->pin().version;
+    }
   } catch (const Error& e) {
     util::log_line("boot " + *mac + " (" + name + "): cannot boot: " + e.what());
     return ipxe(wait_script("cannot boot " + name + " (MAC " + *mac + "): " + e.what(), base));
@@ -152,12 +166,18 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
     util::log_line("boot " + *mac + " as " + name + ": " + ref + ", session " + image + "/" + name + ", " +
                    store::boot_mode_name(mode) + (why.empty() ? "" : ", by " + why));
   }
+  // Said on the console, and (linux path) on the kernel command line, so
+  // the image can show it.
+  const std::string in_maintenance =
+      maintenance ? "echo bootfleet: MAINTENANCE: writes are kept across reboots until 'imgtool maintenance commit "
+                    "or discard " + image + "'\n"
+                  : std::string();
   if (mode == store::BootMode::kSanboot) {
     // iPXE's URI is iscsi:SERVER:PROTOCOL:PORT:LUN:TARGET; the protocol is
     // empty (TCP) and LUN 0 is the only one a target has.
     std::string target = target_name(options_.iqn_prefix, image + "/" + name);
     return ipxe("#!ipxe\n"
-                "echo bootfleet: booting " + ref + " as " + name + " by sanboot\n"
+                "echo bootfleet: booting " + ref + " as " + name + " by sanboot\n" + in_maintenance +
                 "set initiator-iqn " + initiator_name(options_.iqn_prefix, name) + "\n"
                 "sanboot iscsi:" + nbd_host + "::" + std::to_string(options_.iscsi_port) + ":0:" + target +
                 " || goto failed\n"
@@ -170,10 +190,11 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
   std::string cmdline = "initrd=initrd.img ip=dhcp root=/dev/nbd0p1 nbdroot=" + nbd_host + ":" +
                         std::to_string(options_.nbd_port) + "/" + image + "/" + name +
                         " rw init=/sbin/init " + options_.kernel_cmdline + " bootfleet.image=" + image +
-                        " bootfleet.version=" + std::to_string(version) + " bootfleet.client=" + name;
+                        " bootfleet.version=" + std::to_string(version) + " bootfleet.client=" + name +
+                        (maintenance ? " bootfleet.mode=maintenance" : "");
   if (extra) cmdline += " " + *extra;
   return ipxe("#!ipxe\n"
-              "echo bootfleet: booting " + ref + " as " + name + "\n"
+              "echo bootfleet: booting " + ref + " as " + name + "\n" + in_maintenance +
               "kernel " + base + "/artifacts/" + ref + "/vmlinuz " + cmdline + "\n"
               "initrd " + base + "/artifacts/" + ref + "/initrd.img\n"
               "boot\n");

@@ -59,13 +59,31 @@ StoreExports::StoreExports(store::Store& store, block::SessionManager::Options o
       return std::nullopt;
     };
   }
+  if (!options.kept) {
+    // A maintenance session's cache is kept while its catalog record is
+    // there; after a commit or discard it idles out like any other.
+    options.kept = [this](const block::Pin& p) {
+      std::lock_guard lock(store_mutex_);
+      try {
+        auto m = store_.find_maintenance(p.image);
+        return m && m->token == p.keep;
+      } catch (const Error& e) {
+        util::log_line("cannot read the maintenance session of " + p.image + ": " + e.what());
+        return true;  // in doubt, keep the admin's work
+      }
+    };
+  }
   sessions_ = std::make_unique<block::SessionManager>(std::move(options), std::move(hooks));
 }
 
 void StoreExports::reopen_sessions() {
   remove_dead_leases();
   // The version's file as the store knows it now; throws if it is gone.
-  auto check = [this](const block::Pin& old) { return pin({old.image, old.version, false}); };
+  auto check = [this](const block::Pin& old) {
+    block::Pin now = pin({old.image, old.version, false});
+    now.keep = old.keep;
+    return now;
+  };
   for (const auto& line : sessions_->recover(check)) util::log_line(line);
 }
 
@@ -105,7 +123,7 @@ std::optional<int64_t> StoreExports::resolve_client(const std::string& image, co
 block::Pin StoreExports::pin(const store::VersionRef& ref) {
   std::lock_guard lock(store_mutex_);
   store::VersionInfo v = store_.version(ref);
-  return {v.image, v.number, store_.path_of(v)};
+  return {v.image, v.number, store_.path_of(v), ""};
 }
 
 std::string StoreExports::lease(const block::Pin& pin, const std::string& session) {
@@ -131,10 +149,11 @@ void StoreExports::release(const std::string& session) {
 }
 
 std::shared_ptr<block::Session> StoreExports::start_session(const std::string& image, const std::string& client,
-                                                           int64_t version) {
+                                                           int64_t version, const std::string& keep) {
   std::string name = image + "/" + client;
   validate_client_name(client, name);
   block::Pin p = pin({image, version, false});
+  p.keep = keep;
   auto session = sessions_->start(name, p);
   if (session->connections() > 0) {  // start() kept the running session
     util::log_line("boot of " + name + " while its session has " + std::to_string(session->connections()) +
@@ -177,10 +196,23 @@ nbd::OpenedExport StoreExports::open(const std::string& name) {
   }
   std::string client = name.substr(slash + 1);
   validate_client_name(client, name);
-  // No session yet (a client that attaches without a boot script): the
-  // version its boot script would have named, when it is a known client of
-  // this image; else production.
-  auto session = sessions_->attach(name, [&] { return pin({image, resolve_client(image, client), false}); });
+  // A session made by an attach (no boot script before it) is the client's
+  // maintenance session when it has one on this image; else the version its
+  // boot script would have named, when it is a known client of this image;
+  // else production.
+  auto session = sessions_->attach(name, [&] {
+    std::optional<store::MaintenanceInfo> m;
+    {
+      std::lock_guard lock(store_mutex_);
+      m = store_.maintenance_of_client(client);
+    }
+    if (m && m->image == image) {
+      block::Pin p = pin({image, m->base, false});
+      p.keep = m->token;
+      return p;
+    }
+    return pin({image, resolve_client(image, client), false});
+  });
   out.device = session;
   out.description = image + "@" + std::to_string(session->pin().version) + ", session " + name + " (" +
                     std::to_string(session->connections()) + " connections)";

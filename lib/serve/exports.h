@@ -43,7 +43,10 @@ class StoreExports : public nbd::ExportResolver {
   // "IMAGE/CLIENT") pinned to version `version` now, with its lease; if that
   // session has a connection open, it is returned unchanged instead (see
   // SessionManager::start): the boot script must name its pinned version.
-  std::shared_ptr<block::Session> start_session(const std::string& image, const std::string& client, int64_t version);
+  // `keep`: a maintenance session's token (block::Pin::keep): a session
+  // already marked with it continues instead.
+  std::shared_ptr<block::Session> start_session(const std::string& image, const std::string& client, int64_t version,
+                                                const std::string& keep = "");
   // Runs `fn` with the store, serialised with every other use of it here
   // (its SQLite connection is single-threaded).
   template <class Fn>

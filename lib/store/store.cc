@@ -32,7 +32,7 @@ using util::Error;
 
 namespace {
 
-constexpr int kSchemaVersion = 5;
+constexpr int kSchemaVersion = 6;
 
 // Each entry migrates the schema from version i to i+1.
 const char* const kMigrations[] = {
@@ -157,6 +157,18 @@ CREATE TABLE schedules (
   result TEXT
 );
 CREATE INDEX schedules_pending ON schedules (state, at_ms);
+  )sql",
+    // 6: maintenance sessions (store/maintenance.h): one per image, one per client.
+    R"sql(
+CREATE TABLE IF NOT EXISTS maintenance (
+  id INTEGER PRIMARY KEY,
+  image_id INTEGER NOT NULL UNIQUE REFERENCES images(id) ON DELETE CASCADE,
+  client TEXT NOT NULL UNIQUE,
+  base INTEGER NOT NULL,
+  token TEXT NOT NULL UNIQUE,
+  started_at INTEGER NOT NULL,
+  started_by TEXT NOT NULL
+);
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -677,6 +689,16 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
     auto blob = new_digests.encode();
     auto dig = db_->prepare("INSERT INTO block_digests (version_id, block_size, digests) VALUES (?, ?, ?)");
     dig.bind(1, version_id).bind(2, int64_t{kDigestBlockSize}).bind(3, std::span<const uint8_t>(blob)).run();
+    if (options.ends_maintenance) {
+      auto del = db_->prepare("DELETE FROM maintenance WHERE image_id = ? AND token = ? RETURNING client");
+      del.bind(1, id).bind(2, *options.ends_maintenance);
+      if (!del.step()) {
+        throw Error(image + ": its maintenance session ended (committed or discarded) while this commit ran; "
+                    "nothing was stored");
+      }
+      del.run();
+    }
+    util::crash_point("import:before-commit");
     tx.commit();
   } catch (...) {
     ::unlink(final_path.c_str());
@@ -797,6 +819,7 @@ std::vector<PruneDecision> Store::prune(const std::string& name, int64_t keep, b
   for (const auto& l : live_leases(name)) mark(l.version, "leased by " + l.holder + " (session " + l.session + ")");
   for (const auto& [n, reasons] : kept_versions(name))
     for (const auto& why : reasons) mark(n, why);
+  if (auto m = find_maintenance(name)) mark(m->base, "base of " + m->client + "'s maintenance session");
   // Parents of kept versions, down to their base.
   std::map<int64_t, std::optional<int64_t>> parent_of;
   for (const auto& v : all) parent_of[v.number] = v.parent;
@@ -841,6 +864,9 @@ void Store::remove_version(const VersionRef& ref) {
   if (info.previous == v.number) throw Error(what + " is the rollback target (the previously active version)");
   for (const auto& l : live_leases(ref.image))
     if (l.version == v.number) throw Error(what + " is leased by " + l.holder + " (session " + l.session + ")");
+  if (auto m = find_maintenance(ref.image); m && m->base == v.number) {
+    throw Error(what + " is the base of " + m->client + "'s maintenance session; commit or discard it first");
+  }
   if (auto kept = kept_versions(ref.image); kept.count(v.number)) {
     std::string why;
     for (const auto& r : kept[v.number]) why += (why.empty() ? "" : ", ") + r;

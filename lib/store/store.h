@@ -28,6 +28,7 @@
 
 #include "store/channels.h"
 #include "store/digests.h"
+#include "store/maintenance.h"
 #include "store/sqlite.h"
 #include "store/version_ref.h"
 #include "util/error.h"
@@ -163,6 +164,10 @@ struct ImportOptions {
   // after one that was killed between its commit and its publish only
   // publishes. Versions with artifacts always differ (not compared).
   bool unless_same = false;
+  // The token of a maintenance session this version commits: its catalog
+  // record is deleted in the transaction that adds the version (and the
+  // import fails, storing nothing, if it is gone). See store/maintenance.h.
+  std::optional<std::string> ends_maintenance;
 };
 
 // Thrown by import_disk when `expect_number` is not the next number: the
@@ -341,6 +346,20 @@ class Store {
   // Every lease, live or not, of every image.
   std::vector<Lease> all_leases();
   static constexpr int64_t kLeaseTtlSeconds = 120;
+
+  // Maintenance sessions (store/maintenance.h; defined in maintenance.cc).
+  // start_maintenance: `client` by MAC or name, `from` a version (default:
+  // the active one); throws naming what exists when the image, client or
+  // version is unknown or the image or client already has one.
+  MaintenanceInfo start_maintenance(const std::string& image, const std::string& client,
+                                    std::optional<int64_t> from, const std::string& by);
+  std::vector<MaintenanceInfo> maintenance_sessions();  // by image
+  std::optional<MaintenanceInfo> find_maintenance(const std::string& image);
+  std::optional<MaintenanceInfo> maintenance_of_client(const std::string& client_name);
+  // The image's session; throws naming the sessions there are.
+  MaintenanceInfo maintenance(const std::string& image);
+  // Deletes the record (discard). False if `token` is no longer the image's.
+  bool end_maintenance(const std::string& image, const std::string& token);
 
   // Chains deeper than this get a new dynamic base on import.
   static constexpr int kMaxChainDepth = 32;

@@ -13,11 +13,11 @@
 #      update is published: pc02 still completes on version 1.
 #   4. pc01 boots the update; after a rollback it boots version 1 again.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/boot_lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 RECIPES=$(cd "$HERE_LIB/../../recipes" && pwd)
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
 started=$SECONDS
-QEMU_PIDS=()
 SERVER=0
 cleanup() {
   for p in "${QEMU_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -44,46 +44,6 @@ NBD_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 start_bootsrv "listening for HTTP" serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT
 
-# start_boot MAC CONSOLE: powers on a diskless client in the background
-# (QEMU_PID); it powers itself off at the end of tiny-linux's init.
-start_boot() {
-  : > "$2"
-  timeout 240 qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 1024 -boot n \
-    -netdev "user,id=n0,bootfile=http://10.0.2.2:$HTTP_PORT/boot.ipxe" \
-    -device "virtio-net-pci,netdev=n0,mac=$1" \
-    -serial "file:$2" -monitor none -display none > "$2.qemu" 2>&1 &
-  QEMU_PID=$!
-  QEMU_PIDS+=("$QEMU_PID")
-}
-# finish_boot CONSOLE WHAT: waits for the client to power off; fails with the
-# console's tail unless it printed a marker. BOOT_SECONDS: how long it took.
-finish_boot() {
-  local begin=$SECONDS rc=0
-  wait "$QEMU_PID" || rc=$?
-  BOOT_SECONDS=$(( SECONDS - ${BOOT_STARTED:-begin} ))
-  if ! grep -qa "bootfleet-marker" "$1"; then
-    echo "FAIL: $2: no boot marker (qemu exit $rc); console tail:" >&2
-    tail -30 "$1" | tr -d '\r' >&2
-    echo "--- qemu: $(cat "$1.qemu")" >&2
-    echo "--- bootsrv log tail:" >&2
-    tail -15 server.log >&2
-    exit 1
-  fi
-}
-# expect_console CONSOLE LINE WHAT: the console holds LINE as a whole line.
-expect_console() {
-  tr -d '\r' < "$1" | grep -qxF -- "$2" || {
-    echo "FAIL: $3: expected '$2' on the console; console tail:" >&2
-    tr -d '\r' < "$1" | grep -a "bootfleet" | tail -10 >&2
-    tail -15 "$1" | tr -d '\r' >&2
-    exit 1
-  }
-}
-boot() { # MAC CONSOLE WHAT
-  BOOT_STARTED=$SECONDS
-  start_boot "$1" "$2"
-  finish_boot "$2" "$3"
-}
 SUMMARY=""
 
 boot 52:54:00:00:e2:01 pc01-1.log "pc01, first boot"

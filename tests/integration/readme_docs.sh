@@ -34,7 +34,7 @@ import re, subprocess, sys
 doc, imgtool = sys.argv[1], sys.argv[2]
 text = open(doc).read()
 bad = []
-blocks = re.findall(r"```\n(Usage: imgtool ([a-z-]+(?: group)?(?: (?:add|list|set|rm|cancel))?)[ \n].*?)```", text, re.S)
+blocks = re.findall(r"```\n(Usage: imgtool ([a-z-]+(?: group)?(?: (?:add|list|set|rm|cancel|start|commit|discard|status))?)[ \n].*?)```", text, re.S)
 for block, command in blocks:
     out = subprocess.run([imgtool, *command.split(), "--help"], capture_output=True, text=True).stdout
     if "\n" not in block.strip():  # a synopsis line only

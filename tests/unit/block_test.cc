@@ -765,7 +765,7 @@ TEST_CASE("write cache: concurrent writers and readers on disjoint ranges", "[bl
 TEST_CASE("version device: reads the chain, refuses writes", "[block]") {
   Fixture f;
   block::ChainRegistry chains;
-  block::VersionDevice d({"lab", 1, f.vhd_path}, chains.open(f.vhd_path));
+  block::VersionDevice d({"lab", 1, f.vhd_path, ""}, chains.open(f.vhd_path));
   CHECK(d.read_only());
   CHECK(d.shared_between_connections());
   CHECK(d.size() == f.size());
@@ -814,7 +814,7 @@ block::SessionManager::Options opts(const std::string& dir, std::chrono::seconds
 struct SessionFixture : Fixture {
   int started = 0, ended = 0, pins = 0;
   std::vector<std::string> ended_names;
-  block::Pin pin{"lab", 1, ""};
+  block::Pin pin{"lab", 1, "", ""};
   std::unique_ptr<block::SessionManager> m;
   SessionFixture() {
     pin.path = vhd_path;
@@ -988,7 +988,7 @@ TEST_CASE("sessions: a failing version lookup leaves no session behind", "[block
                     "no active version");
   CHECK(s.count() == 0);
   CHECK(s.started == 0);
-  block::Pin missing{"lab", 2, (s.dir / "missing.vhd").string()};
+  block::Pin missing{"lab", 2, (s.dir / "missing.vhd").string(), ""};
   CHECK_THROWS_AS(s.m->attach("lab/pc01", [&] { return missing; }), util::Error);
   CHECK(s.count() == 0);
   auto ok = s.attach("lab/pc01");

@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "serve/boot_http.h"
+#include "serve/iscsi_targets.h"
 #include "store/store.h"
 #include "util/file.h"
 #include "vhd/raw_disk.h"
@@ -142,7 +143,7 @@ TEST_CASE("a store of schema 2 gains boot modes on open; clients keep theirs", "
   store::Database db(path + "/catalog.db", false);
   auto st = db.prepare("PRAGMA user_version");
   st.step();
-  CHECK(st.int64(0) == 5);
+  CHECK(st.int64(0) == 6);
   // The column refuses what is not a mode, whoever writes it.
   CHECK_THROWS(db.exec("UPDATE images SET boot_mode = 'pxe'"));
 }
@@ -226,4 +227,30 @@ TEST_CASE("sanboot refusals wait and retry, naming what is wrong", "[serve][boot
   script = f.get(http, "/boot/52-54-00-00-00-02.ipxe");
   CHECK(script.find("has no artifact 'vmlinuz'") != std::string::npos);
   CHECK_FALSE(f.session_version("lab/pc02").has_value());
+}
+
+TEST_CASE("maintenance: a sanboot client's script pins its base, says so, and its iSCSI target is the kept session",
+          "[serve][boot][maintenance]") {
+  BootFixture f;
+  f.add_version("lab", false);
+  f.add_version("lab", false);  // lab@2 active
+  f.store->add_client("52:54:00:00:00:01", std::string("PC_01"), "lab", std::nullopt, store::BootMode::kSanboot);
+  auto m = f.store->start_maintenance("lab", "PC_01", 1, "t");
+  serve::BootHttp http(*f.exports, iscsi_options());
+  std::string script = f.get(http, "/boot/52-54-00-00-00-01.ipxe");
+  CHECK(script.find("booting lab@1 as PC_01 by sanboot\necho bootfleet: MAINTENANCE") != std::string::npos);
+  CHECK(script.find("sanboot iscsi:10.0.2.2::3260:0:iqn.2026-11.org.bootfleet:lab:pc-01 ") != std::string::npos);
+  auto session = f.exports->sessions().find("lab/PC_01");
+  REQUIRE(session);
+  CHECK(session->pin().version == 1);
+  CHECK(session->pin().keep == m.token);
+  // The login the script leads to lands on that session, as NBD's would.
+  serve::IscsiTargets targets(*f.exports, *f.exports, "iqn.2026-11.org.bootfleet");
+  CHECK(targets.export_for("iqn.2026-11.org.bootfleet:lab:pc-01") == "lab/PC_01");
+  auto opened = f.exports->open("lab/PC_01");
+  CHECK(opened.device == session);
+  opened.release();
+  // A reboot keeps it (same cache), on lab@1 although lab@2 is active.
+  f.get(http, "/boot/52-54-00-00-00-01.ipxe");
+  CHECK(f.exports->sessions().find("lab/PC_01") == session);
 }
