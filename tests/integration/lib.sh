@@ -59,6 +59,13 @@ random_disk() {
     dd if=/dev/urandom of="$1" bs=64K count=7 seek=$(( at * 16 )) conv=notrunc status=none
   done
 }
+# pattern_disk BYTE: makes dBYTE.raw, an 8 MiB raw disk whose first 64 KiB
+# are BYTE (so a read tells which version it came from), and prints its name.
+pattern_disk() {
+  truncate -s 8M "d$1.raw"
+  $PY -c "import sys; sys.stdout.buffer.write(bytes([$1])*65536)" | dd of="d$1.raw" conv=notrunc status=none
+  echo "d$1.raw"
+}
 # vsize FILE: the virtual size imgtool reports; qsize FILE: qemu-img's (as vpc
 # unless the name ends in .vhdx: qemu probes a fixed VHD as raw).
 vsize() { "$IMGTOOL" info --json "$1" | json 'j["virtual_size"]'; }

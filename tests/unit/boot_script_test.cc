@@ -11,6 +11,7 @@
 
 #include "serve/boot_http.h"
 #include "serve/iscsi_targets.h"
+#include "support/store_exports_fixture.h"
 #include "store/store.h"
 #include "util/file.h"
 #include "vhd/raw_disk.h"
@@ -20,45 +21,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct BootFixture {
-  fs::path dir;
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<serve::StoreExports> exports;
-
-  BootFixture() {
-    char tmpl[] = "/tmp/bootfleet-boot-unit-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir = tmpl;
-    store::Store::init((dir / "s").string());
-    store = store::Store::open((dir / "s").string());
-    fs::create_directories(dir / "cache");
-    block::SessionManager::Options options;
-    options.cache_dir = (dir / "cache").string();
-    exports = std::make_unique<serve::StoreExports>(*store, options);
-  }
-  ~BootFixture() {
-    exports.reset();
-    store.reset();
-    fs::remove_all(dir);
-  }
-  // Imports a 4 MiB sparse disk as the next version of `image`, published;
-  // with kernel artifacts when `artifacts`.
-  void add_version(const std::string& image, bool artifacts) {
-    std::string raw = (dir / "d.raw").string();
-    {
-      auto fd = util::open_file(raw, O_RDWR | O_CREAT | O_TRUNC);
-      REQUIRE(::ftruncate(fd.get(), 4 << 20) == 0);
-    }
-    store::ImportOptions o;
-    o.publish = true;
-    if (artifacts) {
-      fs::create_directories(dir / "art");
-      std::ofstream(dir / "art" / "vmlinuz") << "kernel";
-      std::ofstream(dir / "art" / "initrd.img") << "initrd";
-      o.artifacts_dir = (dir / "art").string();
-    }
-    exports->with_store([&](store::Store& s) { return s.import_disk(image, *vhd::RawDisk::open(raw), o); });
-  }
+struct BootFixture : test::StoreExportsFixture {
   std::string get(serve::BootHttp& http, const std::string& path, const std::string& method = "GET") {
     http::Request r;
     r.method = method;

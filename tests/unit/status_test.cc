@@ -1,59 +1,26 @@
 // The metrics registry (util/metrics.h) and the status page's access rule
 // (bootsrv/status_page.h): what needs no server. The live page, /metrics
 // under promtool and a real browser are in tests/integration/status/.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <catch2/catch.hpp>
-#include <filesystem>
 #include <thread>
 
 #include "status_page.h"
-#include "store/store.h"
+#include "support/store_exports_fixture.h"
 #include "tokens.h"
 #include "util/error.h"
-#include "util/file.h"
 #include "util/metrics.h"
-#include "vhd/raw_disk.h"
 
 using namespace bootfleet;
 using util::metrics::Registry;
-namespace fs = std::filesystem;
 
 namespace {
 
 // A store with image lab (@1 active) and client pc01 (52:54:00:00:00:01),
 // and the exports bootsrv serves from it.
-struct StatusFixture {
-  fs::path dir;
-  std::unique_ptr<store::Store> store;
-  std::unique_ptr<serve::StoreExports> exports;
+struct StatusFixture : test::StoreExportsFixture {
   StatusFixture() {
-    char tmpl[] = "/tmp/bootfleet-status-unit-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl) != nullptr);
-    dir = tmpl;
-    store::Store::init((dir / "s").string());
-    store = store::Store::open((dir / "s").string());
-    fs::create_directories(dir / "cache");
-    block::SessionManager::Options options;
-    options.cache_dir = (dir / "cache").string();
-    exports = std::make_unique<serve::StoreExports>(*store, options);
-    std::string raw = (dir / "d.raw").string();
-    {
-      auto fd = util::open_file(raw, O_RDWR | O_CREAT | O_TRUNC);
-      REQUIRE(::ftruncate(fd.get(), 4 << 20) == 0);
-    }
-    store::ImportOptions o;
-    o.publish = true;
-    exports->with_store([&](store::Store& s) {
-      s.import_disk("lab", *vhd::RawDisk::open(raw), o);
-      s.add_client("52:54:00:00:00:01", "pc01", "lab", std::nullopt);
-    });
-  }
-  ~StatusFixture() {
-    exports.reset();
-    store.reset();
-    fs::remove_all(dir);
+    add_version("lab", false);
+    exports->with_store([&](store::Store& s) { s.add_client("52:54:00:00:00:01", "pc01", "lab", std::nullopt); });
   }
 };
 

@@ -11,11 +11,8 @@ source "$(dirname "$0")/../lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 export BOOTFLEET_STORE=$WORK/store
 "$IMGTOOL" init >/dev/null
-# disk BYTE: an 8 MiB raw disk whose first 64 KiB are BYTE.
-disk() { truncate -s 8M "d$1.raw"; $PY -c "import sys; sys.stdout.buffer.write(bytes([$1])*65536)" |
-  dd of="d$1.raw" conv=notrunc status=none; echo "d$1.raw"; }
-"$IMGTOOL" import lab "$(disk 1)" --publish >/dev/null
-"$IMGTOOL" import lab "$(disk 2)" >/dev/null
+"$IMGTOOL" import lab "$(pattern_disk 1)" --publish >/dev/null
+"$IMGTOOL" import lab "$(pattern_disk 2)" >/dev/null
 
 # imgtool: modes, their errors, their JSON.
 assert_eq "$("$IMGTOOL" images --json | json 'j[0]["boot_mode"]')" linux "an image's default boot mode"

@@ -13,11 +13,8 @@ OUT_DIR=${OUT_DIR:-$WORK/out}
 mkdir -p "$OUT_DIR"
 export BOOTFLEET_STORE=$WORK/store
 "$IMGTOOL" init >/dev/null
-# disk BYTE: an 8 MiB raw disk whose first 64 KiB are BYTE.
-disk() { truncate -s 8M "d$1.raw"; $PY -c "import sys; sys.stdout.buffer.write(bytes([$1])*65536)" |
-  dd of="d$1.raw" conv=notrunc status=none; echo "d$1.raw"; }
-"$IMGTOOL" import lab "$(disk 1)" --publish >/dev/null
-"$IMGTOOL" import lab "$(disk 2)" >/dev/null
+"$IMGTOOL" import lab "$(pattern_disk 1)" --publish >/dev/null
+"$IMGTOOL" import lab "$(pattern_disk 2)" >/dev/null
 "$IMGTOOL" client add 52:54:00:00:00:01 --name pc01 --image lab --boot-mode sanboot >/dev/null
 
 IQN=iqn.2026-11.org.bootfleet
