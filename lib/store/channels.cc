@@ -531,8 +531,16 @@ Schedule Store::cancel_schedule(int64_t id, const std::string& by) {
 }
 
 std::vector<Schedule> Store::apply_due_schedules(int64_t now_ms) {
+  // Asked every housekeeping tick: nothing due, no write lock taken.
+  {
+    auto any = db_->prepare("SELECT 1 FROM schedules WHERE state = 'pending' AND at_ms <= ? LIMIT 1");
+    any.bind(1, now_ms);
+    if (!any.step()) return {};
+  }
   // One transaction for the lot: each publish and the row that says it was
-  // done commit together, so a crash anywhere leaves both or neither.
+  // done commit together, so a crash anywhere leaves both or neither. The
+  // pending rows are read again inside it: another server may have applied
+  // them since the look above.
   Transaction tx(*db_);
   auto st = db_->prepare(std::string("SELECT ") + kScheduleColumns +
                          " FROM schedules s JOIN images i ON i.id = s.image_id WHERE s.state = 'pending' AND s.at_ms <= ? "
