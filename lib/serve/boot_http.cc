@@ -155,7 +155,11 @@ http::Response BootHttp::boot_script(const std::string& file_name, const std::st
     // A PC whose session still has a connection keeps it (and so its
     // version): its script names that version's kernel and initrd.
     if (start) {
-      version = exports_.start_session(image, name, version, maintenance ? maintenance->token : "")->pin().version;
+      auto session = exports_.start_session(image, name, version, maintenance ? maintenance->token : "");
+      version = session->pin().version;
+      // A session from before the maintenance start still has its
+      // connection: this boot goes on in it, not in maintenance.
+      if (maintenance && session->pin().keep != maintenance->token) maintenance.reset();
     }
   } catch (const Error& e) {
     util::log_line("boot " + *mac + " (" + name + "): cannot boot: " + e.what());

@@ -1283,6 +1283,10 @@ ClientInfo Store::set_client(const std::string& key, const ClientChange& change)
   check_client_fields("client " + c.mac, change.name, change.image, line && !line->empty() ? line : std::nullopt,
                       c.mac);
   if (change.name && *change.name != c.name) {
+    if (auto m = maintenance_of_client(c.name)) {
+      throw Error("client " + c.name + " is in a maintenance session of " + m->image +
+                  " (its session is named after it); commit or discard it before renaming the client");
+    }
     auto same_name = db_->prepare("SELECT mac FROM clients WHERE name = ?");
     same_name.bind(1, *change.name);
     if (same_name.step()) {
@@ -1313,6 +1317,10 @@ ClientInfo Store::set_client(const std::string& key, const ClientChange& change)
 void Store::remove_client(const std::string& key) {
   Transaction tx(*db_);
   ClientInfo c = client(key);
+  if (auto m = maintenance_of_client(c.name)) {
+    throw Error("client " + c.name + " is in a maintenance session of " + m->image +
+                "; commit or discard it ('imgtool maintenance discard " + m->image + "') before removing the client");
+  }
   db_->prepare("DELETE FROM clients WHERE mac = ?").bind(1, c.mac).run();
   tx.commit();
 }

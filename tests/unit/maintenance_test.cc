@@ -80,6 +80,10 @@ TEST_CASE("maintenance: one per image and per client; unknown names are refused 
   CHECK_THROWS_WITH(t.s->start_maintenance("lab", "pc02", 2, "t"),
                     Catch::Contains("lab already has a maintenance session (pc01 on lab@1"));
   CHECK(t.s->maintenance_of_client("pc01")->token == m.token);
+  store::ClientChange rename;
+  rename.name = "pc09";
+  CHECK_THROWS_WITH(t.s->set_client("pc01", rename), Catch::Contains("commit or discard it before renaming"));
+  CHECK_THROWS_WITH(t.s->remove_client("pc01"), Catch::Contains("before removing the client"));
   CHECK_FALSE(t.s->maintenance_of_client("pc02"));
   CHECK_FALSE(t.s->end_maintenance("lab", "not-the-token"));
   CHECK(t.s->end_maintenance("lab", m.token));

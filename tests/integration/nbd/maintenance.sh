@@ -166,9 +166,18 @@ expect_exit 2 "$IMGTOOL" maintenance commit lab -m nothing
 expect_contains "session lab/pc02 (on lab@1) started before the maintenance session"
 expect_exit 2 env BOOTFLEET_SERVER= "$IMGTOOL" maintenance status nosuch
 expect_contains "no image 'nosuch'"
+# The API's statuses: a second start 409, an unknown client 404, a bad body 400.
+api() { curl -s -o api.out -w '%{http_code}' -H "Authorization: Bearer $(cat token)" "$@"; }
+assert_eq "$(api -X POST -d '{"client":"pc01"}' "$URL/api/v1/images/lab/maintenance")" 409 "a second start"
+grep -qF "lab already has a maintenance session (pc02" api.out || fail "409 body: $(cat api.out)"
+assert_eq "$(api -X POST -d '{"client":"pc01"}' "$URL/api/v1/images/nosuch/maintenance")" 404 "an unknown image"
+assert_eq "$(api -X POST -d '{"message":7}' "$URL/api/v1/images/lab/maintenance/commit")" 400 "a message that is a number"
+grep -qF "'message' must be a string" api.out || fail "400 body: $(cat api.out)"
+assert_eq "$(api -X PUT "$URL/api/v1/images/lab/maintenance")" 405 "PUT"
 "$IMGTOOL" maintenance discard lab > discard.out
 grep -qF "discarded pc02's maintenance session of lab@2" discard.out || fail "discard: $(cat discard.out)"
 assert_eq "$("$IMGTOOL" maintenance status --json | json 'len(j)')" 0 "after discard"
+assert_eq "$(api "$URL/api/v1/images/lab/maintenance")" 404 "GET of a session that was discarded"
 pass "prune keeps a maintenance session's base; discard ends it; commit before its boot is refused"
 stop_server
 # Without a server: commit of a session that never booted says so.
