@@ -176,9 +176,13 @@ json StatusPage::data() {
   const int64_t now = ms_of(std::chrono::system_clock::now());
   std::vector<store::ImageInfo> images;
   std::vector<store::ClientInfo> clients;
+  std::map<std::string, store::GroupInfo> groups;
+  std::map<std::string, store::MaintenanceInfo> maintenance;  // by client name
   exports_.with_store([&](store::Store& s) {
     images = s.images();
     clients = s.clients();
+    for (auto& g : s.groups()) groups[g.name] = g;
+    for (auto& m : s.maintenance_sessions()) maintenance[m.client] = m;
   });
   auto sessions = exports_.sessions().sessions();
   std::map<std::string, std::shared_ptr<block::Session>> named;
@@ -197,7 +201,8 @@ json StatusPage::data() {
   // One row per registered client, then per named session of a name the
   // client table does not know (default_image boots, ad-hoc NBD clients).
   json rows = json::array();
-  auto row = [&](const std::string& session_name, const std::string& name, const json& mac, const std::string& image) {
+  auto row = [&](const std::string& session_name, const std::string& name, const json& mac, const std::string& image,
+                 const store::ClientInfo* client) {
     auto it = named.find(session_name);
     std::shared_ptr<block::Session> s = it == named.end() ? nullptr : it->second;
     json boot = boots.contains(session_name) ? boots[session_name] : json(nullptr);
@@ -212,7 +217,30 @@ json StatusPage::data() {
     } else if (s) {
       since = ms_of(s->started());  // started by a boot script or left by a client that went away
     }
+    // What it follows (channels.h): a pin, or its group's pin or channel.
+    json group = nullptr, channel = nullptr, pin = nullptr;
+    if (client) {
+      if (client->pin) pin = *client->pin;
+      if (client->group && groups.count(*client->group)) {
+        const store::GroupInfo& g = groups[*client->group];
+        group = g.name;
+        channel = g.channel;
+        if (!client->pin && g.pin) pin = *g.pin;
+      } else {
+        channel = store::kProductionChannel;
+      }
+    }
+    // In maintenance whether up or not: its writes are kept until a commit.
+    json maintenance_base = nullptr;
+    if (auto m = maintenance.find(name); client && m != maintenance.end() && m->second.image == image) {
+      state = "maintenance";
+      maintenance_base = m->second.base;
+    }
     rows.push_back({{"name", name},
+                    {"group", group},
+                    {"channel", channel},
+                    {"pin", pin},
+                    {"maintenance_base", maintenance_base},
                     {"mac", mac},
                     {"image", image},
                     {"session", session_name},
@@ -226,10 +254,10 @@ json StatusPage::data() {
                     {"last_boot", boot}});
     named.erase(session_name);
   };
-  for (const auto& c : clients) row(c.image + "/" + c.name, c.name, c.mac, c.image);
+  for (const auto& c : clients) row(c.image + "/" + c.name, c.name, c.mac, c.image, &c);
   for (const auto& [session_name, s] : std::map(named)) {
     auto slash = session_name.find('/');
-    row(session_name, session_name.substr(slash + 1), nullptr, session_name.substr(0, slash));
+    row(session_name, session_name.substr(slash + 1), nullptr, session_name.substr(0, slash), nullptr);
   }
   json image_rows = json::array();
   uint64_t store_bytes = 0;
@@ -328,7 +356,7 @@ std::string StatusPage::metrics_text() {
                    {{"action", action}})
         .add(n);
   }
-  std::map<std::string, double> states = {{"off", 0}, {"booting", 0}, {"up", 0}};
+  std::map<std::string, double> states = {{"off", 0}, {"booting", 0}, {"up", 0}, {"maintenance", 0}};
   const json page = data();
   for (const auto& row : page["clients"]) states[row["state"].get<std::string>()] += 1;
   for (const auto& [state, n] : states) {

@@ -101,9 +101,11 @@ function renderClients(d) {
     const state = el("td");
     state.append(el("span", c.state, "state " + c.state));
     const version = el("td", c.version === null ? "–" : c.image + "@" + c.version);
+    const follows = c.pin !== null && c.pin !== undefined ? "pinned @" + c.pin
+      : c.channel ? c.channel + (c.group ? " (" + c.group + ")" : "") : "–";
     version.dataset.field = "version";
     tr.append(
-      el("td", c.name), el("td", c.mac || "–"), el("td", c.image), state, version,
+      el("td", c.name), el("td", c.mac || "–"), el("td", c.image), el("td", follows), state, version,
       el("td", ago(c.since_ms, d.now_ms)),
       el("td", bytes(c.cache_bytes), "num"),
       el("td", r === null ? "–" : bytes(r) + "/s", "num"),

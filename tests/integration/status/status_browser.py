@@ -83,15 +83,16 @@ try:
     handle.pwrite(b"\x05" * 65536, 0)
     handle.pread(65536, 1 << 20)
     wait_for("pc02 up", lambda: row("lab/pc02") is not None and row("lab/pc02").get_attribute("data-state") == "up")
+    # name, MAC, image, follows, state, version, since, write cache, …
     cells = [td.text for td in row("lab/pc02").find_elements(By.TAG_NAME, "td")]
-    if cells[4] != "lab@1" or cells[6] != "64 KiB":
+    if cells[5] != "lab@1" or cells[7] != "64 KiB":
         fail("pc02's version and write cache: " + repr(cells))
 
     # A publish (by imgtool, straight into the store) shows on its own.
     subprocess.run([os.environ["IMGTOOL"], "publish", "lab@2"], check=True, stdout=subprocess.DEVNULL)
     wait_for("lab@2 active", lambda: active_shown() == "@2")
     # pc02 keeps the version it booted.
-    wait_for("pc02 still on lab@1", lambda: row("lab/pc02").find_elements(By.TAG_NAME, "td")[4].text == "lab@1")
+    wait_for("pc02 still on lab@1", lambda: row("lab/pc02").find_elements(By.TAG_NAME, "td")[5].text == "lab@1")
     if driver.execute_script("return window.bootfleetMark;") != 42:
         fail("the page reloaded (the window's mark is gone)")
     if driver.find_element(By.ID, "problem").is_displayed():

@@ -168,6 +168,31 @@ assert_eq "$(metric 'bootfleet_image_active_version{image="lab"}')" 2 "lab@2 act
 check_metrics
 pass "the page in Chromium: sessions, live updates, publish, no console errors; screenshot $OUT_DIR/status-page.png"
 
+# What a client follows, and maintenance: pc02 in a test group, then in a
+# maintenance session; pc01 pinned.
+"$IMGTOOL" client group add lab-test --image lab --channel test >/dev/null
+"$IMGTOOL" client add 52:54:00:00:00:02 --name pc02 --image lab >/dev/null
+"$IMGTOOL" client set pc02 --group lab-test >/dev/null
+"$IMGTOOL" client set pc01 --pin 1 >/dev/null
+"$IMGTOOL" maintenance start lab --client pc02 >/dev/null
+curl -sf "$BASE/status/data" > data.json
+$PY - data.json <<'PY' || fail "groups, pins and maintenance in /status/data: $(cat data.json)"
+import json, sys
+rows = {c["name"]: c for c in json.load(open(sys.argv[1]))["clients"]}
+pc01, pc02 = rows["pc01"], rows["pc02"]
+assert pc02["state"] == "maintenance", pc02
+assert pc02["group"] == "lab-test" and pc02["channel"] == "test", pc02
+assert pc02["maintenance_base"] == 2, pc02
+assert pc01["pin"] == 1 and pc01["channel"] == "production" and pc01["group"] is None, pc01
+assert pc01["state"] != "maintenance", pc01
+PY
+curl -sf "$BASE/metrics" > metrics.txt
+grep -qx 'bootfleet_clients{state="maintenance"} 1' metrics.txt ||
+  fail "no client counted in maintenance: $(grep bootfleet_clients metrics.txt)"
+promtool check metrics < metrics.txt > promtool.out 2>&1 || fail "promtool: $(cat promtool.out)"
+"$IMGTOOL" maintenance discard lab >/dev/null
+pass "a client's group, channel and pin, and its maintenance session, in /status/data and /metrics"
+
 # SIGHUP re-reads the token files; a broken one keeps the old and says so.
 printf 'broken\n' > status-tokens
 kill -HUP $SERVER
