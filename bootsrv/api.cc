@@ -22,15 +22,6 @@ using nlohmann::json;
 
 namespace {
 
-http::Response json_response(int status, const json& body) {
-  http::Response r;
-  r.status = status;
-  r.content_type = "application/json";
-  r.body = body.dump() + "\n";
-  r.headers.emplace_back("Cache-Control", "no-store");
-  return r;
-}
-
 http::Response error_response(int status, const std::string& message, const json& extra = json::object()) {
   json body = {{"error", {{"status", status}, {"message", message}}}};
   for (const auto& [k, v] : extra.items()) body["error"][k] = v;

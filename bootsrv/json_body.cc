@@ -6,6 +6,15 @@
 
 namespace bootfleet::bootsrv {
 
+http::Response json_response(int status, const nlohmann::json& body) {
+  http::Response r;
+  r.status = status;
+  r.content_type = "application/json";
+  r.body = body.dump() + "\n";
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
+
 using nlohmann::json;
 
 int json_depth(std::string_view text, int stop_at) {

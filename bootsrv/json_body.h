@@ -1,5 +1,6 @@
 // JSON request bodies of the control API (publish, rollback, upload
-// declarations), refused before they can cost more than their size.
+// declarations), refused before they can cost more than their size; and
+// the JSON answers.
 //
 // Design note. nlohmann::json parses iteratively, but dump() and the
 // destructor of older releases recurse once per nesting level: 100 000
@@ -16,7 +17,13 @@
 #include <string>
 #include <string_view>
 
+#include "http/server.h"
+
 namespace bootfleet::bootsrv {
+
+// A JSON answer (the API's and the status page's): `body` and a newline,
+// never cached.
+http::Response json_response(int status, const nlohmann::json& body);
 
 constexpr uint64_t kMaxJsonBody = 1 << 20;  // bytes
 constexpr int kMaxJsonDepth = 16;           // arrays and objects inside one another

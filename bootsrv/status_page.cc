@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <map>
 
+#include "json_body.h"
 #include "status_assets.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -34,15 +35,6 @@ Disk disk_of(const std::string& dir) {
   if (dir.empty() || ::statvfs(dir.c_str(), &st) != 0) return {};
   // f_bavail: what an unprivileged writer (bootsrv's user) can still use.
   return {uint64_t(st.f_blocks) * st.f_frsize, uint64_t(st.f_bavail) * st.f_frsize, true};
-}
-
-http::Response json_response(int status, const json& body) {
-  http::Response r;
-  r.status = status;
-  r.content_type = "application/json";
-  r.body = body.dump() + "\n";
-  r.headers.emplace_back("Cache-Control", "no-store");
-  return r;
 }
 
 // `key` names the configuration key in errors (the file's own errors say
