@@ -35,9 +35,9 @@
 #include <tuple>
 
 #include "recipe/recipe.h"
-#include "store/version_ref.h"
 #include "util/bytes.h"
 #include "util/error.h"
+#include "util/names.h"
 #include "util/size.h"
 #include "util/text.h"
 
@@ -627,7 +627,7 @@ void Parser::parse_top(const YAML::Node& root, Recipe& r) {
   if (auto v = f->get("image")) {
     if (auto name = str(*v)) {
       try {
-        store::validate_image_name(*name);
+        util::validate_image_name(*name);
         r.image = *name;
       } catch (const util::Error& e) {
         report(*v, e.what());
@@ -653,7 +653,7 @@ void Parser::parse_base(const Value& v, Base& base) {
     auto s = str(at);
     if (!s) return;
     try {
-      store::parse_version_ref(*s, true);
+      util::parse_version_ref(*s, true);
       base.kind = Base::Kind::kVersion;
       base.version = *s;
     } catch (const util::Error& e) {

@@ -1,10 +1,8 @@
-#include "store/version_ref.h"
+#include "util/names.h"
 
 #include "util/error.h"
 
-namespace bootfleet::store {
-
-using util::Error;
+namespace bootfleet::util {
 
 std::string VersionRef::text() const {
   if (number) return image + "@" + std::to_string(*number);
@@ -64,4 +62,4 @@ VersionRef parse_version_ref(const std::string& text, bool version_required) {
   return ref;
 }
 
-}  // namespace bootfleet::store
+}  // namespace bootfleet::util
