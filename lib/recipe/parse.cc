@@ -965,9 +965,9 @@ bool Parser::parse_step_body(const std::string& name, const Value& body, Step& s
     } else if (!f->get("to") && !f->get("artifact")) {
       report(body, "missing to or artifact; expected " + shape);
     } else if (auto at = f->get("artifact"); at && !step.artifact.empty()) {
-      bool ok = step.artifact.size() <= 64 && step.artifact[0] != '.';
-      for (char c : step.artifact) ok &= std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-      if (!ok) report(*at, "artifact name '" + step.artifact + "' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'");
+      if (!util::is_artifact_name(step.artifact)) {
+        report(*at, "artifact name '" + step.artifact + "' must be " + util::kArtifactNameRule);
+      }
     }
   }
   return done();

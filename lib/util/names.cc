@@ -27,6 +27,18 @@ void validate_image_name(const std::string& name) {
   }
 }
 
+const char* const kArtifactNameRule = "1-64 letters, digits, '.', '_' or '-', not starting with '.'";
+
+bool is_artifact_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.') return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 VersionRef parse_version_ref(const std::string& text, bool version_required) {
   VersionRef ref;
   auto at = text.find('@');

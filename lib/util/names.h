@@ -1,5 +1,6 @@
 // The names every layer spells the same way: image names, the "IMAGE",
-// "IMAGE@N", "IMAGE@active" references commands and export names use.
+// "IMAGE@N", "IMAGE@active" references commands and export names use, and
+// artifact names.
 //
 // Design note. These are words of the store (DESIGN.md section 2), but the
 // recipe parser must check a `base: IMAGE@N` without reaching the store
@@ -29,5 +30,11 @@ VersionRef parse_version_ref(const std::string& text, bool version_required = fa
 // Image names become directory names and export names: 1-64 characters of
 // a-z, 0-9, '.', '_', '-', starting with a letter or digit. Throws otherwise.
 void validate_image_name(const std::string& name);
+
+// Artifacts are files kept beside a version and served at
+// /artifacts/IMAGE@N/NAME: a recipe's copy-out names them, a push declares
+// them. kArtifactNameRule says what is allowed, for messages.
+bool is_artifact_name(const std::string& name);
+extern const char* const kArtifactNameRule;
 
 }  // namespace bootfleet::util
