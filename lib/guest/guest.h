@@ -81,7 +81,9 @@ class Guest {
 
   // Files.
   bool exists(const std::string& path);
-  bool is_dir(const std::string& path);  // false for a missing path
+  // False for a missing path; a symlink to a directory counts only when
+  // `follow_symlinks` (as the kernel sees a path's parent, e.g. merged-/usr's /lib).
+  bool is_dir(const std::string& path, bool follow_symlinks = false);
   bool is_symlink(const std::string& path);
   void mkdir_p(const std::string& path);
   void mkmountpoint(const std::string& path);

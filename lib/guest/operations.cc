@@ -64,7 +64,9 @@ bool Guest::exists(const std::string& path) {
   return rc == 1;
 }
 
-bool Guest::is_dir(const std::string& path) { return guestfs_is_dir(g_, path.c_str()) == 1; }
+bool Guest::is_dir(const std::string& path, bool follow_symlinks) {
+  return guestfs_is_dir_opts(g_, path.c_str(), GUESTFS_IS_DIR_OPTS_FOLLOWSYMLINKS, follow_symlinks ? 1 : 0, -1) == 1;
+}
 
 bool Guest::is_symlink(const std::string& path) { return guestfs_is_symlink(g_, path.c_str()) == 1; }
 

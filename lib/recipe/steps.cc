@@ -65,6 +65,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+std::string parent_dir(const std::string& guest_path) {
+  auto slash = guest_path.rfind('/');
+  return slash == 0 || slash == std::string::npos ? "/" : guest_path.substr(0, slash);
+}
+
 // --- mkdir ------------------------------------------------------------------
 
 void parse_mkdir(StepParser& p, const Fields& f, const Value&, Step& s) {
@@ -125,7 +130,16 @@ json canonical_write(const Step& s, const CanonicalSpelling& c) {
   return b;
 }
 std::string summary_write(const Step& s) { return s.path + " (" + std::to_string(s.content.size()) + " bytes)"; }
+// A missing directory is refused, not made: a write names a file, and a
+// typo in its directory (/ect/motd) should stop the build, not create
+// /ect. docs/recipes.md says to add a mkdir step.
 void run_write(const StepRun& r, const Step& s) {
+  std::string dir = parent_dir(s.path);
+  if (!r.guest.is_dir(dir, /*follow_symlinks=*/true)) {
+    throw Error("the directory " + dir + " of " + s.path + (r.guest.exists(dir) ? " is not a directory" : " does not exist") +
+                " in the guest; write does not create directories: add a step '- mkdir: " + dir +
+                "' before this one (or correct the path)");
+  }
   r.guest.write_file(s.path, s.content);
   if (s.mode) r.guest.chmod(*s.mode, s.path);
 }
