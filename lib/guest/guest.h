@@ -62,9 +62,12 @@ class Guest {
   [[noreturn]] void fail(const std::string& what) const;
 
   // Mounts the guest's filesystems under "/": the operating system's own
-  // layout when inspection finds one, else the first mountable filesystem
-  // of each disk (`device_index` 0 or 1). Returns what was mounted, e.g.
-  // "/dev/sda1 on / (ext4)". Throws when nothing can be mounted.
+  // layout when inspection finds one; else, by partition type, the `linux`
+  // partition at the root and the `efi` one at /boot/efi (made when
+  // missing, unless read-only); else the first mountable filesystem of the
+  // disk (`device_index` 0 or 1). Returns what was mounted where, e.g.
+  // "/dev/sda2 on / (ext4, linux partition), /dev/sda1 on /boot/efi (vfat,
+  // efi partition)". Throws when nothing can be mounted.
   std::string mount_root(int device_index = 0, const std::string& at = "/", bool read_only = false);
   // Unmounts everything, syncs and shuts the appliance down (qemu flushes
   // its writes to the NBD server before this returns).

@@ -424,12 +424,14 @@ void run_registry(const StepRun& r, const Step& s) {
 
 const char* const kDefaultBootDir = "/boot/extlinux";
 
-// The host's extlinux MBR boot code (package extlinux or syslinux-common).
-std::string mbr_code_path() {
-  for (const char* p : {"/usr/lib/EXTLINUX/mbr.bin", "/usr/lib/syslinux/mbr/mbr.bin", "/usr/share/syslinux/mbr.bin"}) {
-    if (::access(p, R_OK) == 0) return p;
+// The host's extlinux boot code for the disk's first 440 bytes (package
+// extlinux or syslinux-common): mbr.bin for MBR disks, gptmbr.bin for GPT.
+std::string boot_code_path(const std::string& name) {
+  for (const std::string dir : {"/usr/lib/EXTLINUX/", "/usr/lib/syslinux/mbr/", "/usr/share/syslinux/"}) {
+    if (::access((dir + name).c_str(), R_OK) == 0) return dir + name;
   }
-  throw Error("no extlinux MBR code on this host (install the extlinux package: /usr/lib/EXTLINUX/mbr.bin)");
+  throw Error("no extlinux boot code " + name + " on this host (install the extlinux package: /usr/lib/EXTLINUX/" +
+              name + ")");
 }
 
 void parse_bootloader(StepParser& p, const Fields& f, const Value&, Step& s) {
@@ -446,8 +448,8 @@ json canonical_bootloader(const Step& s, const CanonicalSpelling& c) {
 }
 std::string summary_bootloader(const Step& s) { return "extlinux in " + s.path + ": " + s.kernel; }
 // extlinux in `path` of the filesystem holding it, a config with one
-// entry, the MBR boot code, and the partition marked active, so a BIOS
-// boots the disk.
+// entry, the boot code in the disk's first 440 bytes, and the partition
+// marked (MBR: active; GPT: legacy BIOS bootable), so a BIOS boots the disk.
 void run_bootloader(const StepRun& r, const Step& s) {
   guest::Guest& g = r.guest;
   if (!g.feature_available("extlinux")) throw Error("this libguestfs appliance has no extlinux");
@@ -469,13 +471,17 @@ void run_bootloader(const StepRun& r, const Step& s) {
   std::string disk = g.part_disk(part);
   int partnum = g.part_number(part);
   std::string table = g.part_table_type(disk);
-  if (table != "msdos") throw Error("extlinux boots MBR disks here; " + disk + " has a " + table + " table");
-  std::ifstream in(mbr_code_path(), std::ios::binary);
+  if (table != "msdos" && table != "gpt") {
+    throw Error("extlinux boots MBR and GPT disks; " + disk + " has a " + table + " table");
+  }
+  const std::string code_path = boot_code_path(table == "gpt" ? "gptmbr.bin" : "mbr.bin");
+  std::ifstream in(code_path, std::ios::binary);
   std::string code((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (code.size() < 440) throw Error(mbr_code_path() + ": shorter than the 440 bytes of MBR code");
+  if (code.size() < 440) throw Error(code_path + ": shorter than the 440 bytes of boot code");
   g.pwrite_device(disk, code.substr(0, 440), 0);
-  g.part_set_bootable(disk, partnum, true);
-  r.say("      extlinux in " + dir + " on " + part + ", MBR code on " + disk);
+  if (table == "gpt") g.part_set_legacy_bios_bootable(disk, partnum);
+  else g.part_set_bootable(disk, partnum, true);
+  r.say("      extlinux in " + dir + " on " + part + ", " + (table == "gpt" ? "GPT" : "MBR") + " boot code on " + disk);
 }
 
 // --- copy-out ---------------------------------------------------------------
