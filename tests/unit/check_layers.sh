@@ -45,6 +45,16 @@ run_check "$WORK/tree" 1
 grep -qF "lib/recipe/zz_bad.h:1" <<<"$OUT" || fail "recipe -> serve not named: $OUT"
 echo "ok: recipe including serve/ (through a header) is refused"
 
+# libguestfs belongs to the guest layer: a recipe calling it directly is refused.
+fresh_copy
+printf '#include <guestfs.h>\n' > "$WORK/tree/lib/recipe/zz_bad.cc"
+printf '#include <guestfs.h>\n' > "$WORK/tree/imgtool/zz_bad.cc"
+run_check "$WORK/tree" 1
+grep -qF "lib/recipe/zz_bad.cc:1: layer 'recipe' includes <guestfs.h>, which only 'guest' may include" <<<"$OUT" ||
+  fail "recipe -> <guestfs.h> not named: $OUT"
+grep -qF "imgtool/zz_bad.cc:1: layer 'imgtool' includes <guestfs.h>" <<<"$OUT" || fail "imgtool -> <guestfs.h>: $OUT"
+echo "ok: <guestfs.h> outside lib/guest is refused"
+
 # A folder with no row, and a row naming a layer with no row.
 fresh_copy
 mkdir "$WORK/tree/lib/newthing" && printf '#include "util/error.h"\n' > "$WORK/tree/lib/newthing/a.cc"
