@@ -154,6 +154,8 @@ struct PartitionType {
 };
 // nullptr for an unknown name.
 const PartitionType* find_partition_type(const std::string& name);
+// Every name, in the table's order (what a recipe's `type` may be).
+std::vector<std::string> partition_type_names();
 
 // Frees a NULL-terminated array of strings returned by libguestfs.
 void free_strings(char** list);

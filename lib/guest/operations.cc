@@ -35,6 +35,12 @@ const PartitionType* find_partition_type(const std::string& name) {
   return nullptr;
 }
 
+std::vector<std::string> partition_type_names() {
+  std::vector<std::string> out;
+  for (const auto& t : kPartitionTypes) out.push_back(t.name);
+  return out;
+}
+
 std::string Guest::partition_type(const std::string& partition) {
   // Not a partition (a whole-disk filesystem, an LV): no type. Errors are
   // answers here, so they are read without check().

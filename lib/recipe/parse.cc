@@ -34,6 +34,7 @@
 #include <sstream>
 #include <tuple>
 
+#include "guest/guest.h"
 #include "recipe/recipe.h"
 #include "recipe/steps.h"
 #include "util/bytes.h"
@@ -63,7 +64,6 @@ constexpr size_t kMaxProblems = 500;
 
 const std::vector<std::string> kTopKeys = {"image", "base", "steps", "message"};
 const std::vector<std::string> kBaseKinds = {"version", "import", "create"};
-const std::vector<std::string> kPartitionTypes = {"linux", "efi", "ntfs", "fat32", "swap"};
 const std::vector<std::string> kFilesystems = {"ext4", "xfs", "vfat", "ntfs"};
 
 std::string join(const std::vector<std::string>& words, const std::string& sep = ", ") {
@@ -708,7 +708,7 @@ void Parser::parse_partitions(const Value& v, Base& base) {
     }
     total += std::min<uint64_t>(p.size, kMaxDiskSize);
     if (auto at = f->get("type")) {
-      if (auto t = choice(*at, kPartitionTypes)) p.type = *t;
+      if (auto t = choice(*at, guest::partition_type_names())) p.type = *t;
     }
     if (auto at = f->get("filesystem")) {
       if (auto fsname = choice(*at, kFilesystems)) p.filesystem = *fsname;
