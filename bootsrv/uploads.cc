@@ -15,6 +15,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/names.h"
 #include "util/sha256.h"
 #include "util/size.h"
 #include "util/uuid.h"
@@ -32,6 +33,23 @@ namespace {
 
 constexpr size_t kPiece = 1 << 20;  // bodies move to disk in pieces of this size
 
+// The rest of a request's body, to `fd` from offset `at` on, in whole
+// pieces; `written` hears of each piece once it is on disk, so a client that
+// leaves mid-body keeps what was written before. Returns the bytes written.
+uint64_t body_to_file(http::Body& body, int fd, uint64_t at, const std::string& path,
+                      const std::function<void(const uint8_t*, size_t)>& written) {
+  std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
+  uint64_t total = 0;
+  while (body.remaining() > 0) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
+    while (got < want) got += body.read(piece.data() + got, want - got);
+    util::pwrite_full(fd, piece.data(), got, at + total, path);
+    total += got;
+    written(piece.data(), got);
+  }
+  return total;
+}
+
 bool is_digest_hex(const std::string& s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
@@ -43,15 +61,10 @@ std::string short_digest(const std::optional<util::Digest>& d) {
 }
 
 void validate_artifact_name(const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 128 && name[0] != '.';
-  for (char c : name) {
-    ok = ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                c == '-');
-  }
-  if (!ok) {
-    // Not echoed: it is what was refused (it may come from a JSON body).
-    throw ApiError(400, "an artifact name (" + std::to_string(name.size()) +
-                            " bytes) is not allowed: 1-128 letters, digits, '.', '_', '-', not starting with '.'");
+  // Not echoed: it is what was refused (it may come from a JSON body).
+  if (!util::is_artifact_name(name)) {
+    throw ApiError(400, "an artifact name (" + std::to_string(name.size()) + " bytes) is not allowed: " +
+                            util::kArtifactNameRule);
   }
 }
 
@@ -276,6 +289,17 @@ void Uploads::remove(const std::shared_ptr<Upload>& u) {
   fs::remove_all(u->dir, ec);
 }
 
+// Requests on one upload take turns by try-lock, never by waiting: a second
+// request while one is working is a client's mistake (or a retry racing its
+// own original), and 409 says so at once instead of holding a connection.
+std::shared_ptr<Uploads::Upload> Uploads::take_turn(const std::string& id, std::unique_lock<std::mutex>& writer) {
+  auto u = find(id);
+  writer = std::unique_lock(u->writer, std::try_to_lock);
+  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
+  if (u->gone) throw ApiError(404, unknown(id));
+  return u;
+}
+
 std::vector<std::string> Uploads::expire() {
   std::vector<std::shared_ptr<Upload>> old;
   auto now = std::chrono::steady_clock::now();
@@ -441,10 +465,8 @@ json Uploads::state(const std::string& id) {
 }
 
 json Uploads::append(const std::string& id, uint64_t offset, http::Body& body) {
-  auto u = find(id);
-  std::unique_lock writer(u->writer, std::try_to_lock);
-  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
-  if (u->gone) throw ApiError(404, unknown(id));
+  std::unique_lock<std::mutex> writer;
+  auto u = take_turn(id, writer);
   check_append(id, u->received, u->declaration.file_size, offset, body.length());
   std::string path = u->dir + "/disk.vhd";
   util::UniqueFd fd = util::open_file(path, O_WRONLY);
@@ -458,30 +480,24 @@ json Uploads::append(const std::string& id, uint64_t offset, http::Body& body) {
     std::lock_guard lock(mutex_);
     u->received = offset;
   }
-  std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
   struct Touch {
     Uploads& self;
     Upload& u;
     ~Touch() { self.touch(u); }
   } touch_at_end{*this, *u};
-  while (body.remaining() > 0) {
-    // Whole pieces go to disk. A client that leaves keeps the pieces
-    // written before: `received` says where to go on.
-    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
-    while (got < want) got += body.read(piece.data() + got, want - got);
-    util::pwrite_full(fd.get(), piece.data(), got, u->received, path);
+  // A client that leaves keeps the pieces written before: `received` says
+  // where to go on. Only this request (it holds the turn) moves it.
+  body_to_file(body, fd.get(), u->received, path, [&](const uint8_t*, size_t n) {
     std::lock_guard lock(mutex_);
-    u->received += got;
-  }
+    u->received += n;
+  });
   std::lock_guard lock(mutex_);
   return {{"upload", id}, {"received", u->received}, {"file_size", u->declaration.file_size}};
 }
 
 json Uploads::put_artifact(const std::string& id, const std::string& name, http::Body& body) {
-  auto u = find(id);
-  std::unique_lock writer(u->writer, std::try_to_lock);
-  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
-  if (u->gone) throw ApiError(404, unknown(id));
+  std::unique_lock<std::mutex> writer;
+  auto u = take_turn(id, writer);
   const UploadDeclaration::Artifact* declared = nullptr;
   std::string names;
   for (const auto& a : u->declaration.artifacts) {
@@ -503,15 +519,7 @@ json Uploads::put_artifact(const std::string& id, const std::string& name, http:
   } remove_part{part};
   util::UniqueFd fd = util::open_file(part, O_WRONLY | O_CREAT | O_TRUNC, 0600);
   util::Sha256 hash;
-  std::vector<uint8_t> piece(std::min<uint64_t>(kPiece, std::max<uint64_t>(body.length(), 1)));
-  uint64_t at = 0;
-  while (body.remaining() > 0) {
-    size_t want = static_cast<size_t>(std::min<uint64_t>(piece.size(), body.remaining())), got = 0;
-    while (got < want) got += body.read(piece.data() + got, want - got);
-    hash.update({piece.data(), got});
-    util::pwrite_full(fd.get(), piece.data(), got, at, part);
-    at += got;
-  }
+  uint64_t at = body_to_file(body, fd.get(), 0, part, [&](const uint8_t* data, size_t n) { hash.update({data, n}); });
   touch(*u);
   std::string sha = util::digest_hex(hash.finish());
   if (sha != declared->sha256) {
@@ -525,9 +533,8 @@ json Uploads::put_artifact(const std::string& id, const std::string& name, http:
 }
 
 void Uploads::abort(const std::string& id) {
-  auto u = find(id);
-  std::unique_lock writer(u->writer, std::try_to_lock);
-  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; try again");
+  std::unique_lock<std::mutex> writer;
+  auto u = take_turn(id, writer);
   remove(u);
 }
 
@@ -609,10 +616,8 @@ std::vector<uint32_t> Uploads::verify(Upload& u, const store::VersionInfo* paren
 }
 
 Uploads::Committed Uploads::commit(const std::string& id, const std::string& by) {
-  auto u = find(id);
-  std::unique_lock writer(u->writer, std::try_to_lock);
-  if (!writer.owns_lock()) throw ApiError(409, "upload " + id + " is busy with another request; one at a time");
-  if (u->gone) throw ApiError(404, unknown(id));
+  std::unique_lock<std::mutex> writer;
+  auto u = take_turn(id, writer);
   const UploadDeclaration& d = u->declaration;
   const std::string ref = d.image + "@" + std::to_string(d.version);
   // Incomplete: the client can still finish it, so it is kept.

@@ -125,6 +125,9 @@ class Uploads {
     bool gone = false;  // committed, aborted or expired (under Uploads::mutex_)
   };
   std::shared_ptr<Upload> find(const std::string& id);
+  // find(), then this request's turn on it (409 while another has it, 404
+  // once it is gone); `writer` holds the turn.
+  std::shared_ptr<Upload> take_turn(const std::string& id, std::unique_lock<std::mutex>& writer);
   nlohmann::json state_of(const Upload& u);
   void remove(const std::shared_ptr<Upload>& u);
   void touch(Upload& u);

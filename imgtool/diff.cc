@@ -1,6 +1,4 @@
 // imgtool diff IMAGE@A IMAGE@B [--json] [--verify | --files]
-#include <guestfs.h>
-
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -52,8 +50,8 @@ int diff_files(store::Store& s, const store::DiffResult& r, const std::string& n
     lo.accel = guest::accel_from_environment();
     lo.note = [](const std::string& n) { std::cerr << "imgtool diff: note: " << n << "\n"; };
     auto g = guest::Guest::launch(lo);
-    g->check(guestfs_mkmountpoint(g->handle(), "/a"), "make mount point /a");
-    g->check(guestfs_mkmountpoint(g->handle(), "/b"), "make mount point /b");
+    g->mkmountpoint("/a");
+    g->mkmountpoint("/b");
     g->mount_root(0, "/a", true);
     g->mount_root(1, "/b", true);
     d = guest::diff_trees(*g, "/a", "/b", work.path());

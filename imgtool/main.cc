@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "util/args.h"
+#include "util/log.h"
 #include "util/error.h"
 #include "util/version.h"
 
@@ -39,6 +40,7 @@ void print_usage(std::ostream& out) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  bootfleet::util::set_log_program("imgtool");  // the library's log lines (e.g. the store's lock wait) name us
   try {
     args = bootfleet::util::move_global_options(args, {"--store", "--server", "--token-file", "--ca-file"});
   } catch (const bootfleet::util::Error& e) {

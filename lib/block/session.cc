@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "block/io_error.h"
 #include "util/error.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -116,11 +117,15 @@ size_t ChainRegistry::open_count() {
   return n;
 }
 
+std::string VersionDevice::describe() const {
+  return pin_.image + "@" + std::to_string(pin_.version) + " (" + pin_.path + ")";
+}
+
 int VersionDevice::read(uint64_t offset, uint32_t length, uint8_t* buf) {
   try {
     chain_->read(offset, buf, length);
-  } catch (const util::Error&) {
-    return EIO;
+  } catch (const util::Error& e) {
+    return io_error(describe(), "read", offset, length, e);
   }
   return 0;
 }
@@ -128,8 +133,8 @@ int VersionDevice::read(uint64_t offset, uint32_t length, uint8_t* buf) {
 int VersionDevice::try_read(uint64_t offset, uint32_t length, uint8_t* buf) {
   try {
     return chain_->try_read(offset, buf, length) ? 0 : EAGAIN;
-  } catch (const util::Error&) {
-    return EIO;
+  } catch (const util::Error& e) {
+    return io_error(describe(), "read", offset, length, e);
   }
 }
 

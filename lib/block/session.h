@@ -99,6 +99,7 @@ class VersionDevice : public Device {
   int extents(uint64_t offset, uint32_t length, std::vector<vhd::Extent>& out) override;
 
  private:
+  std::string describe() const;  // for log lines: "IMAGE@N (FILE)"
   Pin pin_;
   std::shared_ptr<const vhd::Chain> chain_;
 };

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <set>
 
+#include "block/io_error.h"
 #include "util/bytes.h"
 #include "util/error.h"
 #include "vhd/vhd_file.h"
@@ -264,8 +265,9 @@ int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf, bool
       buf += n;
       pos = run_end;
     }
-  } catch (const util::Error&) {
-    return EIO;
+  } catch (const util::Error& e) {
+    // Below (the chain) or the cache's own data file: the message names which.
+    return io_error("write cache " + path_, "read", offset, length, e);
   }
   return 0;
 }
@@ -571,6 +573,7 @@ int WriteCache::commit() {
   }
   if (rc == 0 && ::fdatasync(fd_.get()) != 0) rc = io_errno(errno);
   if (rc == 0) {
+    const uint64_t map_at = snapshot ? 0 : kMapHeader + map_records_ * kMapRecord;
     try {
       if (snapshot) {
         write_map_snapshot(records);
@@ -579,7 +582,7 @@ int WriteCache::commit() {
         for (size_t i = 0; i < records.size(); ++i)
           put_record(bytes.data() + i * kMapRecord, records[i].first, records[i].second);
         rc = 0;
-        uint64_t at = kMapHeader + map_records_ * kMapRecord;
+        const uint64_t at = map_at;
         size_t done = 0;
         while (rc == 0 && done < bytes.size()) {
           ssize_t n = ::pwrite(map_fd_.get(), bytes.data() + done, bytes.size() - done, static_cast<off_t>(at + done));
@@ -589,8 +592,9 @@ int WriteCache::commit() {
         if (rc == 0 && ::fdatasync(map_fd_.get()) != 0) rc = io_errno(errno);
         if (rc == 0) map_records_ += records.size();
       }
-    } catch (const util::Error&) {
-      rc = EIO;
+    } catch (const util::Error& e) {
+      rc = io_error("write cache map " + map_path_, snapshot ? "snapshot" : "append", map_at,
+                    records.size() * kMapRecord, e);
     }
   }
   std::unique_lock lock(mutex_);

@@ -218,15 +218,48 @@ std::string Guest::mount_root(int device_index, const std::string& at, bool read
     }
     return what;
   }
-  // No operating system (a blank or data disk): its first filesystem.
+  // No operating system (a blank disk, a data disk, a created one before
+  // its first build). The partition types say what goes where: the `linux`
+  // partition at the root and the `efi` one at /boot/efi, as an installed
+  // system would have them, whichever comes first on the disk (GPT layouts
+  // put the ESP first). Without a `linux` partition, the first mountable
+  // filesystem is the root.
   auto fss = take_strings(check(guestfs_list_filesystems(g_), "list filesystems"));
+  struct Candidate {
+    std::string fs, type, part_type;
+  };
+  std::vector<Candidate> mountable;
   std::string seen;
   for (size_t i = 0; i + 1 < fss.size(); i += 2) {
     const std::string &fs = fss[i], &type = fss[i + 1];
     if (!on_disk(fs)) continue;
     seen += (seen.empty() ? "" : ", ") + fs + " (" + type + ")";
     if (type == "unknown" || type == "swap" || type.empty()) continue;
-    if (mount(fs, at) == 0) return fs + " on " + at + " (" + type + ")";
+    mountable.push_back({fs, type, partition_type(fs)});
+  }
+  std::stable_sort(mountable.begin(), mountable.end(), [](const Candidate& a, const Candidate& b) {
+    return a.part_type == "linux" && b.part_type != "linux";
+  });
+  for (const auto& root : mountable) {
+    // An ESP is the root only of a disk with nothing else to mount.
+    if (root.part_type == "efi" && mountable.size() > 1) continue;
+    if (mount(root.fs, at) != 0) continue;
+    auto described = [](const Candidate& c) {
+      return " (" + c.type + (c.part_type.empty() ? "" : ", " + c.part_type + " partition") + ")";
+    };
+    std::string what = root.fs + " on " + at + described(root);
+    for (const auto& esp : mountable) {
+      if (esp.part_type != "efi" || esp.fs == root.fs) continue;
+      std::string mp = join("/boot/efi");
+      // A read-only mount cannot make the directory; a disk without it
+      // keeps its ESP unmounted.
+      if (!read_only && guestfs_mkdir_p(g_, mp.c_str()) == -1) fail("mkdir -p " + mp + " for the ESP " + esp.fs);
+      if (guestfs_is_dir(g_, mp.c_str()) != 1) continue;
+      if (mount(esp.fs, mp) == -1) fail("mount the ESP " + esp.fs + " on " + mp);
+      what += ", " + esp.fs + " on " + mp + described(esp);
+      break;
+    }
+    return what;
   }
   throw Error(dev + ": no filesystem to mount" + (seen.empty() ? " (the disk has none)" : " among " + seen));
 }

@@ -11,9 +11,11 @@
 // BOOTFLEET_GUEST_ACCEL=kvm|tcg|auto overrides the choice.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "guest/accel.h"
@@ -42,6 +44,8 @@ class Guest {
   Guest(const Guest&) = delete;
   Guest& operator=(const Guest&) = delete;
 
+  // For lib/guest's own files (inspect.cc). Everything else calls the named
+  // operations below: the guest layer owns the handle.
   guestfs_h* handle() const { return g_; }
   // Seconds the launch took, and whether it ran under TCG.
   double launch_seconds() const { return launch_seconds_; }
@@ -58,9 +62,12 @@ class Guest {
   [[noreturn]] void fail(const std::string& what) const;
 
   // Mounts the guest's filesystems under "/": the operating system's own
-  // layout when inspection finds one, else the first mountable filesystem
-  // of each disk (`device_index` 0 or 1). Returns what was mounted, e.g.
-  // "/dev/sda1 on / (ext4)". Throws when nothing can be mounted.
+  // layout when inspection finds one; else, by partition type, the `linux`
+  // partition at the root and the `efi` one at /boot/efi (made when
+  // missing, unless read-only); else the first mountable filesystem of the
+  // disk (`device_index` 0 or 1). Returns what was mounted where, e.g.
+  // "/dev/sda2 on / (ext4, linux partition), /dev/sda1 on /boot/efi (vfat,
+  // efi partition)". Throws when nothing can be mounted.
   std::string mount_root(int device_index = 0, const std::string& at = "/", bool read_only = false);
   // Unmounts everything, syncs and shuts the appliance down (qemu flushes
   // its writes to the NBD server before this returns).
@@ -68,6 +75,65 @@ class Guest {
 
   // Device names of the disks ("/dev/sda", "/dev/sdb").
   std::vector<std::string> devices() const;
+
+  // --- Named operations (operations.cc) -------------------------------------
+  // What recipes and commands do in a guest, by name: nothing outside
+  // lib/guest calls libguestfs. Each throws util::Error naming the
+  // operation and its paths, followed by libguestfs's own words; paths are
+  // guest paths unless called `host`.
+
+  // Files.
+  bool exists(const std::string& path);
+  // False for a missing path; a symlink to a directory counts only when
+  // `follow_symlinks` (as the kernel sees a path's parent, e.g. merged-/usr's /lib).
+  bool is_dir(const std::string& path, bool follow_symlinks = false);
+  bool is_symlink(const std::string& path);
+  void mkdir_p(const std::string& path);
+  void mkmountpoint(const std::string& path);
+  void chmod(uint32_t mode, const std::string& path);
+  void chown(int uid, int gid, const std::string& path);
+  void write_file(const std::string& path, const std::string& content);
+  std::string read_file(const std::string& path);
+  void symlink(const std::string& target, const std::string& link);  // ln -sf
+  void rm(const std::string& path);
+  void rmdir(const std::string& path);
+  void rm_rf(const std::string& path);
+  // Host to guest and back.
+  void upload(const std::string& host, const std::string& path);
+  void download(const std::string& path, const std::string& host);
+  void copy_in(const std::string& host, const std::string& dir);  // cp -r HOST DIR/
+  void copy_out(const std::string& path, const std::string& host_dir);
+  // `compression` is "" (plain tar) or a name libguestfs's tar-in takes:
+  // gzip, xz, bzip2, zstd.
+  void tar_in(const std::string& host, const std::string& dir, const std::string& compression);
+  // Runs `command` with /bin/sh in the guest; returns its output.
+  std::string sh(const std::string& command);
+
+  // Disks, partitions, filesystems.
+  bool feature_available(const std::string& feature);
+  int64_t sectors(const std::string& device);  // 512-byte sectors
+  void part_init(const std::string& disk, const std::string& table);  // "msdos" | "gpt"
+  void part_add(const std::string& disk, int64_t first_sector, int64_t last_sector);
+  void part_set_gpt_type(const std::string& disk, int number, const std::string& guid);
+  void part_set_mbr_id(const std::string& disk, int number, int id);
+  void part_set_bootable(const std::string& disk, int number, bool bootable);
+  // GPT: sets attribute bit 2, "legacy BIOS bootable", which gptmbr.bin
+  // looks for (the GPT counterpart of the MBR active flag).
+  void part_set_legacy_bios_bootable(const std::string& disk, int number);
+  std::string part_table_type(const std::string& disk);  // "msdos" | "gpt"
+  std::string part_disk(const std::string& partition);    // "/dev/sda1" -> "/dev/sda"
+  int part_number(const std::string& partition);           // "/dev/sda1" -> 1
+  void pwrite_device(const std::string& device, const std::string& data, int64_t offset);
+  void mkfs(const std::string& type, const std::string& device);
+  void mkswap(const std::string& device, const std::string& label);  // label "" = none
+  void set_label(const std::string& device, const std::string& label);
+  void mount(const std::string& device, const std::string& mountpoint);
+  // (device, mount point) of everything mounted.
+  std::vector<std::pair<std::string, std::string>> mountpoints();
+  void extlinux(const std::string& dir);
+  // The recipe name of a partition's type (see PartitionType), read from its
+  // GPT type GUID or MBR id; "" when it is none of them or not a partition.
+  std::string partition_type(const std::string& partition);
 
  private:
   Guest() = default;
@@ -78,6 +144,18 @@ class Guest {
   bool inspected_ = false;
   std::vector<std::string> inspected_roots_;
 };
+
+// Partition types by the names recipes use: the MBR id and GPT type GUID a
+// created disk is written with, and by which a mount finds them again.
+struct PartitionType {
+  const char* name;  // linux | efi | ntfs | fat32 | swap
+  int mbr_id;
+  const char* gpt_guid;
+};
+// nullptr for an unknown name.
+const PartitionType* find_partition_type(const std::string& name);
+// Every name, in the table's order (what a recipe's `type` may be).
+std::vector<std::string> partition_type_names();
 
 // Frees a NULL-terminated array of strings returned by libguestfs.
 void free_strings(char** list);

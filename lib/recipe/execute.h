@@ -1,8 +1,10 @@
 // Running a recipe's steps on a launched appliance (lib/guest).
 //
-// Design note. Everything here acts on the guest through libguestfs; the
-// host is only read (copy-in, tar-in, the extlinux MBR code) or written at
-// the paths the recipe names (copy-out). A step that fails throws
+// Design note. Everything here acts on the guest through the named
+// operations of lib/guest (never libguestfs directly); what each step does
+// is its row of the step table (steps.h). The host is only read (copy-in,
+// tar-in, the extlinux MBR code) or written at the paths the recipe names
+// (copy-out). A step that fails throws
 // StepFailed naming the step (its position in the recipe file, its number
 // and a summary) and the guest's own error; the caller then stores nothing.
 #pragma once

@@ -34,10 +34,12 @@
 #include <sstream>
 #include <tuple>
 
+#include "guest/guest.h"
 #include "recipe/recipe.h"
-#include "store/version_ref.h"
+#include "recipe/steps.h"
 #include "util/bytes.h"
 #include "util/error.h"
+#include "util/names.h"
 #include "util/size.h"
 #include "util/text.h"
 
@@ -59,15 +61,10 @@ constexpr int kMaxGptPartitions = 128;
 constexpr size_t kMaxValues = 200000;
 // Past this many problems the rest would not help anyone.
 constexpr size_t kMaxProblems = 500;
-const char* const kDefaultBootDir = "/boot/extlinux";
 
 const std::vector<std::string> kTopKeys = {"image", "base", "steps", "message"};
 const std::vector<std::string> kBaseKinds = {"version", "import", "create"};
-const std::vector<std::string> kStepNames = {"mkdir",   "copy-in", "write", "delete",   "chmod",      "chown",   "symlink",
-                                             "tar-in",  "edit",    "run",   "registry", "bootloader", "copy-out"};
-const std::vector<std::string> kPartitionTypes = {"linux", "efi", "ntfs", "fat32", "swap"};
 const std::vector<std::string> kFilesystems = {"ext4", "xfs", "vfat", "ntfs"};
-const std::vector<std::string> kRegistryTypes = {"string", "expand-string", "dword", "qword", "multi-string", "binary"};
 
 std::string join(const std::vector<std::string>& words, const std::string& sep = ", ") {
   std::string out;
@@ -162,35 +159,6 @@ std::string escape_dollars(const std::string& s) {
   return out;
 }
 
-std::string octal_text(uint32_t mode) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0%03o", mode);
-  return buf;
-}
-
-// A value in the tree with the field path and position problems name.
-struct Value {
-  YAML::Node node;
-  std::string field;
-  Location where;
-};
-
-// The entries of a map that passed the key checks.
-class Fields {
- public:
-  const Value* get(const std::string& key) const {
-    auto it = entries_.find(key);
-    return it == entries_.end() ? nullptr : &it->second;
-  }
-  bool has(const std::string& key) const { return entries_.count(key) != 0; }
-  void add(const std::string& key, Value v) { entries_.emplace(key, std::move(v)); }
-
- private:
-  std::map<std::string, Value> entries_;
-};
-
-enum class HostCheck { kExists, kRegularFile, kParentDirExists };
-
 // Remembers where the last document started; ignores everything else.
 class DocumentStarts : public YAML::EventHandler {
  public:
@@ -210,7 +178,7 @@ class DocumentStarts : public YAML::EventHandler {
 // problems found so far, including why it stopped, are reported.
 struct StopWalk {};
 
-class Parser {
+class Parser : public StepParser {
  public:
   Parser(std::string file, const std::string& base_dir, const ParseOptions& options)
       : file_(std::move(file)), options_(options) {
@@ -246,36 +214,36 @@ class Parser {
                                                " values (with YAML aliases expanded); stopped reading"});
     throw StopWalk{};
   }
-  void report(const Value& v, const std::string& message) { report(v.where, v.field, message); }
+  void report(const Value& v, const std::string& message) override { report(v.where, v.field, message); }
 
   Value item(const Value& list, size_t index, const YAML::Node& node) const {
     return Value{node, list.field + "[" + std::to_string(index) + "]", node.IsNull() ? list.where : locate(node.Mark())};
   }
 
+  // The readers (StepParser's, for the step table's rows, and the base's).
   std::optional<Fields> fields(const Value& v, const std::vector<std::string>& allowed,
-                               const std::vector<std::string>& required, const std::string& expected);
-  std::optional<std::vector<Value>> list(const Value& v, const std::string& expected);
+                               const std::vector<std::string>& required, const std::string& expected) override;
+  std::optional<std::vector<Value>> list(const Value& v, const std::string& expected) override;
 
   std::optional<std::string> substitute(const Value& v, const std::string& raw);
-  std::optional<std::string> str(const Value& v, bool allow_empty = false);
+  std::optional<std::string> str(const Value& v, bool allow_empty = false) override;
   std::optional<std::string> choice(const Value& v, const std::vector<std::string>& allowed);
-  std::optional<std::string> guest_path(const Value& v);
-  std::optional<std::string> host_path(const Value& v, HostCheck check);
-  std::optional<bool> boolean(const Value& v);
-  std::optional<uint32_t> mode(const Value& v);
+  std::optional<std::string> guest_path(const Value& v) override;
+  std::optional<std::string> host_path(const Value& v, HostCheck check) override;
+  std::optional<bool> boolean(const Value& v) override;
+  std::optional<uint32_t> mode(const Value& v) override;
   std::optional<uint64_t> size(const Value& v);
-  std::optional<uint64_t> number(const Value& v, uint64_t max);
-  std::optional<std::string> one_line(const Value& v, bool allow_empty, bool allow_spaces);
+  std::optional<uint64_t> number(const Value& v, uint64_t max) override;
+  std::optional<std::string> one_line(const Value& v, bool allow_empty, bool allow_spaces) override;
 
   void parse_top(const YAML::Node& root, Recipe& r);
   void parse_base(const Value& v, Base& base);
   void parse_create(const Value& v, Base& base);
   void parse_partitions(const Value& v, Base& base);
   std::optional<Step> parse_step(const Value& v);
-  bool parse_step_body(const std::string& name, const Value& body, Step& step);
-  void parse_registry(const Value& body, Step& step);
-  std::optional<RegistryChange> parse_registry_set(const Value& v);
-  std::optional<RegistryChange> parse_registry_delete(const Value& v);
+  bool parse_step_body(const StepKind& kind, const Value& body, Step& step);
+  std::optional<RegistryChange> registry_set(const Value& v) override;
+  std::optional<RegistryChange> registry_delete(const Value& v) override;
 
   std::string canonical_host(const std::string& path) const;
   std::string canonical(const Recipe& r) const;
@@ -627,7 +595,7 @@ void Parser::parse_top(const YAML::Node& root, Recipe& r) {
   if (auto v = f->get("image")) {
     if (auto name = str(*v)) {
       try {
-        store::validate_image_name(*name);
+        util::validate_image_name(*name);
         r.image = *name;
       } catch (const util::Error& e) {
         report(*v, e.what());
@@ -653,7 +621,7 @@ void Parser::parse_base(const Value& v, Base& base) {
     auto s = str(at);
     if (!s) return;
     try {
-      store::parse_version_ref(*s, true);
+      util::parse_version_ref(*s, true);
       base.kind = Base::Kind::kVersion;
       base.version = *s;
     } catch (const util::Error& e) {
@@ -740,7 +708,7 @@ void Parser::parse_partitions(const Value& v, Base& base) {
     }
     total += std::min<uint64_t>(p.size, kMaxDiskSize);
     if (auto at = f->get("type")) {
-      if (auto t = choice(*at, kPartitionTypes)) p.type = *t;
+      if (auto t = choice(*at, guest::partition_type_names())) p.type = *t;
     }
     if (auto at = f->get("filesystem")) {
       if (auto fsname = choice(*at, kFilesystems)) p.filesystem = *fsname;
@@ -789,6 +757,7 @@ void Parser::parse_partitions(const Value& v, Base& base) {
 // --- steps ----------------------------------------------------------------
 
 std::optional<Step> Parser::parse_step(const Value& v) {
+  const std::vector<std::string> kStepNames = step_names();
   const std::string expected = "a map with one key naming the step (" + join(kStepNames) + ")";
   if (v.node.IsScalar() && contains(kStepNames, v.node.Scalar())) {
     report(v, "a step is a map: write '" + v.node.Scalar() + ": ...' with the step's fields");
@@ -823,182 +792,25 @@ std::optional<Step> Parser::parse_step(const Value& v) {
   Value body_value{body, v.field + "." + name, body.IsNull() ? key_where : locate(body.Mark())};
   Step step;
   step.where = v.where;
-  if (!parse_step_body(name, body_value, step)) return std::nullopt;
+  if (!parse_step_body(*find_step_kind(name), body_value, step)) return std::nullopt;
   return step;
 }
 
-// Fills `step` from the step's body; false when a problem was reported.
-bool Parser::parse_step_body(const std::string& name, const Value& body, Step& step) {
+// Fills `step` from the step's body by its row of the step table; false
+// when a problem was reported.
+bool Parser::parse_step_body(const StepKind& kind, const Value& body, Step& step) {
   const size_t problems_before = problems_.size();
-  auto done = [&] { return problems_.size() == problems_before; };
-  // Reads field `key` of `f` into `out` when present.
-  auto read = [](const Fields& f, const char* key, auto reader, auto& out) {
-    if (auto at = f.get(key)) {
-      if (auto got = reader(*at)) out = *got;
-    }
-  };
-  auto guest = [&](const Value& x) { return guest_path(x); };
-  auto text = [&](const Value& x) { return str(x, true); };
-  auto word = [&](const Value& x) { return str(x); };
-  auto mode_of = [&](const Value& x) { return mode(x); };
-  auto host = [&](HostCheck check) { return [this, check](const Value& x) { return host_path(x, check); }; };
-
-  if (name == "mkdir") {
-    step.kind = Step::Kind::kMkdir;
-    if (body.node.IsScalar()) {
-      if (auto p = guest_path(body)) step.path = *p;
-      return done();
-    }
-    auto f = fields(body, {"path", "mode"}, {"path"}, "a guest path, or a map with path and optionally mode");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    read(*f, "mode", mode_of, step.mode);
-  } else if (name == "copy-in" || name == "tar-in") {
-    step.kind = name == "copy-in" ? Step::Kind::kCopyIn : Step::Kind::kTarIn;
-    auto f = fields(body, {"from", "to"}, {"from", "to"},
-                    name == "copy-in" ? "a map with from (a host file or directory) and to (a guest directory)"
-                                      : "a map with from (a host .tar or .tar.gz) and to (a guest directory)");
-    if (!f) return false;
-    read(*f, "from", host(name == "copy-in" ? HostCheck::kExists : HostCheck::kRegularFile), step.host_path);
-    read(*f, "to", guest, step.path);
-    if (name == "tar-in" && !step.host_path.empty()) {
-      auto ends = [&](const std::string& suffix) {
-        return step.host_path.size() >= suffix.size() &&
-               step.host_path.compare(step.host_path.size() - suffix.size(), suffix.size(), suffix) == 0;
-      };
-      if (!ends(".tar") && !ends(".tar.gz") && !ends(".tgz")) {
-        report(*f->get("from"), quote(step.host_path) + " is not named like a tar archive; use a .tar, .tar.gz or .tgz file");
-      }
-    }
-  } else if (name == "write") {
-    step.kind = Step::Kind::kWrite;
-    auto f = fields(body, {"path", "content", "mode"}, {"path", "content"},
-                    "a map with path, content and optionally mode");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    read(*f, "content", text, step.content);
-    read(*f, "mode", mode_of, step.mode);
-  } else if (name == "delete") {
-    step.kind = Step::Kind::kDelete;
-    if (body.node.IsScalar()) {
-      if (auto p = guest_path(body)) step.path = *p;
-      return done();
-    }
-    auto f = fields(body, {"path", "recursive"}, {"path"}, "a guest path, or a map with path and optionally recursive");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    read(*f, "recursive", [&](const Value& x) { return boolean(x); }, step.recursive);
-  } else if (name == "chmod") {
-    step.kind = Step::Kind::kChmod;
-    auto f = fields(body, {"path", "mode"}, {"path", "mode"}, "a map with path and mode");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    read(*f, "mode", mode_of, step.mode);
-  } else if (name == "chown") {
-    step.kind = Step::Kind::kChown;
-    auto f = fields(body, {"path", "uid", "gid"}, {"path"}, "a map with path, uid and gid");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    auto id = [&](const Value& x) -> std::optional<int> {
-      if (auto n = number(x, 0x7fffffff)) return static_cast<int>(*n);
-      return std::nullopt;
-    };
-    read(*f, "uid", id, step.uid);
-    read(*f, "gid", id, step.gid);
-    if (!f->has("uid") && !f->has("gid")) report(body, "give uid, gid or both");
-  } else if (name == "symlink") {
-    step.kind = Step::Kind::kSymlink;
-    auto f = fields(body, {"link", "target"}, {"link", "target"},
-                    "a map with link (the guest path to create) and target (what it points to)");
-    if (!f) return false;
-    read(*f, "link", guest, step.path);
-    read(*f, "target", [&](const Value& x) -> std::optional<std::string> {
-      auto s = str(x);
-      if (s && s->find('\0') != std::string::npos) {
-        report(x, "a link target cannot contain a NUL character");
-        return std::nullopt;
-      }
-      return s;
-    }, step.target);
-  } else if (name == "edit") {
-    step.kind = Step::Kind::kEdit;
-    auto f = fields(body, {"path", "replace", "with"}, {"path", "replace", "with"},
-                    "a map with path, replace (the text to find) and with (its replacement)");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    read(*f, "replace", word, step.search);
-    read(*f, "with", text, step.replace);
-  } else if (name == "run") {
-    step.kind = Step::Kind::kRun;
-    if (body.node.IsScalar()) {
-      if (auto c = str(body)) step.command = *c;
-      return done();
-    }
-    auto f = fields(body, {"command"}, {"command"}, "a shell command, or a map with command");
-    if (!f) return false;
-    read(*f, "command", word, step.command);
-  } else if (name == "registry") {
-    step.kind = Step::Kind::kRegistry;
-    parse_registry(body, step);
-  } else if (name == "bootloader") {
-    step.kind = Step::Kind::kBootloader;
-    step.path = kDefaultBootDir;
-    auto f = fields(body, {"path", "kernel", "initrd", "append"}, {"kernel"},
-                    "a map with kernel and optionally path, initrd, append");
-    if (!f) return false;
-    read(*f, "path", guest, step.path);
-    read(*f, "kernel", [&](const Value& x) { return one_line(x, false, false); }, step.kernel);
-    read(*f, "initrd", [&](const Value& x) { return one_line(x, false, false); }, step.initrd);
-    read(*f, "append", [&](const Value& x) { return one_line(x, true, true); }, step.append);
-  } else if (name == "copy-out") {
-    step.kind = Step::Kind::kCopyOut;
-    const std::string shape =
-        "a map with from (a guest file) and either to (a host file or existing directory) or artifact (a name to "
-        "keep the file under beside the new version)";
-    auto f = fields(body, {"from", "to", "artifact"}, {"from"}, shape);
-    if (!f) return false;
-    read(*f, "from", guest, step.path);
-    read(*f, "to", host(HostCheck::kParentDirExists), step.host_path);
-    read(*f, "artifact", word, step.artifact);
-    if (f->get("to") && f->get("artifact")) {
-      report(*f->get("artifact"), "give either to or artifact, not both");
-    } else if (!f->get("to") && !f->get("artifact")) {
-      report(body, "missing to or artifact; expected " + shape);
-    } else if (auto at = f->get("artifact"); at && !step.artifact.empty()) {
-      bool ok = step.artifact.size() <= 64 && step.artifact[0] != '.';
-      for (char c : step.artifact) ok &= std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-      if (!ok) report(*at, "artifact name '" + step.artifact + "' must be 1-64 letters, digits, '.', '_' or '-', not starting with '.'");
-    }
+  step.kind = kind.kind;
+  Fields f;
+  if (kind.scalar_field && body.node.IsScalar()) {
+    f.add(kind.scalar_field, body);  // `mkdir: /x` is `mkdir: {path: /x}`
+  } else if (auto checked = fields(body, kind.fields, kind.required, kind.shape)) {
+    f = std::move(*checked);
+  } else {
+    return false;
   }
-  return done();
-}
-
-void Parser::parse_registry(const Value& body, Step& step) {
-  auto f = fields(body, {"hive", "set", "delete"}, {"hive"},
-                  "a map with hive (a guest path) and set and/or delete (lists of changes)");
-  if (!f) return;
-  if (auto at = f->get("hive")) {
-    if (auto p = guest_path(*at)) step.path = *p;
-  }
-  if (auto at = f->get("set")) {
-    if (auto items = list(*at, "a list of values to set ({key, value, type, data})")) {
-      for (const auto& it : *items) {
-        if (auto c = parse_registry_set(it)) step.registry.push_back(std::move(*c));
-      }
-    }
-  }
-  if (auto at = f->get("delete")) {
-    if (auto items = list(*at, "a list of keys or values to delete ({key, value})")) {
-      for (const auto& it : *items) {
-        if (auto c = parse_registry_delete(it)) step.registry.push_back(std::move(*c));
-      }
-    }
-  }
-  auto count = [&](const char* key) {
-    const Value* at = f->get(key);
-    return at && at->node.IsSequence() ? at->node.size() : 0;
-  };
-  if (count("set") + count("delete") == 0) report(body, "nothing to change; give a non-empty set, delete or both");
+  kind.parse(*this, f, body, step);
+  return problems_.size() == problems_before;
 }
 
 namespace {
@@ -1021,7 +833,7 @@ std::optional<uint8_t> hex_digit(char c) {
 }
 }  // namespace
 
-std::optional<RegistryChange> Parser::parse_registry_set(const Value& v) {
+std::optional<RegistryChange> Parser::registry_set(const Value& v) {
   auto f = fields(v, {"key", "value", "type", "data"}, {"key", "value", "data"},
                   "a map with key, value, data and optionally type");
   if (!f) return std::nullopt;
@@ -1047,27 +859,25 @@ std::optional<RegistryChange> Parser::parse_registry_set(const Value& v) {
   }
   std::string type = "string";
   if (auto at = f->get("type")) {
-    if (auto t = choice(*at, kRegistryTypes)) type = *t;
+    if (auto t = choice(*at, registry_type_names())) type = *t;
     else return std::nullopt;
   }
   const Value* data = f->get("data");
   if (!data) return std::nullopt;
-  if (type == "string" || type == "expand-string") {
-    c.type = type == "string" ? RegistryChange::Type::kString : RegistryChange::Type::kExpandString;
+  c.type = registry_type(type);
+  using T = RegistryChange::Type;
+  if (c.type == T::kString || c.type == T::kExpandString) {
     if (auto s = str(*data, true)) c.string_data = *s;
-  } else if (type == "dword" || type == "qword") {
-    c.type = type == "dword" ? RegistryChange::Type::kDword : RegistryChange::Type::kQword;
-    if (auto n = number(*data, type == "dword" ? 0xffffffffull : UINT64_MAX)) c.number_data = *n;
-  } else if (type == "multi-string") {
-    c.type = RegistryChange::Type::kMultiString;
+  } else if (c.type == T::kDword || c.type == T::kQword) {
+    if (auto n = number(*data, c.type == T::kDword ? 0xffffffffull : UINT64_MAX)) c.number_data = *n;
+  } else if (c.type == T::kMultiString) {
     if (auto items = list(*data, "a list of strings")) {
       for (const auto& it : *items) {
         // An empty string would end the list early in REG_MULTI_SZ.
         if (auto s = str(it)) c.multi_data.push_back(*s);
       }
     }
-  } else {
-    c.type = RegistryChange::Type::kBinary;
+  } else {  // kBinary
     if (data->node.IsSequence()) {
       auto items = list(*data, "a list of bytes");
       for (const auto& it : *items) {
@@ -1095,7 +905,7 @@ std::optional<RegistryChange> Parser::parse_registry_set(const Value& v) {
   return c;
 }
 
-std::optional<RegistryChange> Parser::parse_registry_delete(const Value& v) {
+std::optional<RegistryChange> Parser::registry_delete(const Value& v) {
   auto f = fields(v, {"key", "value"}, {"key"},
                   "a map with key and optionally value (without value, the whole key is deleted)");
   if (!f) return std::nullopt;
@@ -1154,100 +964,8 @@ std::string Parser::canonical(const Recipe& r) const {
     }
   }
   json steps = json::array();
-  for (const auto& s : r.steps) {
-    json b = json::object();
-    switch (s.kind) {
-      case Step::Kind::kMkdir:
-        b["path"] = e(s.path);
-        if (s.mode) b["mode"] = octal_text(*s.mode);
-        break;
-      case Step::Kind::kCopyIn:
-      case Step::Kind::kTarIn:
-        b["from"] = e(canonical_host(s.host_path));
-        b["to"] = e(s.path);
-        break;
-      case Step::Kind::kWrite:
-        b["path"] = e(s.path);
-        b["content"] = e(s.content);
-        if (s.mode) b["mode"] = octal_text(*s.mode);
-        break;
-      case Step::Kind::kDelete:
-        b["path"] = e(s.path);
-        b["recursive"] = s.recursive;
-        break;
-      case Step::Kind::kChmod:
-        b["path"] = e(s.path);
-        b["mode"] = octal_text(s.mode.value_or(0));
-        break;
-      case Step::Kind::kChown:
-        b["path"] = e(s.path);
-        if (s.uid) b["uid"] = *s.uid;
-        if (s.gid) b["gid"] = *s.gid;
-        break;
-      case Step::Kind::kSymlink:
-        b["link"] = e(s.path);
-        b["target"] = e(s.target);
-        break;
-      case Step::Kind::kEdit:
-        b["path"] = e(s.path);
-        b["replace"] = e(s.search);
-        b["with"] = e(s.replace);
-        break;
-      case Step::Kind::kRun: b["command"] = e(s.command); break;
-      case Step::Kind::kRegistry: {
-        b["hive"] = e(s.path);
-        json set = json::array(), del = json::array();
-        for (const auto& c : s.registry) {
-          if (c.action == RegistryChange::Action::kDelete) {
-            json d = {{"key", e(c.key)}};
-            if (!c.value.empty()) d["value"] = e(c.value);
-            del.push_back(d);
-            continue;
-          }
-          json j = {{"key", e(c.key)}, {"value", e(c.value)}, {"type", kRegistryTypes[static_cast<size_t>(c.type)]}};
-          switch (c.type) {
-            case RegistryChange::Type::kString:
-            case RegistryChange::Type::kExpandString: j["data"] = e(c.string_data); break;
-            case RegistryChange::Type::kDword:
-            case RegistryChange::Type::kQword: j["data"] = std::to_string(c.number_data); break;
-            case RegistryChange::Type::kMultiString: {
-              json items = json::array();
-              for (const auto& m : c.multi_data) items.push_back(e(m));
-              j["data"] = items;
-              break;
-            }
-            case RegistryChange::Type::kBinary: {
-              static const char* digits = "0123456789abcdef";
-              std::string hex;
-              for (uint8_t byte : c.binary_data) {
-                if (!hex.empty()) hex += ' ';
-                hex += digits[byte >> 4];
-                hex += digits[byte & 15];
-              }
-              j["data"] = hex;
-              break;
-            }
-          }
-          set.push_back(j);
-        }
-        b["set"] = set;
-        b["delete"] = del;
-        break;
-      }
-      case Step::Kind::kBootloader:
-        b["path"] = e(s.path);
-        b["kernel"] = e(s.kernel);
-        if (!s.initrd.empty()) b["initrd"] = e(s.initrd);
-        b["append"] = e(s.append);
-        break;
-      case Step::Kind::kCopyOut:
-        b["from"] = e(s.path);
-        if (s.artifact.empty()) b["to"] = e(canonical_host(s.host_path));
-        else b["artifact"] = e(s.artifact);
-        break;
-    }
-    steps.push_back(json{{s.name(), b}});
-  }
+  const CanonicalSpelling spell{e, [this](const std::string& path) { return canonical_host(path); }};
+  for (const auto& s : r.steps) steps.push_back(json{{s.name(), step_kind(s.kind).canonical(s, spell)}});
   out["steps"] = steps;
   // Keys come out sorted (json::object is a std::map); the strings were
   // checked to be UTF-8, so dump() cannot throw.
@@ -1258,8 +976,9 @@ std::vector<std::string> Parser::input_files(const Recipe& r) const {
   std::vector<std::string> files;
   if (r.base.kind == Base::Kind::kImport) files.push_back(r.base.import_path);
   for (const auto& s : r.steps) {
-    if (s.kind == Step::Kind::kTarIn) files.push_back(s.host_path);
-    if (s.kind != Step::Kind::kCopyIn) continue;
+    const HostInput input = step_kind(s.kind).host_input;
+    if (input == HostInput::kFile) files.push_back(s.host_path);
+    if (input != HostInput::kTree) continue;
     std::error_code ec;
     // Without host checks nothing on this machine is looked at (the fuzz
     // target must not walk "/"): the sources are listed as named.

@@ -14,17 +14,13 @@ namespace bootfleet::serve {
 using util::Error;
 
 namespace {
+// The store owns what a client name is (store::validate_client_name); an
+// export name only adds which export carried it.
 void validate_client_name(const std::string& name, const std::string& export_name) {
-  if (name.empty() || name.size() > 64) {
-    throw Error("export '" + export_name + "': a client name is 1 to 64 characters");
-  }
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-' || c == ':';
-    if (!ok) {
-      throw Error("export '" + export_name + "': '" + std::string(1, c) +
-                  "' is not allowed in a client name; use letters, digits, '.', '_', '-', ':'");
-    }
+  try {
+    store::validate_client_name(name);
+  } catch (const Error& e) {
+    throw Error("export '" + export_name + "': " + e.what());
   }
 }
 }  // namespace

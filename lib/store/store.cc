@@ -19,6 +19,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/lock.h"
+#include "util/log.h"
 #include "util/mac.h"
 #include "util/size.h"
 #include "vhd/chain.h"
@@ -512,7 +513,7 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
                                   std::optional<VersionInfo> squash_of) {
   util::FileLock lock = util::FileLock::try_acquire(lock_path(image));
   if (!lock.held()) {
-    std::fprintf(stderr, "imgtool: waiting for another writer of image '%s' to finish…\n", image.c_str());
+    util::log_line("waiting for another writer of image '" + image + "' to finish…");
     lock = util::FileLock::acquire(lock_path(image));
   }
   // Under the lock: the latest version cannot change until we are done.

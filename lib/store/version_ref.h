@@ -1,25 +1,14 @@
-// "IMAGE", "IMAGE@N", "IMAGE@active": how commands name a version.
+// "IMAGE", "IMAGE@N", "IMAGE@active": how commands name a version. The
+// syntax is defined once in util/names.h (the recipe parser checks it too,
+// and may not include the store); the store's users keep these names.
 #pragma once
 
-#include <cstdint>
-#include <optional>
-#include <string>
+#include "util/names.h"
 
 namespace bootfleet::store {
 
-struct VersionRef {
-  std::string image;
-  std::optional<int64_t> number;  // nullopt: the active version
-  bool explicit_active = false;   // written as @active
-  std::string text() const;
-};
-
-// Throws util::Error naming the column of the mistake, e.g.
-// "lab@x: column 5: expected a version number or 'active' after '@'".
-VersionRef parse_version_ref(const std::string& text, bool version_required = false);
-
-// Image names become directory names and export names: 1-64 characters of
-// a-z, 0-9, '.', '_', '-', starting with a letter or digit. Throws otherwise.
-void validate_image_name(const std::string& name);
+using util::parse_version_ref;
+using util::validate_image_name;
+using util::VersionRef;
 
 }  // namespace bootfleet::store

@@ -1,6 +1,7 @@
 #include "util/text.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace bootfleet::util {
 
@@ -48,6 +49,12 @@ std::string yaml_tab_hint(const std::string& text, int line) {
     ++n;
   }
   return "";
+}
+
+std::string format_mode(uint32_t mode) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0%03o", mode);
+  return buf;
 }
 
 }  // namespace bootfleet::util

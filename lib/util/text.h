@@ -4,6 +4,7 @@
 // is explained the same way in both.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -22,5 +23,10 @@ std::string did_you_mean(const std::string& word, const std::vector<std::string>
 // one" when a line of `text` up to and including `line` (1-based, where the
 // parser stopped) starts with whitespace holding a tab; else "".
 std::string yaml_tab_hint(const std::string& text, int line);
+
+// A file mode as chmod(1) reads it back: octal with a leading 0 and at
+// least four digits ("0755", "01777"). Recipes print and hash modes in this
+// one spelling (the build cache keys on it: do not change it lightly).
+std::string format_mode(uint32_t mode);
 
 }  // namespace bootfleet::util

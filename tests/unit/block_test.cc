@@ -24,6 +24,7 @@
 #include "util/error.h"
 #include "util/file.h"
 #include "util/file_send.h"
+#include "util/log.h"
 #include "vhd/chain.h"
 #include "vhd/raw_disk.h"
 #include "vhd/vhd_file.h"
@@ -779,6 +780,26 @@ TEST_CASE("version device: reads the chain, refuses writes", "[block]") {
   std::vector<vhd::Extent> e;
   REQUIRE(d.extents(MiB, 2 * MiB, e) == 0);
   CHECK(e == std::vector<vhd::Extent>{{MiB, MiB, true}, {2 * MiB, MiB, false}});
+}
+
+TEST_CASE("version device: a failed read is EIO for the client and one log line naming file and offset", "[block]") {
+  Fixture f;
+  block::ChainRegistry chains;
+  block::VersionDevice d({"lab", 1, f.vhd_path}, chains.open(f.vhd_path));
+  // The file loses its data blocks under the open chain (a disk gone bad).
+  REQUIRE(::truncate(f.vhd_path.c_str(), 64 * 1024) == 0);
+  std::vector<std::string> lines;
+  util::set_log_sink([&](const std::string& line) { lines.push_back(line); });
+  std::vector<uint8_t> got(4096);
+  int rc = d.read(MiB + 512, 4096, got.data());
+  int try_rc = d.try_read(MiB + 512, 4096, got.data());
+  util::set_log_sink(nullptr);
+  CHECK(rc == EIO);
+  CHECK((try_rc == EIO || try_rc == EAGAIN));
+  REQUIRE(lines.size() == (try_rc == EIO ? 2u : 1u));
+  CHECK_THAT(lines[0], Catch::Contains("lab@1 (" + f.vhd_path + "): read of 4096 bytes at offset " +
+                                       std::to_string(MiB + 512) + " failed: ") &&
+                           Catch::Contains("the client gets EIO"));
 }
 
 TEST_CASE("chain registry: one open chain per path while it is in use", "[block]") {

@@ -1,10 +1,8 @@
-#include "store/version_ref.h"
+#include "util/names.h"
 
 #include "util/error.h"
 
-namespace bootfleet::store {
-
-using util::Error;
+namespace bootfleet::util {
 
 std::string VersionRef::text() const {
   if (number) return image + "@" + std::to_string(*number);
@@ -27,6 +25,18 @@ void validate_image_name(const std::string& name) {
                   "' is not allowed; use a-z, 0-9, '.', '_' and '-', starting with a letter or digit");
     }
   }
+}
+
+const char* const kArtifactNameRule = "1-64 letters, digits, '.', '_' or '-', not starting with '.'";
+
+bool is_artifact_name(const std::string& name) {
+  if (name.empty() || name.size() > 64 || name[0] == '.') return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+              c == '-';
+    if (!ok) return false;
+  }
+  return true;
 }
 
 VersionRef parse_version_ref(const std::string& text, bool version_required) {
@@ -64,4 +74,4 @@ VersionRef parse_version_ref(const std::string& text, bool version_required) {
   return ref;
 }
 
-}  // namespace bootfleet::store
+}  // namespace bootfleet::util
