@@ -785,7 +785,7 @@ TEST_CASE("version device: reads the chain, refuses writes", "[block]") {
 TEST_CASE("version device: a failed read is EIO for the client and one log line naming file and offset", "[block]") {
   Fixture f;
   block::ChainRegistry chains;
-  block::VersionDevice d({"lab", 1, f.vhd_path}, chains.open(f.vhd_path));
+  block::VersionDevice d({"lab", 1, f.vhd_path, ""}, chains.open(f.vhd_path));
   // The file loses its data blocks under the open chain (a disk gone bad).
   REQUIRE(::truncate(f.vhd_path.c_str(), 64 * 1024) == 0);
   std::vector<std::string> lines;
@@ -1256,7 +1256,7 @@ TEST_CASE("mapped reads: what is sent from the files is what read() returns", "[
   }
 
   SECTION("a version device maps every range; unallocated blocks are zero spans with no file") {
-    block::VersionDevice d({"lab", 1, f.vhd_path}, chain);
+    block::VersionDevice d({"lab", 1, f.vhd_path, ""}, chain);
     std::vector<util::FileSpan> spans;
     REQUIRE(d.map_read(kBlock - 4096, kBlock, spans) == 0);
     REQUIRE(spans.size() == 2);
