@@ -30,7 +30,7 @@ boot 52:54:00:00:e3:01 pc01-1.log "pc01 in maintenance, first boot"
 expect_console pc01-1.log "bootfleet-marker image=tiny-linux version=1 client=pc01" "pc01, first boot"
 expect_console pc01-1.log "bootfleet-previous-write: none" "pc01, first boot"
 expect_console pc01-1.log "bootfleet-write-test ok" "pc01, first boot"
-grep -q "boot 52:54:00:00:e3:01 as pc01: tiny-linux@1, session tiny-linux/pc01, linux, maintenance" server.log ||
+grep -q "boot 52:54:00:00:e3:01 as pc01: tiny-linux@1, session tiny-linux/pc01, linux, by maintenance" server.log ||
   fail "the boot is not logged as maintenance: $(grep boot server.log)"
 T1=$BOOT_SECONDS
 boot 52:54:00:00:e3:01 pc01-2.log "pc01 in maintenance, reboot"
