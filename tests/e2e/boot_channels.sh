@@ -7,10 +7,10 @@
 # attach lines show. @2 is a squash of @1 (same content and kernel, another
 # version number), so no second appliance launch is needed.
 source "$(dirname "$0")/../integration/lib.sh"
+source "$(dirname "$0")/boot_lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 RECIPES=$(cd "$HERE_LIB/../../recipes" && pwd)
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
-QEMU_PIDS=()
 SERVER=0
 cleanup() {
   for p in "${QEMU_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -38,30 +38,9 @@ NBD_PORT=$(free_port)
 HTTP_PORT=$(free_port)
 start_bootsrv "listening for HTTP" serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT
 
-# boot MAC CONSOLE: powers on a diskless client in the background; it
-# powers itself off at the end of tiny-linux's init.
-boot() {
-  : > "$2"
-  timeout 300 qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 1024 -boot n \
-    -netdev "user,id=n0,bootfile=http://10.0.2.2:$HTTP_PORT/boot.ipxe" \
-    -device "virtio-net-pci,netdev=n0,mac=$1" \
-    -serial "file:$2" -monitor none -display none > "$2.qemu" 2>&1 &
-  QEMU_PIDS+=("$!")
-}
-# expect_console CONSOLE LINE WHAT: the console holds LINE as a whole line.
-expect_console() {
-  tr -d '\r' < "$1" | grep -qxF -- "$2" || {
-    echo "FAIL: $3: expected '$2' on the console; console tail:" >&2
-    tail -20 "$1" | tr -d '\r' >&2
-    echo "--- qemu: $(cat "$1.qemu")" >&2
-    echo "--- bootsrv log tail:" >&2
-    tail -15 server.log >&2
-    exit 1
-  }
-}
 started=$SECONDS
-boot 52:54:00:00:e3:01 pc01.log
-boot 52:54:00:00:e3:02 pc02.log
+start_boot 52:54:00:00:e3:01 pc01.log
+start_boot 52:54:00:00:e3:02 pc02.log
 for p in "${QEMU_PIDS[@]}"; do wait "$p" || true; done
 QEMU_PIDS=()
 expect_console pc01.log "bootfleet-marker image=tiny-linux version=1 client=pc01" "pc01 (production)"
