@@ -220,6 +220,16 @@ int WriteCache::pwrite_data(uint64_t offset, const uint8_t* buf, size_t length) 
 
 // --- reads ---
 
+// Where the run of clusters that starts at `pos` ends (at most `end`): it
+// goes on while `same(entry, cluster)` accepts the next cluster's entry.
+// The caller holds mutex_.
+template <class Same>
+uint64_t WriteCache::end_of_run(uint64_t pos, uint64_t end, Same same) const {
+  uint64_t run_end = std::min(end, (pos / kCluster + 1) * kCluster);
+  while (run_end < end && same(entry(run_end / kCluster), run_end / kCluster)) run_end = std::min(end, run_end + kCluster);
+  return run_end;
+}
+
 int WriteCache::read(uint64_t offset, uint32_t length, uint8_t* buf) const {
   std::shared_lock lock(mutex_);
   return read_locked(offset, length, buf, false);
@@ -238,13 +248,9 @@ int WriteCache::read_locked(uint64_t offset, uint32_t length, uint8_t* buf, bool
       // A run of clusters read the same way: below, zeros, or consecutive slots.
       uint64_t c = pos / kCluster;
       uint32_t e = entry(c);
-      uint64_t run_end = std::min(end, (c + 1) * kCluster);
-      while (run_end < end) {
-        uint32_t next = entry(run_end / kCluster);
-        bool same = e < kSlot0 ? next == e : next == e + (run_end / kCluster - c);
-        if (!same) break;
-        run_end = std::min(end, run_end + kCluster);
-      }
+      uint64_t run_end = end_of_run(pos, end, [&](uint32_t next, uint64_t cluster) {
+        return e < kSlot0 ? next == e : next == e + (cluster - c);
+      });
       size_t n = static_cast<size_t>(run_end - pos);
       if (e == kBelow) {
         // The last cluster may pass the disk's end (a size that is not a
@@ -280,8 +286,7 @@ int WriteCache::map_read(uint64_t offset, uint32_t length, std::vector<util::Fil
     uint64_t c = pos / kCluster;
     uint32_t e = entry(c);
     if (e >= kSlot0) return ENOTSUP;
-    uint64_t run_end = std::min(end, (c + 1) * kCluster);
-    while (run_end < end && entry(run_end / kCluster) == e) run_end = std::min(end, run_end + kCluster);
+    uint64_t run_end = end_of_run(pos, end, [e](uint32_t next, uint64_t) { return next == e; });
     if (e == kZero) {
       util::append_span(out, {-1, 0, run_end - pos});
     } else {
@@ -302,9 +307,8 @@ int WriteCache::extents(uint64_t offset, uint32_t length, std::vector<vhd::Exten
   while (pos < end) {
     uint64_t c = pos / kCluster;
     uint32_t e = entry(c);
-    uint64_t run_end = std::min(end, (c + 1) * kCluster);
     auto kind = [](uint32_t v) { return v >= kSlot0 ? kSlot0 : v; };
-    while (run_end < end && kind(entry(run_end / kCluster)) == kind(e)) run_end = std::min(end, run_end + kCluster);
+    uint64_t run_end = end_of_run(pos, end, [&](uint32_t next, uint64_t) { return kind(next) == kind(e); });
     if (e == kBelow) {
       for (const auto& x : below_->extents(pos, run_end - pos)) vhd::append_extent(out, x);
     } else {

@@ -156,6 +156,8 @@ class WriteCache {
   using Table = std::array<uint32_t, kTableClusters>;
 
   uint32_t entry(uint64_t cluster) const;
+  template <class Same>
+  uint64_t end_of_run(uint64_t pos, uint64_t end, Same same) const;
   // Sets a cluster's entry; returns the old one. Caller holds mutex_ exclusively.
   uint32_t set_entry(uint64_t cluster, uint32_t value);
   // Returns a slot to the free list (now, or after the next map commit for
