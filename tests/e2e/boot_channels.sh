@@ -11,13 +11,6 @@ source "$(dirname "$0")/boot_lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 RECIPES=$(cd "$HERE_LIB/../../recipes" && pwd)
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
-SERVER=0
-cleanup() {
-  for p in "${QEMU_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  kill -9 $SERVER 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
   cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"

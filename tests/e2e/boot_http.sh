@@ -18,13 +18,6 @@ BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 RECIPES=$(cd "$HERE_LIB/../../recipes" && pwd)
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
 started=$SECONDS
-SERVER=0
-cleanup() {
-  for p in "${QEMU_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  kill -9 $SERVER 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 # BOOTFLEET_TINY_STORE: a store holding only tiny-linux@1, published, copied
 # instead of building (saves the appliance launch when iterating).

@@ -3,6 +3,15 @@
 # client that network-boots from bootsrv and powers itself off at the end
 # of tiny-linux's init, wait for it, and look at its console.
 QEMU_PIDS=()
+# On exit, whatever happened: the clients and the server (SERVER, set by
+# start_bootsrv) are killed and the work directory removed.
+SERVER=0
+cleanup() {
+  for p in "${QEMU_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  kill -9 $SERVER 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 
 # start_boot MAC CONSOLE: powers on a diskless client in the background
 # (QEMU_PID); it powers itself off at the end of tiny-linux's init.

@@ -11,13 +11,6 @@ source "$(dirname "$0")/boot_lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 : "${BOOTFLEET_TINY_STORE:?set BOOTFLEET_TINY_STORE to the tiny-linux fixture store}"
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
-SERVER=0
-cleanup() {
-  for p in "${QEMU_PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  kill -9 $SERVER 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
 "$IMGTOOL" client add 52:54:00:00:e3:01 --name pc01 --image tiny-linux >/dev/null
