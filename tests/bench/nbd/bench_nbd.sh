@@ -89,15 +89,23 @@ PYX
 declare -A BW IO CPU
 compare() {
   local rw=$1 bs=$2 depth=$3; shift 3
-  local -A bws ios cpus
+  local -A bws ios cpus round_io
+  turn_ratios=""
   for round in $(seq 1 "$ROUNDS"); do
     local line="  round $round:"
     for pair in "$@"; do
       local name=${pair%%=*} uri=${pair#*=} bw io cpu
-      read -r bw io _ _ _ cpu <<<"$(fio_run "$name-$round" "$uri" "$rw" "$bs" "$depth")"
+      if [ "$name" = limit ]; then  # the machine's ceiling, measured in the same turn
+        bw=$("$SENDFILE_LIMIT" flat.raw "$SECS" "$uri"); io=$bw; cpu=0
+      else
+        read -r bw io _ _ _ cpu <<<"$(fio_run "$name-$round" "$uri" "$rw" "$bs" "$depth")"
+      fi
       bws[$name]+="$bw "; ios[$name]+="$io "; cpus[$name]+="$cpu "
       line+=" $name $io"
+      round_io[$name]=$io
     done
+    # The ratio within each turn, where both servers met the same machine.
+    [ -n "${RATIO_OF:-}" ] && turn_ratios+="$(ratio "${round_io[${RATIO_OF% *}]}" "${round_io[${RATIO_OF#* }]}") "
     echo "$line"
   done
   for pair in "$@"; do
@@ -111,27 +119,30 @@ echo "(each comparison: $ROUNDS rounds of ${SECS}s per server, medians)"
 
 echo
 echo "== 1. sequential read, 1 MiB requests (4 in flight)"
-compare read 1M 4 boot=nbd://127.0.0.1:$P_BOOT/lab@1 sess=nbd://127.0.0.1:$P_BOOT/lab/pc01 \
-  kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
+LIMIT_A=(); [ -n "${SENDFILE_LIMIT:-}" ] && LIMIT_A=(limit=$((1 << 20)))
+RATIO_OF="boot kit" compare read 1M 4 boot=nbd://127.0.0.1:$P_BOOT/lab@1 sess=nbd://127.0.0.1:$P_BOOT/lab/pc01 \
+  kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${LIMIT_A[@]}" "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "bootsrv session lab/pc01" "${BW[sess]}" "${IO[sess]}"
 row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
 limit=""
 if [ -n "${SENDFILE_LIMIT:-}" ]; then
-  lims=""; for _ in $(seq 1 "$ROUNDS"); do lims+="$("$SENDFILE_LIMIT" flat.raw "$SECS") "; done
-  # shellcheck disable=SC2086
-  limit=$(median $lims)
+  limit=${BW[limit]}
   echo "limit (one sendfile loop to a loopback socket, 1 MiB): $limit MiB/s; bootsrv/limit $(ratio "${BW[boot]}" "$limit")"
 fi
 echo "server CPU per 1 MiB read: bootsrv ${CPU[boot]} us, nbdkit ${CPU[kit]} us, qemu-nbd ${CPU[qemu]} us"
 echo "ratio bootsrv/nbdkit $(ratio "${BW[boot]}" "${BW[kit]}") (nbdkit ${BW[kit]} MiB/s${limit:+, limit $limit MiB/s}), bootsrv/qemu-nbd $(ratio "${BW[boot]}" "${BW[qemu]}")"
+# shellcheck disable=SC2086
+echo "bootsrv/nbdkit within each turn: $turn_ratios(median $(median $turn_ratios))"
 base_ratio BW boot base
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
-compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
+RATIO_OF="boot kit" compare randread 4k 16 boot=nbd://127.0.0.1:$P_BOOT/lab@1 kit=nbd://127.0.0.1:$P_KIT/ qemu=nbd://127.0.0.1:$P_QEMU/flat "${BASE_A[@]}"
 row "bootsrv lab@1" "${BW[boot]}" "${IO[boot]}"; row "nbdkit file" "${BW[kit]}" "${IO[kit]}"; row "qemu-nbd" "${BW[qemu]}" "${IO[qemu]}"
 echo "server CPU per 4 KiB read: bootsrv ${CPU[boot]} us, nbdkit ${CPU[kit]} us, qemu-nbd ${CPU[qemu]} us"
 echo "ratio bootsrv/nbdkit $(ratio "${IO[boot]}" "${IO[kit]}") (nbdkit ${IO[kit]} IOPS), bootsrv/qemu-nbd $(ratio "${IO[boot]}" "${IO[qemu]}")"
+# shellcheck disable=SC2086
+echo "bootsrv/nbdkit within each turn: $turn_ratios(median $(median $turn_ratios))"
 base_ratio IO boot base
 
 echo
