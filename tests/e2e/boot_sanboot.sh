@@ -57,7 +57,11 @@ pass "initramfs with open-iscsi's hook and iscsi_ibft for $KVER ($(( SECONDS - s
 ISCSID_BIN=$(command -v iscsid || echo /usr/sbin/iscsid)
 [ -x "$ISCSID_BIN" ] || fail "iscsid is missing (open-iscsi, ci/install-deps)"
 tar -chf iscsid.tar -C / usr/sbin/iscsid etc/iscsi/iscsid.conf \
-  $(ldd /usr/sbin/iscsid | tr ' ' '\n' | grep '^/' | sed 's,^/,,') 2> tar.err || fail "iscsid.tar: $(cat tar.err)"
+  $(ldd /usr/sbin/iscsid | grep -o '/[^ ]*' | sed 's,^/,,') 2> tar.err || fail "iscsid.tar: $(cat tar.err)"
+# It runs on its own (the loader and every library in it), as in the image.
+mkdir iscsid-root && tar -xf iscsid.tar -C iscsid-root
+chroot iscsid-root /usr/sbin/iscsid --version > iscsid-version.txt 2>&1 || fail "iscsid.tar's iscsid does not run alone: $(cat iscsid-version.txt)"
+rm -rf iscsid-root
 
 "$IMGTOOL" init >/dev/null
 t=$SECONDS
