@@ -311,8 +311,10 @@ expect_log server.log "tftp 10\.77\.0\.1[0-9][0-9]:[0-9]+ 'snponly.efi': sent $(
 expect_log server.log "boot $EFI_MAC as efi01: tiny-linux@1" "bootsrv served efi01's boot script"
 expect_log server.log "export 'tiny-linux/efi01': connected, tiny-linux@1" "efi01's root over NBD"
 pass "UEFI PXE: efi01 (OVMF) got snponly.efi by TFTP (option 93 picked it), chained to the HTTP script and attached its root in $(cat efi01.done) s"
-expect_log site.log "vendor class: HTTPClient" "http01's firmware asked for HTTP boot"
-expect_log site.log "bootfile name: http://$SERVER_IP:8080/loaders/snponly.efi" "the site's DHCP server named the loader's URL"
+expect_log site.log "vendor class: HTTPClient:Arch:00016" "http01's firmware asked for HTTP boot (x86-64 UEFI HTTP)"
+expect_log site.log "option: 67 bootfile-name +http://$SERVER_IP:8080/loaders/snponly.efi" "the site's DHCP server named the loader's URL"
+# Option 60 "HTTPClient" (dnsmasq logs it in hex), without which the firmware takes no offer.
+expect_log site.log "option: 60 vendor-class +48:54:54:50:43:6c:69:65:6e:74" "the site's DHCP server said HTTPClient back"
 expect_log server.log '"GET /loaders/snponly.efi" 200' "OVMF downloaded snponly.efi over HTTP"
 expect_log server.log "boot $HTTP_MAC as http01: tiny-linux@1" "bootsrv served http01's boot script"
 expect_log server.log "export 'tiny-linux/http01': connected, tiny-linux@1" "http01's root over NBD"
