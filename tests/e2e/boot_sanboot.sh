@@ -153,6 +153,15 @@ hold_status() {
 }
 # logins: how many iSCSI logins (fresh or reinstating) pc01's initiator made.
 logins() { grep -cE "$IQN:initiator:pc01 target .*: (logged in|session reinstated)" server.log || true; }
+# wait_logins N SECONDS WHAT: waits until bootsrv has logged more than N of them.
+wait_logins() {
+  local deadline=$(( SECONDS + $2 ))
+  until [ "$(logins)" -gt "$1" ]; do
+    kill -0 $SERVER 2>/dev/null || fail "$3: bootsrv is gone: $(tail -5 server.log)"
+    [ $SECONDS -lt $deadline ] || fail "$3 (logins: $(logins)): $(tail -5 server.log); the PC's iscsid: $(tr -d '\r' < bios.log | grep -a 'bootfleet-iscsid' | tail -5)"
+    sleep 1
+  done
+}
 
 # pc01 on SeaBIOS, held: its serial port is a socket that serial_console.py
 # copies to bios.log and types console.in into.
@@ -171,11 +180,7 @@ wait_console bios.log "^bootfleet-hold ready" 400 "pc01, SeaBIOS, held"
 expect_console bios.log "bootfleet-marker image=tiny-linux-sanboot version=1 client=pc01" "pc01, SeaBIOS"
 wait_console bios.log "^bootfleet-iscsid started" 1 "pc01's iscsid"
 # iscsid's adoption is itself a login: the session reinstated from the guest.
-deadline=$(( SECONDS + 120 ))
-until [ "$(logins)" -ge 3 ]; do
-  [ $SECONDS -lt $deadline ] || fail "iscsid did not log in again to adopt pc01's session (logins: $(logins)): $(grep -a iscsid bios.log | tail -5)"
-  sleep 1
-done
+wait_logins 2 120 "iscsid did not log in again to adopt pc01's session"
 pass "pc01 booted on SeaBIOS and runs (${BOOT_STARTED:+$(( SECONDS - BOOT_STARTED ))} s); iscsid adopted its iBFT session (the third login as its initiator)"
 
 # 1. A publish while it runs: it reads and writes on, on version 1.
@@ -187,11 +192,7 @@ pass "published @2 while pc01 runs: it reads its disk (release 1) and wrote $ROU
 before=$(logins); rounds_before=$ROUNDS
 kill -USR1 $PROXY
 wait_console proxy.log "proxy: dropped [1-9]" 10 "the proxy's drop"
-deadline=$(( SECONDS + 120 ))
-until [ "$(logins)" -gt "$before" ]; do
-  [ $SECONDS -lt $deadline ] || fail "pc01 did not log in again after its connection was dropped: $(tail -5 server.log)"
-  sleep 1
-done
+wait_logins "$before" 120 "pc01 did not log in again after its connection was dropped"
 hold_status blip "pc01 after the network blip"
 [ "$ROUNDS" -gt "$rounds_before" ] || fail "pc01 wrote no round after the blip ($ROUNDS)"
 grep -q "$IQN:initiator:pc01 target $IQN:tiny-linux-sanboot:pc01: session reinstated" server.log ||
@@ -200,17 +201,12 @@ pass "a dropped connection: iscsid logged in again (session reinstatement) and p
 
 # 3. bootsrv killed and started again: the session, its version and its
 # write cache were on disk; iscsid's next login finds them.
-before=$(logins); rounds_before=$ROUNDS
+rounds_before=$ROUNDS
 cp server.log server-before-kill.log
 kill -9 $SERVER; wait $SERVER 2>/dev/null || true
 "$BOOTSRV" "${SERVE_ARGS[@]}" > server.log 2>&1 &
 SERVER=$!
-deadline=$(( SECONDS + 180 ))
-until [ "$(logins)" -gt 0 ]; do
-  kill -0 $SERVER 2>/dev/null || fail "bootsrv did not start again: $(cat server.log)"
-  [ $SECONDS -lt $deadline ] || fail "pc01 did not log in to the restarted bootsrv: $(tail -5 server.log)"
-  sleep 1
-done
+wait_logins 0 180 "pc01 did not log in to the restarted bootsrv"
 hold_status restart "pc01 after bootsrv's kill -9 and restart"
 [ "$ROUNDS" -gt "$rounds_before" ] || fail "pc01 wrote no round after bootsrv's restart ($ROUNDS)"
 grep -q "export tiny-linux-sanboot/pc01: tiny-linux-sanboot@1" server.log ||
