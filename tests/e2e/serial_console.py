@@ -2,7 +2,8 @@
 """A QEMU serial console for the boot tests: connects to QEMU's serial port
 (a unix socket QEMU listens on), copies everything the guest prints to LOG,
 and answers prompts: for each EXPECT SEND pair in turn, once EXPECT has been
-printed, SEND is typed (\\r ends a line, \\x02 is Ctrl-B). Exits when QEMU
+printed, SEND is typed (\\r ends a line, \\x02 is Ctrl-B), each printable key
+until the firmware echoes it. Exits when QEMU
 closes the port; gives up connecting after 60 s. With --input FILE, it
 also types whatever a test appends to FILE later, for a test that talks to a
 running guest at moments of its own choosing.
@@ -52,12 +53,42 @@ def main():
                 seen += data
                 expect, send = steps[0]
                 if expect in seen:
-                    # Type slowly: the firmware polls its keyboard.
-                    for byte in send:
-                        sock.sendall(bytes([byte]))
-                        time.sleep(0.02)
                     steps.pop(0)
                     seen = seen[seen.index(expect) + len(expect):]
+                    seen += type_echoed(sock, log, send)
+
+
+def type_echoed(sock, log, text):
+    """Types text at a firmware prompt, one key at a time, and returns what
+    the firmware printed meanwhile (also logged). A printable key is typed
+    again when its echo has not come back within 5 s: a ROM that polls its
+    serial port seldom (a host whose CPUs are busy) loses keys, and one lost
+    key turns ${filename} into another word. Other keys (Ctrl-B, Enter) are
+    not echoed as themselves, so they are sent once, with a pause."""
+    printed = b""
+    for byte in text:
+        key = bytes([byte])
+        for _ in range(3):
+            sock.sendall(key)
+            if not 0x20 <= byte < 0x7F:
+                time.sleep(0.1)
+                break
+            deadline = time.monotonic() + 5
+            echoed = False
+            while time.monotonic() < deadline:
+                if not select.select([sock], [], [], 0.05)[0]:
+                    continue
+                data = sock.recv(65536)
+                if not data:
+                    return printed
+                log.write(data)
+                printed += data
+                if key in data:
+                    echoed = True
+                    break
+            if echoed:
+                break
+    return printed
 
 
 def type_new(sock, input_path, typed):
