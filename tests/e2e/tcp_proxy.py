@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """A TCP proxy for the boot tests, standing between a QEMU client (user
 networking reaches the host's 127.0.0.1) and bootsrv, so that a test can
-break a client's connection from the server's side while the client runs:
-SIGUSR1 closes every connection open at that moment (both halves, so the
-client sees its peer end the connection and bootsrv sees the client go),
-as a network blip or a restarted switch port does. New connections are
-proxied as before. An upstream that refuses (bootsrv being restarted)
-closes the client's connection at once, as the real server's port would.
+break a client's connection from the server's side while the client runs.
+SIGUSR1 is a network blip as a server lives it: the client's side of every
+connection open at that moment is closed (the PC sees its connection end),
+while bootsrv's side stays open and hears nothing more, as from a PC whose
+packets stopped coming. Only the PC's next login tells bootsrv, which must
+then take the session over from the dead connection (iSCSI session
+reinstatement). New connections are proxied as before. An upstream that
+refuses (bootsrv being restarted) closes the client's connection at once, as
+the real server's port would; when bootsrv ends a connection, so does the
+proxy.
 
     tcp_proxy.py LISTEN_HOST:PORT UPSTREAM_HOST:PORT
 
@@ -27,6 +31,7 @@ def main():
     listen, upstream = address(sys.argv[1]), address(sys.argv[2])
     lock = threading.Lock()
     pairs = set()
+    frozen = []  # bootsrv's ends of blipped connections, kept open and unread
 
     def log(line):
         print("proxy: " + line, flush=True)
@@ -40,8 +45,11 @@ def main():
                 dst.sendall(data)
         except OSError:
             pass
-        # One side ended: end both, as a real server's close would.
-        for s in pair:
+        with lock:
+            blipped = any(pair[1] is f for f in frozen)
+        # One side ended: end both, as a real server's close would; after a
+        # blip only the client's (bootsrv's end stays open and silent).
+        for s in pair[:1] if blipped else pair:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -49,19 +57,20 @@ def main():
         with lock:
             if pair in pairs:
                 pairs.discard(pair)
-                for s in pair:
-                    s.close()
+                pair[0].close()
+                if not blipped:
+                    pair[1].close()
 
     def drop(*_):
         with lock:
             victims = list(pairs)
-        for pair in victims:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-        log("dropped %d connection(s)" % len(victims))
+            frozen.extend(pair[1] for pair in victims)
+        for client, _ in victims:
+            try:
+                client.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        log("dropped %d connection(s) on the client's side; bootsrv's side left open" % len(victims))
 
     signal.signal(signal.SIGUSR1, drop)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
