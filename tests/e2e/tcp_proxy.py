@@ -85,6 +85,10 @@ def main():
             log("%s:%d: upstream refused (%s), closed" % (peer + (e.strerror or e,)))
             client.close()
             continue
+        # No Nagle: iSCSI writes a PDU's header and its data separately, and
+        # each small write held back for the peer's delayed ACK costs 40 ms.
+        for s in (client, up):
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         pair = (client, up)
         with lock:
             pairs.add(pair)
