@@ -36,6 +36,7 @@ cleanup() {
   for p in "$QEMU_PID" "$SERVER" "$PROXY" "$CONSOLE_PID"; do
     if [ -n "$p" ]; then kill -9 "$p" 2>/dev/null || true; fi
   done
+  wait 2>/dev/null || true  # reap them quietly (no "Killed" lines)
   rm -rf "$WORK"
 }
 trap cleanup EXIT
