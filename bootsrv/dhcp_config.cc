@@ -64,8 +64,36 @@ std::string dnsmasq_config(const std::string& ip, const std::string& interface, 
       "dhcp-boot=tag:ipxe," + url + "\n"
       "\n"
       "# bootsrv serves TFTP itself: dnsmasq's own TFTP server stays off.\n"
-      "# enable-tftp\n";
+      "# enable-tftp\n"
+      "\n"
+      "# UEFI HTTP boot (firmware that loads a URL itself) needs lines in the DHCP\n"
+      "# server that gives addresses, not here: 'bootsrv dhcp-config --http-boot'.\n";
   return out;
+}
+
+// UEFI HTTP boot: the firmware asks DHCP with vendor class "HTTPClient"
+// (client architecture 16 on x86-64) and wants an offer that says
+// "HTTPClient" back (option 60) and names a URL as the boot file; it then
+// downloads that EFI program itself, no TFTP. Proxy DHCP cannot answer it:
+// dnsmasq in proxy mode answers only PXEClient requests (and the UEFI spec's
+// HTTP boot takes the URL from the offer that gives the address), so these
+// lines are for the dnsmasq that hands out the addresses. The URL is
+// bootsrv's /loaders/ route (loaders_http.h), the TFTP root over HTTP; the
+// iPXE it starts asks DHCP again with user class "iPXE" and the proxy sends
+// it to the boot script, as after a PXE start.
+std::string http_boot_config(const std::string& ip, uint16_t http_port, const std::string& efi_loader) {
+  std::string url = "http://" + ip + ":" + std::to_string(http_port) + "/loaders/" + efi_loader;
+  return "# UEFI HTTP boot for bootfleet, made by 'bootsrv dhcp-config --http-boot'.\n"
+         "# For the dnsmasq that GIVES ADDRESSES on the PCs' network (HTTP boot firmware\n"
+         "# takes its URL from that offer; proxy DHCP does not answer it), beside the\n"
+         "# proxy configuration 'bootsrv dhcp-config' prints. Firmware sends vendor\n"
+         "# class \"HTTPClient\" (client architecture 16, x86-64 UEFI HTTP) and starts\n"
+         "# the EFI program at the URL; bootsrv serves its TFTP root's loaders at\n"
+         "# /loaders/. See docs/network-boot.md.\n"
+         "dhcp-vendorclass=set:httpboot,HTTPClient\n"
+         "dhcp-match=set:efi64http,option:client-arch,16\n"
+         "dhcp-option-force=tag:httpboot,tag:efi64http,60,HTTPClient\n"
+         "dhcp-boot=tag:httpboot,tag:efi64http," + url + "\n";
 }
 
 }  // namespace
@@ -78,15 +106,19 @@ int dhcp_config_command(const std::vector<std::string>& args) {
       ("server-ip", po::value(&ip)->required(), "the address PCs reach bootsrv at (TFTP and HTTP), e.g. 192.168.1.5")
       ("interface", po::value(&interface), "the network interface dnsmasq answers on (default: all)")
       ("http-port", po::value(&http_port_text), "bootsrv's HTTP port, 1 to 65535 (default 8080)")
-      ("efi-loader", po::value(&efi_loader), "what x86-64 UEFI PCs load over TFTP: snponly.efi (default; the firmware's NIC driver) or ipxe.efi (iPXE's own drivers)");
+      ("efi-loader", po::value(&efi_loader), "what x86-64 UEFI PCs load over TFTP (or HTTP): snponly.efi (default; the firmware's NIC driver) or ipxe.efi (iPXE's own drivers)")
+      ("http-boot", "print instead the lines for UEFI HTTP boot, for the dnsmasq that gives addresses (not the proxy): vendor class HTTPClient gets http://SERVER-IP:HTTP-PORT/loaders/EFI-LOADER");
   po::variables_map vm;
   if (std::find(args.begin(), args.end(), "--help") != args.end() ||
       std::find(args.begin(), args.end(), "-h") != args.end()) {
-    std::cout << "Usage: bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P] [--efi-loader F]\n\n"
+    std::cout << "Usage: bootsrv dhcp-config --server-ip IP [--interface IF] [--http-port P] [--efi-loader F]\n"
+                 "       bootsrv dhcp-config --http-boot --server-ip IP [--http-port P] [--efi-loader F]\n\n"
                  "Print a dnsmasq configuration for proxy DHCP that sends PXE firmware to\n"
                  "bootsrv's TFTP for iPXE (BIOS: undionly.kpxe; x86-64 UEFI, client\n"
                  "architecture 7 or 9: snponly.efi or ipxe.efi), and iPXE to bootsrv's boot\n"
-                 "script over HTTP.\n\n"
+                 "script over HTTP. With --http-boot, print instead what the DHCP server\n"
+                 "that gives addresses (dnsmasq) needs for UEFI HTTP boot: firmware with\n"
+                 "vendor class HTTPClient gets the EFI loader's URL on bootsrv's HTTP.\n\n"
               << options << "\n";
     return 0;
   }
@@ -120,6 +152,15 @@ int dhcp_config_command(const std::vector<std::string>& args) {
   } catch (const util::Error& e) {
     std::cerr << "bootsrv dhcp-config: " << e.what() << "\n";
     return 2;
+  }
+  if (vm.count("http-boot")) {
+    if (!interface.empty()) {
+      std::cerr << "bootsrv dhcp-config: --interface is for the proxy configuration; with --http-boot the lines go "
+                   "into the configuration of the DHCP server that gives addresses, which has its own\n";
+      return 2;
+    }
+    std::cout << http_boot_config(ip, http_port, efi_loader);
+    return 0;
   }
   std::cout << dnsmasq_config(ip, interface, http_port, efi_loader);
   return 0;

@@ -25,6 +25,7 @@
 #include "boot_events.h"
 #include "commands.h"
 #include "config.h"
+#include "loaders_http.h"
 #include "status_page.h"
 #include "http/server.h"
 #include "serve/boot_http.h"
@@ -159,8 +160,17 @@ int serve_command(const std::vector<std::string>& args) {
   server_options.boot.default_image = config.default_image;
   server_options.boot.kernel_cmdline = config.kernel_cmdline;
   server_options.housekeeping_interval = std::min(config.heartbeat, std::chrono::seconds(10));
-  server_options.extra_routes = [&api, &status](const http::Request& r, const http::Connection& c,
+  // The TFTP root's loaders over HTTP too, for UEFI HTTP boot (loaders_http.h),
+  // whenever that directory exists; without TFTP a missing one is no error.
+  std::unique_ptr<LoaderRoute> loaders;
+  try {
+    loaders = std::make_unique<LoaderRoute>(config.tftp_root);
+  } catch (const util::Error&) {
+    if (!config.tftp_listen.empty()) throw;
+  }
+  server_options.extra_routes = [&api, &status, &loaders](const http::Request& r, const http::Connection& c,
                                        http::Body& body) -> std::optional<http::Response> {
+    if (loaders && LoaderRoute::owns(r.target)) return loaders->handle(r);
     if (api && Api::owns(r.target)) return api->handle(r, c, body);
     if (status && StatusPage::owns(r.target)) return status->handle(r, c);
     return std::nullopt;

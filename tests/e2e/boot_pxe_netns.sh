@@ -43,6 +43,23 @@
 # undionly.kpxe drives the NIC through the ROM's UNDI API, in real mode,
 # which is slow under TCG: the kernel and initrd take about 100 s over HTTP
 # here (a few seconds with the ROM's own driver in boot_http.sh).
+#
+# Two UEFI PCs (OVMF) boot while the BIOS one downloads, on taps of their
+# own, with the firmware's own network stack (the NIC's iPXE option ROM is
+# left out, romfile=, so only OVMF's PXE and HTTP boot talk DHCP):
+# - efi01 by PXE: OVMF asks with client architecture 7, the proxy offers
+#   snponly.efi (option 93, as `bootsrv dhcp-config` prints it), bootsrv sends
+#   it over TFTP, and that iPXE (on the firmware's SNP driver) chains to the
+#   HTTP script;
+# - http01 by UEFI HTTP boot (OVMF's PXE turned off with its fw_cfg switches
+#   opt/org.tianocore/IPv4PXESupport and IPv6PXESupport, so HTTP boot is
+#   what it tries): it asks with vendor class HTTPClient, the site's DHCP
+#   server answers with the lines `bootsrv dhcp-config --http-boot` prints
+#   (they belong there: proxy DHCP does not answer HTTPClient), and OVMF
+#   downloads snponly.efi from bootsrv's /loaders/ over HTTP.
+# A UEFI PC counts as booted once bootsrv served its boot script and attached
+# its root over NBD; it is powered off then (the rest is what the BIOS PC and
+# boot_http.sh check), which keeps the added time small.
 source "$(dirname "$0")/../integration/lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
 export BOOTFLEET_STORE=$WORK/store
@@ -85,15 +102,18 @@ ip -n "$NS" link set lo up 2> netns.err || skip "cannot configure the namespace:
 ip -n "$NS" link add br0 type bridge 2> netns.err || skip "cannot create a bridge: $(cat netns.err)"
 ip -n "$NS" link add veth0 type veth peer name veth1 2> netns.err || skip "cannot create a veth pair: $(cat netns.err)"
 [ -c /dev/net/tun ] || skip "no /dev/net/tun"
-ip -n "$NS" tuntap add dev tap0 mode tap 2> netns.err || skip "cannot create a tap device: $(cat netns.err)"
+for tap in tap0 tap1 tap2; do
+  ip -n "$NS" tuntap add dev $tap mode tap 2> netns.err || skip "cannot create a tap device: $(cat netns.err)"
+done
 {
   ip -n "$NS" link set veth0 master br0 &&
-  ip -n "$NS" link set tap0 master br0 &&
+  ip -n "$NS" link set tap0 master br0 && ip -n "$NS" link set tap1 master br0 && ip -n "$NS" link set tap2 master br0 &&
   ip -n "$NS" addr add "$SERVER_IP/24" dev br0 &&
   ip -n "$NS" link set veth0 up && ip -n "$NS" link set veth1 up &&
-  ip -n "$NS" link set tap0 up && ip -n "$NS" link set br0 up
+  ip -n "$NS" link set tap0 up && ip -n "$NS" link set tap1 up && ip -n "$NS" link set tap2 up &&
+  ip -n "$NS" link set br0 up
 } 2> netns.err || skip "cannot set up the bridge: $(cat netns.err)"
-pass "namespace $NS: br0 $SERVER_IP/24 with veth0 and tap0"
+pass "namespace $NS: br0 $SERVER_IP/24 with veth0 and tap0-2"
 
 # --- the store and bootsrv --------------------------------------------------
 if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
@@ -105,6 +125,9 @@ else
     > build.log 2>&1 || fail "build: $(tail -20 build.log)"
 fi
 "$IMGTOOL" client add "$MAC" --name pxe01 --image tiny-linux >/dev/null
+EFI_MAC=52:54:00:00:e7:02 HTTP_MAC=52:54:00:00:e7:03
+"$IMGTOOL" client add "$EFI_MAC" --name efi01 --image tiny-linux >/dev/null
+"$IMGTOOL" client add "$HTTP_MAC" --name http01 --image tiny-linux >/dev/null
 V1_FILE=$BOOTFLEET_STORE/$("$IMGTOOL" versions tiny-linux --json | json 'j[0]["file"]')
 sha256sum "$V1_FILE" > v1.sum
 
@@ -132,6 +155,8 @@ bind-interfaces
 dhcp-range=10.77.0.100,10.77.0.199,255.255.255.0,1h
 log-dhcp
 EOF
+# ... and what UEFI HTTP boot needs from it, as docs/network-boot.md says to add.
+"$BOOTSRV" dhcp-config --http-boot --server-ip $SERVER_IP >> site.conf || fail "bootsrv dhcp-config --http-boot failed"
 "$BOOTSRV" dhcp-config --server-ip $SERVER_IP --interface br0 > proxy.conf ||
   fail "bootsrv dhcp-config failed"
 grep -qx "dhcp-range=$SERVER_IP,proxy" proxy.conf || fail "dhcp-config is not in proxy mode: $(cat proxy.conf)"
@@ -151,6 +176,37 @@ run_dnsmasq site
 run_dnsmasq proxy
 pass "bootsrv (NBD, HTTP, TFTP) and two dnsmasq (site DHCP, bootfleet proxy) listen on $SERVER_IP"
 
+# --- the UEFI PCs, in the background ------------------------------------------
+[ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || fail "/usr/share/OVMF/OVMF_CODE_4M.fd is missing (Debian's ovmf package)"
+# start_uefi NAME TAP MAC [QEMU ARGS...]: powers on an OVMF PC that boots
+# from its NIC (UEFI_PIDS), and a watcher that powers it off once bootsrv has
+# attached its root (NAME.done then holds the seconds it took).
+UEFI_PIDS=()
+start_uefi() {
+  local name=$1 tap=$2 mac=$3; shift 3
+  cp /usr/share/OVMF/OVMF_VARS_4M.fd "$name.vars"
+  : > "$name.log"
+  ip netns exec "$NS" timeout 480 qemu-system-x86_64 -accel tcg -nographic -no-reboot -m 1024 \
+    -drive if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+    -drive "if=pflash,format=raw,file=$WORK/$name.vars" "$@" \
+    -netdev tap,id=n0,ifname=$tap,script=no,downscript=no \
+    -device virtio-net-pci,netdev=n0,mac=$mac,romfile=,bootindex=1 \
+    -serial "file:$WORK/$name.log" -monitor none -display none > "$name.qemu" 2>&1 &
+  local pid=$!
+  PIDS+=($pid); UEFI_PIDS+=($pid)
+  (
+    begin=$SECONDS
+    while kill -0 $pid 2>/dev/null; do
+      if grep -q "export 'tiny-linux/$name': connected" server.log; then
+        echo $(( SECONDS - begin )) > "$name.done"
+        kill -TERM $pid
+        break
+      fi
+      sleep 1
+    done
+  ) &
+  PIDS+=($!)
+}
 # --- the PC -------------------------------------------------------------------
 CONSOLE=console.log
 : > $CONSOLE
@@ -172,6 +228,16 @@ $PY "$HERE_LIB/../e2e/serial_console.py" "$WORK/serial.sock" $CONSOLE \
   "iPXE>" 'clear user-class\r' \
   "iPXE>" 'chain tftp://${next-server}/${filename}\r' > console.err 2>&1 &
 PIDS+=($!)
+# The UEFI PCs start once the typing is over: keys typed at a ROM whose CPU
+# two other PCs share get lost. undionly.kpxe's slow download is still ahead.
+for _ in $(seq 1 300); do
+  grep -qa "using undionly on" $CONSOLE && break
+  kill -0 $QEMU_PID 2>/dev/null || break
+  sleep 1
+done
+start_uefi efi01 tap1 $EFI_MAC
+start_uefi http01 tap2 $HTTP_MAC \
+  -fw_cfg name=opt/org.tianocore/IPv4PXESupport,string=n -fw_cfg name=opt/org.tianocore/IPv6PXESupport,string=n
 rc=0
 wait $QEMU_PID || rc=$?
 BOOT_SECONDS=$(( SECONDS - BOOT_STARTED ))
@@ -228,6 +294,32 @@ expect_log server.log "export 'tiny-linux/pxe01': connected, tiny-linux@1" "pxe0
 sha256sum -c --quiet v1.sum || fail "the version file changed while pxe01 wrote to its disk"
 pass "PXE → TFTP undionly.kpxe → iPXE → HTTP → NBD: pxe01 booted tiny-linux@1 in ${BOOT_SECONDS} s; the version file is unchanged"
 
+# --- the UEFI PCs' checks -------------------------------------------------------
+for pid in "${UEFI_PIDS[@]}"; do wait $pid || true; done
+for name in efi01 http01; do
+  [ -s "$name.done" ] || {
+    echo "FAIL: $name: bootsrv never attached its root; its console:" >&2
+    tr -d '\r' < "$name.log" | tail -25 >&2
+    echo "--- qemu: $(cat "$name.qemu")" >&2
+    for f in server site proxy; do echo "--- $f.log, its lines:" >&2; grep -a "$name\|e7:0[23]\|loaders\|snponly\|HTTPClient" $f.log | tail -15 >&2; done
+    exit 1
+  }
+done
+expect_log proxy.log "PXE\(br0\) .*$EFI_MAC proxy" "the proxy answered efi01's firmware"
+expect_log proxy.log "bootfile name: snponly.efi" "the proxy offered snponly.efi to efi01's UEFI firmware (option 93)"
+expect_log server.log "tftp 10\.77\.0\.1[0-9][0-9]:[0-9]+ 'snponly.efi': sent $(stat -L -c %s /usr/lib/ipxe/snponly.efi) bytes" "snponly.efi went over TFTP to efi01"
+expect_log server.log "boot $EFI_MAC as efi01: tiny-linux@1" "bootsrv served efi01's boot script"
+expect_log server.log "export 'tiny-linux/efi01': connected, tiny-linux@1" "efi01's root over NBD"
+pass "UEFI PXE: efi01 (OVMF) got snponly.efi by TFTP (option 93 picked it), chained to the HTTP script and attached its root in $(cat efi01.done) s"
+expect_log site.log "vendor class: HTTPClient:Arch:00016" "http01's firmware asked for HTTP boot (x86-64 UEFI HTTP)"
+expect_log site.log "option: 67 bootfile-name +http://$SERVER_IP:8080/loaders/snponly.efi" "the site's DHCP server named the loader's URL"
+# Option 60 "HTTPClient" (dnsmasq logs it in hex), without which the firmware takes no offer.
+expect_log site.log "option: 60 vendor-class +48:54:54:50:43:6c:69:65:6e:74" "the site's DHCP server said HTTPClient back"
+expect_log server.log '"GET /loaders/snponly.efi" 200' "OVMF downloaded snponly.efi over HTTP"
+expect_log server.log "boot $HTTP_MAC as http01: tiny-linux@1" "bootsrv served http01's boot script"
+expect_log server.log "export 'tiny-linux/http01': connected, tiny-linux@1" "http01's root over NBD"
+pass "UEFI HTTP boot: http01 (OVMF, PXE off) got http://$SERVER_IP:8080/loaders/snponly.efi from the site's DHCP server (dhcp-config --http-boot), chained to the HTTP script and attached its root in $(cat http01.done) s"
+
 kill -TERM $SERVER
 wait $SERVER || fail "bootsrv exited $? on SIGTERM"
-pass "network-namespace PXE boot in $(( SECONDS - started )) s"
+pass "network-namespace PXE boot (BIOS, UEFI PXE, UEFI HTTP) in $(( SECONDS - started )) s"

@@ -5,9 +5,11 @@
 # checkout whose recipes/ gains tiny-linux-update.yaml in its last commit.
 #
 #   0. a refused token and an unreachable server: exit 2 before any build;
-#   1. --since the commit before the recipe --publish: exit 0; the server
-#      has tiny-linux@1 and @2 with the runner's digests and @2 active; the
-#      report names the files the update changed and the boot marker;
+#   1. --since the commit before the recipe --publish --boot-firmware uefi:
+#      exit 0; the server has tiny-linux@1 and @2 with the runner's digests
+#      and @2 active; the report names the files the update changed and the
+#      boot marker, booted on OVMF (the boot test a BIOS run would do anyway,
+#      on the other firmware: no boot is added for the option);
 #   2. the same again: the build cache reuses @2, no boot test, the push
 #      sends nothing, @2 still active;
 #   3. a recipe with a lint error: exit 1, nothing built, the report says why.
@@ -75,16 +77,26 @@ pipeline --since "$BEFORE" --server "http://127.0.0.1:$(free_port)" --report "$W
 assert_eq "$RC" 2 "exit status with no server listening ($OUT)"
 expect_not_contains "==> build"
 assert_eq "$(versions_of runner)" "$RUNNER_BEFORE" "the runner's versions after the refused runs"
-pass "a refused token and an unreachable server: exit 2 before any build"
+# A bad --boot-firmware or --boot-mode: usage, before anything is built.
+pipeline --since "$BEFORE" --boot-firmware bios,arm --report "$WORK/report0c.md"
+assert_eq "$RC" 2 "exit status of --boot-firmware bios,arm ($OUT)"
+expect_contains "--boot-firmware 'bios,arm': 'arm' is not a firmware type; use bios, uefi or bios,uefi"
+pipeline --since "$BEFORE" --boot-firmware "" --report "$WORK/report0c.md"
+assert_eq "$RC" 2 "exit status of an empty --boot-firmware ($OUT)"
+pipeline --since "$BEFORE" --boot-mode netboot --report "$WORK/report0c.md"
+assert_eq "$RC" 2 "exit status of --boot-mode netboot ($OUT)"
+expect_contains "--boot-mode 'netboot': use linux or sanboot"
+expect_not_contains "==> build"
+pass "a refused token, an unreachable server, a bad --boot-firmware or --boot-mode: exit 2 before any build"
 
 # 1. The change goes live.
 t=$SECONDS
-pipeline --since "$BEFORE" --publish --report "$WORK/report1.md" \
+pipeline --since "$BEFORE" --publish --report "$WORK/report1.md" --boot-firmware uefi \
   --expect 'bootfleet-marker image={IMAGE} version={VERSION}( |$)' --boot-timeout 600
 echo "$OUT" > "$WORK/run1.log"
 assert_eq "$RC" 0 "run 1's exit status ($(tail -40 "$WORK/run1.log"))"
 expect_contains "==> build recipes/tiny-linux-update.yaml"
-expect_contains "==> boot-test tiny-linux@2"
+expect_contains "==> boot-test tiny-linux@2 (uefi, linux)"
 expect_contains "==> push tiny-linux@2"
 expect_contains "--> passed ("
 R1=$(cat "$WORK/report1.md")
@@ -101,6 +113,7 @@ grep -qF -- "- \`/etc/bootfleet-release\` (file, 2 B -> 2 B)" "$WORK/report1.md"
 grep -qF "against tiny-linux@1, the runner's previous version" "$WORK/report1.md" || fail "report 1's diff base: $R1"
 grep -qF "the server has no active version of tiny-linux" "$WORK/report1.md" || fail "report 1 does not say why: $R1"
 grep -qF "bootfleet-marker image=tiny-linux version=2" "$WORK/report1.md" || fail "no boot marker in report 1: $R1"
+grep -qF "**Passed** on uefi (linux mode)" "$WORK/report1.md" || fail "report 1 does not say the boot was on UEFI: $R1"
 grep -qF '````text' "$WORK/report1.md" || fail "no console block in report 1"
 grep -qF "tiny-linux@1 uploaded" "$WORK/report1.md" || fail "report 1's push: $R1"
 grep -qF "tiny-linux@2 uploaded" "$WORK/report1.md" || fail "report 1's push: $R1"

@@ -83,6 +83,8 @@ for job in ("lint", "build-and-boot-test", "publish", "rollback"):
     assert job in gh["jobs"], f"github-actions.yml has no job {job}"
     assert "self-hosted" in gh["jobs"][job]["runs-on"], f"github-actions.yml: {job} not on a self-hosted runner"
 assert any("GITHUB_STEP_SUMMARY" in s.get("run", "") for s in gh["jobs"]["build-and-boot-test"]["steps"])
+assert gl["variables"]["BOOTFLEET_BOOT_FIRMWARE"] == "bios,uefi", "gitlab-ci.yml: not boot-tested on both firmware types"
+assert "bios,uefi" in gh["env"]["BOOTFLEET_BOOT_FIRMWARE"], "github-actions.yml: not boot-tested on both firmware types"
 PYEOF
 pass "gitlab-ci.yml and github-actions.yml parse, with the lint/build/publish/rollback jobs"
 
@@ -107,7 +109,14 @@ case \$1 in
     jq '{cached: false, version: {image, version: .number, parent, file, file_size, disk_digest, recipe_hash}, changed_blocks: 1, seconds: 0.5}' <<<"\$v"
     ;;
   boot-test)
+    echo "\$*" >> "\$BOOTFLEET_STORE/../boot-tests.log"
     console=\$(sed -n 's/.*--console \([^ ]*\).*/\1/p' <<<"\$*")
+    if [ "\${FAKE_BOOT:-fail}" = pass ]; then
+      mode=\$(sed -n 's/.*--mode \([^ ]*\).*/\1/p' <<<"\$*")
+      echo "bootfleet-marker image=\${2%@*}" > "\$console"
+      echo "{\"passed\": true, \"accel\": \"tcg\", \"seconds\": 1.5, \"mode\": \"\${mode:-linux}\", \"matched_line\": \"bootfleet-marker\"}"
+      exit 0
+    fi
     printf 'Linux version 6.1\r\nKernel panic - not syncing: Attempted to kill init!\n\033[0m---[ end Kernel panic ]---\n' > "\$console"
     echo "imgtool boot-test: FAILED: \$2: QEMU exited" >&2
     echo '{"passed": false, "reason": "QEMU exited with status 0 (the guest powered off, rebooted or panicked) after 41 s"}'
@@ -122,7 +131,7 @@ expect_exit 1 env -u BOOTFLEET_SERVER "$PIPELINE" --imgtool "$WORK/fake-imgtool"
 expect_contains "==> boot-test panics@1"
 expect_contains "--> FAILED"
 R=$(cat "$WORK/panics.md")
-for text in "FAILED (a recipe failed: exit 1)" "boot test: panics@1" "**FAILED**: QEMU exited with status 0" \
+for text in "FAILED (a recipe failed: exit 1)" "boot test: panics@1" "**FAILED** on bios: QEMU exited with status 0" \
             "Kernel panic - not syncing" "end Kernel panic" "removed from the runner's store" "Not pushed." \
             "Not compared: panics@1 is the image's first version (no server was given)"; do
   grep -qF -- "$text" "$WORK/panics.md" || fail "'$text' not in the report: $R"
@@ -130,3 +139,26 @@ done
 grep -q $'\r\|\033' "$WORK/panics.md" && fail "control characters from the console in the report"
 assert_eq "$(BOOTFLEET_STORE=$WORK/fake-store "$IMGTOOL" versions panics --json | json 'len(j)')" 0 "versions of panics after its failed boot test"
 pass "a failed boot test: exit 1, reason and console tail in the report, the version pruned, nothing pushed"
+
+# --boot-firmware bios,uefi and --boot-mode, with the stand-in imgtool: one
+# boot test per firmware type with the mode passed on; the first failure
+# ends the test (no boot on the next firmware).
+rm -f "$WORK/boot-tests.log"
+printf 'image: boots\nbase:\n  create: {size: 8M}\nsteps:\n  - mkdir: /etc\n' > "$WORK/boots.yaml"
+expect_exit 0 env -u BOOTFLEET_SERVER FAKE_BOOT=pass "$PIPELINE" --imgtool "$WORK/fake-imgtool" --store "$WORK/fake-store" \
+  --boot-firmware bios,uefi --boot-mode sanboot --report "$WORK/boots.md" "$WORK/boots.yaml"
+expect_contains "==> boot-test boots@1 (bios, sanboot)"
+expect_contains "==> boot-test boots@1 (uefi, sanboot)"
+assert_eq "$(grep -c -- '--firmware' "$WORK/boot-tests.log")" 2 "boot tests run"
+grep -q -- "--firmware bios --mode sanboot" "$WORK/boot-tests.log" && grep -q -- "--firmware uefi --mode sanboot" "$WORK/boot-tests.log" ||
+  fail "the boot tests' arguments: $(cat "$WORK/boot-tests.log")"
+for text in "**Passed** on bios (sanboot mode)" "**Passed** on uefi (sanboot mode)" "boots@1.bios.console.log" "boots@1.uefi.console.log"; do
+  grep -qF -- "$text" "$WORK/boots.md" || fail "'$text' not in the report: $(cat "$WORK/boots.md")"
+done
+rm -f "$WORK/boot-tests.log"
+printf 'image: panics2\nbase:\n  create: {size: 8M}\nsteps:\n  - mkdir: /etc\n' > "$WORK/panics2.yaml"
+expect_exit 1 env -u BOOTFLEET_SERVER BOOTFLEET_BOOT_FIRMWARE=bios,uefi "$PIPELINE" --imgtool "$WORK/fake-imgtool" \
+  --store "$WORK/fake-store" --report "$WORK/panics2.md" "$WORK/panics2.yaml"
+assert_eq "$(grep -c -- '--firmware' "$WORK/boot-tests.log")" 1 "boot tests after a failure on bios"
+expect_not_contains "(uefi, linux)"
+pass "--boot-firmware bios,uefi (or BOOTFLEET_BOOT_FIRMWARE) boots once per firmware with --boot-mode passed on; a failure stops before the next"
