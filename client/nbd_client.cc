@@ -81,8 +81,9 @@ std::runtime_error sys_error(const std::string& what) { return std::runtime_erro
 
 // nbd-client's arguments as the hook passes them
 // (HOST -N NAME PORT /dev/nbdN -swap -persist -systemd-mark): the words that
-// are not options are HOST, [PORT,] DEVICE.
-Target parse_args(int argc, char** argv) {
+// are not options are HOST, [PORT,] DEVICE. With --probe (first = 2), HOST
+// [PORT] and no device.
+Target parse_args(int argc, char** argv, int first = 1) {
   static const char* const kWithValue[] = {"-N", "-name", "--name", "-b", "-block-size", "--block-size",
                                            "-t", "-timeout", "--timeout", "-C", "-connections", "--connections",
                                            "-B", "-size", "--size", "-i", "-identifier", "--identifier",
@@ -90,7 +91,8 @@ Target parse_args(int argc, char** argv) {
                                            "-A", "-cacertfile", "--cacertfile", "-H", "-tlshostname", "--tlshostname"};
   Target t;
   std::vector<std::string> words;
-  for (int i = 1; i < argc; ++i) {
+  bool probe = first > 1;
+  for (int i = first; i < argc; ++i) {
     std::string a = argv[i];
     bool takes_value = false;
     for (const char* o : kWithValue) takes_value |= a == o;
@@ -104,7 +106,12 @@ Target parse_args(int argc, char** argv) {
       words.push_back(a);
     }
   }
-  if (words.size() == 3) {
+  if (probe && (words.size() == 1 || words.size() == 2)) {
+    t.host = words[0];
+    if (words.size() == 2) t.port = words[1];
+  } else if (probe) {
+    throw std::runtime_error("--probe takes HOST [PORT], got " + std::to_string(words.size()) + " words");
+  } else if (words.size() == 3) {
     t.host = words[0], t.port = words[1], t.device = words[2];
   } else if (words.size() == 2) {
     t.host = words[0], t.device = words[1];
@@ -113,6 +120,7 @@ Target parse_args(int argc, char** argv) {
                              std::to_string(words.size()) + " words");
   }
   if (t.name.empty()) throw std::runtime_error("no export name (-N NAME): bootsrv needs IMAGE/CLIENT");
+  if (probe) return t;
   if (sscanf(t.device.c_str(), "/dev/nbd%d", &t.index) != 1 || t.index < 0)
     throw std::runtime_error("device '" + t.device + "' is not /dev/nbdN");
   return t;
@@ -191,7 +199,11 @@ int connect_export(const Target& t, uint64_t& size) {
     // EXPORT_NAME has no error reply: a refused export (an ended session)
     // is a closed connection here.
     uint8_t reply[10 + 124];
-    read_all(fd, reply, no_zeroes ? 10 : sizeof reply);
+    try {
+      read_all(fd, reply, no_zeroes ? 10 : sizeof reply);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string(e.what()) + " instead of taking the export (unknown, or its session ended)");
+    }
     size = be64(reply);
     timeval none{0, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
@@ -418,8 +430,32 @@ int main(int argc, char** argv) {
         "so a root on NBD rides through a restart of the server. Debian's initramfs nbd\n"
         "hook runs it as $NBDCLIENT (docs/network-boot.md). Kernel line options:\n"
         "bootfleet.nbd.dead=SECONDS (how long requests wait, default 300),\n"
-        "bootfleet.nbd.timeout=SECONDS (an unanswered request is sent again, default 10).\n");
+        "bootfleet.nbd.timeout=SECONDS (an unanswered request is sent again, default 10).\n\n"
+        "       bootfleet-nbd-client --probe HOST -N EXPORT [PORT]\n\n"
+        "Connects to EXPORT as a reconnect would, prints its size and exits: 0 when the\n"
+        "server takes the connection, 1 when it refuses it (an unknown export or an\n"
+        "ended session), 2 on wrong arguments.\n");
     return 0;
+  }
+  if (argc >= 2 && std::string(argv[1]) == "--probe") {
+    Target t;
+    try {
+      t = parse_args(argc, argv, 2);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "bootfleet-nbd-client: %s\nUsage: bootfleet-nbd-client --probe HOST -N EXPORT [PORT]\n", e.what());
+      return 2;
+    }
+    try {
+      uint64_t size = 0;
+      close(connect_export(t, size));
+      printf("%s:%s export '%s': %llu bytes\n", t.host.c_str(), t.port.c_str(), t.name.c_str(),
+             static_cast<unsigned long long>(size));
+      return 0;
+    } catch (const std::exception& e) {
+      fprintf(stderr, "bootfleet-nbd-client: %s:%s export '%s': %s\n", t.host.c_str(), t.port.c_str(),
+              t.name.c_str(), e.what());
+      return 1;
+    }
   }
   Target target;
   try {
