@@ -53,6 +53,7 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -60,10 +61,12 @@
 #include <vector>
 
 #include "nbd/protocol.h"
+#include "nbd_client_proto.h"
 
 namespace {
 
 namespace nbd = bootfleet::nbd;
+using bootfleet::client::NbdFamily;
 
 struct Target {
   std::string host, port = "10809", name, device;
@@ -154,12 +157,6 @@ void write_all(int fd, const void* buf, size_t n) {
     p += w, n -= w;
   }
 }
-uint64_t be64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
-  return v;
-}
-
 // A connected, negotiated socket to the export; its size in `size`.
 int connect_export(const Target& t, uint64_t& size) {
   addrinfo hints{}, *ai = nullptr;
@@ -182,11 +179,7 @@ int connect_export(const Target& t, uint64_t& size) {
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     uint8_t hello[18];
     read_all(fd, hello, sizeof hello);
-    if (be64(hello) != nbd::kNbdMagic || be64(hello + 8) != nbd::kOptMagic)
-      throw std::runtime_error("not a fixed-newstyle NBD server");
-    uint16_t server_flags = uint16_t(hello[16] << 8 | hello[17]);
-    if (!(server_flags & nbd::kFlagFixedNewstyle)) throw std::runtime_error("the server is not fixed newstyle");
-    bool no_zeroes = server_flags & nbd::kFlagNoZeroes;
+    bool no_zeroes = bootfleet::client::parse_hello(hello).no_zeroes;
     uint32_t flags = htonl(nbd::kClientFixedNewstyle | (no_zeroes ? nbd::kClientNoZeroes : 0));
     write_all(fd, &flags, 4);
     std::vector<uint8_t> opt(16);
@@ -204,7 +197,7 @@ int connect_export(const Target& t, uint64_t& size) {
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string(e.what()) + " instead of taking the export (unknown, or its session ended)");
     }
-    size = be64(reply);
+    size = bootfleet::client::parse_export_reply(reply);
     timeval none{0, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
     return fd;
@@ -252,21 +245,6 @@ class Message {
   std::vector<uint8_t> buf_;
 };
 
-// The attributes in [p, p+n), by type.
-std::vector<std::pair<uint16_t, std::string_view>> attrs(const uint8_t* p, size_t n) {
-  std::vector<std::pair<uint16_t, std::string_view>> out;
-  while (n >= NLA_HDRLEN) {
-    auto* a = reinterpret_cast<const nlattr*>(p);
-    if (a->nla_len < NLA_HDRLEN || a->nla_len > n) break;
-    out.emplace_back(a->nla_type & NLA_TYPE_MASK,
-                     std::string_view(reinterpret_cast<const char*>(p) + NLA_HDRLEN, a->nla_len - NLA_HDRLEN));
-    size_t step = NLA_ALIGN(a->nla_len);
-    if (step >= n) break;
-    p += step, n -= step;
-  }
-  return out;
-}
-
 int netlink_socket() {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
   if (fd < 0) throw sys_error("netlink socket");
@@ -277,7 +255,7 @@ int netlink_socket() {
 }
 
 // Sends `m` and reads replies until the kernel's ack; calls `each` with the
-// payload (after the genl header) of every reply that is not the ack.
+// attributes (after the genl header) of every reply that is not the ack.
 template <typename F>
 void transact(int fd, Message& m, F each) {
   auto& out = m.finish();
@@ -298,36 +276,21 @@ void transact(int fd, Message& m, F each) {
         return;
       }
       if (h->nlmsg_type == NLMSG_DONE) return;
-      auto* payload = static_cast<uint8_t*>(NLMSG_DATA(h)) + GENL_HDRLEN;
-      each(payload, h->nlmsg_len - NLMSG_HDRLEN - GENL_HDRLEN);
+      if (h->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN) continue;
+      each(std::span<const uint8_t>(static_cast<uint8_t*>(NLMSG_DATA(h)) + GENL_HDRLEN,
+                                    h->nlmsg_len - NLMSG_HDRLEN - GENL_HDRLEN));
     }
   }
 }
-
-struct NbdFamily {
-  uint16_t id = 0;
-  uint32_t group = 0;
-};
 
 NbdFamily resolve_nbd(int fd) {
   Message m(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, NLM_F_ACK);
   m.put(CTRL_ATTR_FAMILY_NAME, NBD_GENL_FAMILY_NAME, sizeof NBD_GENL_FAMILY_NAME);
   NbdFamily f;
-  transact(fd, m, [&](const uint8_t* p, size_t n) {
-    for (auto& [type, value] : attrs(p, n)) {
-      if (type == CTRL_ATTR_FAMILY_ID && value.size() >= 2) memcpy(&f.id, value.data(), 2);
-      if (type != CTRL_ATTR_MCAST_GROUPS) continue;
-      for (auto& [i, group] : attrs(reinterpret_cast<const uint8_t*>(value.data()), value.size())) {
-        std::string name;
-        uint32_t id = 0;
-        for (auto& [t, v] : attrs(reinterpret_cast<const uint8_t*>(group.data()), group.size())) {
-          if (t == CTRL_ATTR_MCAST_GRP_NAME) name = std::string(v.data(), strnlen(v.data(), v.size()));
-          if (t == CTRL_ATTR_MCAST_GRP_ID && v.size() >= 4) memcpy(&id, v.data(), 4);
-        }
-        if (name == NBD_GENL_MCAST_GROUP_NAME) f.group = id;
-        (void)i;
-      }
-    }
+  transact(fd, m, [&](std::span<const uint8_t> attributes) {
+    NbdFamily got = bootfleet::client::parse_family(attributes);
+    if (got.id) f.id = got.id;
+    if (got.group) f.group = got.group;
   });
   if (!f.id || !f.group) throw std::runtime_error("the kernel's nbd driver has no netlink interface");
   return f;
@@ -347,7 +310,7 @@ void reconfigure(int fd, const NbdFamily& f, int index, std::optional<uint64_t> 
     m.end_nest(item);
     m.end_nest(socks);
   }
-  transact(fd, m, [](const uint8_t*, size_t) {});
+  transact(fd, m, [](std::span<const uint8_t>) {});
 }
 
 uint64_t device_bytes(const Target& t) {
@@ -405,12 +368,11 @@ void reconnect(int nl, const NbdFamily& f, const Target& t, uint64_t want_size) 
     if (r < 0) throw sys_error("netlink recv");
     size_t left = size_t(r);
     for (auto* h = reinterpret_cast<nlmsghdr*>(in.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_type != f.id) continue;
+      if (h->nlmsg_type != f.id || h->nlmsg_len < NLMSG_HDRLEN + GENL_HDRLEN) continue;
       auto* g = static_cast<genlmsghdr*>(NLMSG_DATA(h));
       if (g->cmd != NBD_CMD_LINK_DEAD) continue;
-      int index = -1;
-      for (auto& [type, value] : attrs(reinterpret_cast<uint8_t*>(g) + GENL_HDRLEN, h->nlmsg_len - NLMSG_HDRLEN - GENL_HDRLEN))
-        if (type == NBD_ATTR_INDEX && value.size() >= 4) memcpy(&index, value.data(), 4);
+      int index = bootfleet::client::parse_link_dead(std::span<const uint8_t>(
+          reinterpret_cast<uint8_t*>(g) + GENL_HDRLEN, h->nlmsg_len - NLMSG_HDRLEN - GENL_HDRLEN));
       if (index != t.index) continue;
       log(t.device + ": connection lost; reconnecting");
       reconnect(nl, f, t, size);
