@@ -320,6 +320,11 @@ uint64_t device_bytes(const Target& t) {
   return sectors * 512;
 }
 
+// The kernel no longer takes a socket for the device.
+struct DeviceGone : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 // Connects again until the kernel has the new socket; the kernel holds
 // requests meanwhile (up to the dead-connection timeout).
 void reconnect(int nl, const NbdFamily& f, const Target& t, uint64_t want_size) {
@@ -334,7 +339,14 @@ void reconnect(int nl, const NbdFamily& f, const Target& t, uint64_t want_size) 
         throw std::runtime_error("the export has " + std::to_string(size) + " bytes, the device " +
                                  std::to_string(want_size) + ": not the same disk, not attached");
       }
-      reconfigure(nl, f, t.index, std::nullopt, std::nullopt, sock);
+      try {
+        reconfigure(nl, f, t.index, std::nullopt, std::nullopt, sock);
+      } catch (const std::exception& e) {
+        // The device was disconnected on purpose (nbd-client -d, a
+        // shutdown): there is nothing left to reconnect.
+        close(sock);
+        throw DeviceGone(e.what());
+      }
       close(sock);  // the kernel holds its own reference
       double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
       char text[64];
@@ -342,6 +354,8 @@ void reconnect(int nl, const NbdFamily& f, const Target& t, uint64_t want_size) 
       log(t.device + ": reconnected to " + t.host + ":" + t.port + " export '" + t.name + "' after " + text + " (" +
           std::to_string(tries) + (tries == 1 ? " try)" : " tries)"));
       return;
+    } catch (const DeviceGone&) {
+      throw;
     } catch (const std::exception& e) {
       // Said once per different reason, not once per try.
       if (e.what() != last_error) log(t.device + ": reconnecting to " + t.host + ":" + t.port + ": " + e.what());
@@ -459,6 +473,9 @@ int main(int argc, char** argv) {
   if (null >= 0) dup2(null, 0);
   try {
     watch(target, dead, timeout);
+  } catch (const DeviceGone& e) {
+    log(target.device + ": the kernel took no new connection (" + e.what() + "): the device was disconnected; stopping");
+    return 0;
   } catch (const std::exception& e) {
     log(target.device + ": " + e.what() + "; the device will not reconnect");
     return 1;
