@@ -195,7 +195,7 @@ int connect_export(const Target& t, uint64_t& size) {
     try {
       read_all(fd, reply, no_zeroes ? 10 : sizeof reply);
     } catch (const std::exception& e) {
-      throw std::runtime_error(std::string(e.what()) + " instead of taking the export (unknown, or its session ended)");
+      throw std::runtime_error(std::string(e.what()) + " instead of taking the export (it is stopping, or the export is unknown or its session ended)");
     }
     size = bootfleet::client::parse_export_reply(reply);
     timeval none{0, 0};
