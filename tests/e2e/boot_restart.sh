@@ -79,7 +79,7 @@ pass "tiny-linux@2 with that initramfs built and published ($(( SECONDS - t )) s
 
 NBD_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-SERVE_ARGS=(serve --listen 127.0.0.1:$NBD_PORT --http-listen 127.0.0.1:$HTTP_PORT --idle-timeout 1h)
+SERVE_ARGS=(serve --listen "127.0.0.1:$NBD_PORT" --http-listen "127.0.0.1:$HTTP_PORT" --idle-timeout 1h)
 start_bootsrv "listening for HTTP" "${SERVE_ARGS[@]}"
 
 # The console is a pair of FIFOs (QEMU's pipe chardev): the guest's output
@@ -125,9 +125,9 @@ pass "pc31 booted over NBD and wrote $ROUNDS rounds ($(( SECONDS - started )) s)
 # starts it again; KILLED_AT/RESTARTED_AT: the guest's round at each point.
 restart() {
   KILLED_AT=$(rounds_done)
-  kill -"$1" $SERVER
+  kill -"$1" "$SERVER"
   local rc=0
-  wait $SERVER 2>/dev/null || rc=$?
+  wait "$SERVER" 2>/dev/null || rc=$?
   if [ "$1" = TERM ]; then
     [ $rc -eq 0 ] || fail "bootsrv exited $rc on SIGTERM: $(tail server.log)"
   else
