@@ -170,6 +170,11 @@ expect_console console.log "bootfleet-writer all checks passed" "the writer's ch
 bad=$(console | grep '^bootfleet-dmesg' | grep -E 'nbd|EXT4-fs|JBD2' |
   grep -iE 'I/O error|blk_update_request|EXT4-fs (error|warning)|JBD2|Aborting journal|read-only|will not reconnect|not the same disk' || true)
 [ -z "$bad" ] || fail "the client's kernel logged errors about its disk: $bad"
+# Each stop reached the client (its connection dropped) and each time it
+# came back: otherwise the rounds above prove nothing about restarts.
+lost=$(console | grep -c '^bootfleet-dmesg .*bootfleet-nbd-client: /dev/nbd0: connection lost' || true)
+back=$(console | grep -c '^bootfleet-dmesg .*bootfleet-nbd-client: /dev/nbd0: reconnected to ' || true)
+assert_eq "$lost $back" "2 2" "connections the client lost and got back (SIGKILL, SIGTERM)"
 pass "every round's write, sync and read-back passed; no I/O error in the client's kernel log"
 
 # pause FIRST LAST: the longest gap between two consecutive rounds' ends
