@@ -381,7 +381,15 @@ void reconnect(int nl, const NbdFamily& f, const Target& t, uint64_t want_size) 
   std::vector<uint8_t> in(65536);
   for (;;) {
     ssize_t r = recv(events, in.data(), in.size(), 0);
-    if (r < 0 && (errno == EINTR || errno == ENOBUFS)) continue;  // ENOBUFS: events lost, keep listening
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && errno == ENOBUFS) {
+      // Events were lost, ours perhaps among them. Connecting costs little:
+      // a kernel whose link is alive ignores the new socket (no dead one to
+      // replace), and a dead one gets it instead of failing requests later.
+      log(t.device + ": kernel events were lost; reconnecting in case the link died");
+      reconnect(nl, f, t, size);
+      continue;
+    }
     if (r < 0) throw sys_error("netlink recv");
     size_t left = size_t(r);
     for (auto* h = reinterpret_cast<nlmsghdr*>(in.data()); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
