@@ -19,11 +19,11 @@
 //     to retry a request unanswered for TIMEOUT seconds on the next
 //     connection instead of failing it;
 //   - listens for the kernel's NBD_CMD_LINK_DEAD of its device, connects
-//     again (fixed newstyle handshake, NBD_OPT_EXPORT_NAME of the same
-//     export), checks the export still has the size the device has, and
+//     again (fixed newstyle handshake, NBD_OPT_GO of the same export),
+//     checks the export still has the size the device has, and
 //     hands the socket to the kernel (NBD_CMD_RECONFIGURE, NBD_ATTR_SOCKETS).
 // bootsrv keeps a named session's data and version across its restarts and
-// refuses (closes) a connection to a session that ended, so a reconnect
+// refuses a connection to a session that ended (saying why), so a reconnect
 // finds the same disk or none; the size check is a second guard against
 // being handed another disk. Writes the kernel retries are idempotent.
 //
@@ -137,7 +137,7 @@ uint64_t cmdline_seconds(const std::string& key, uint64_t fallback) {
   return fallback;
 }
 
-// ---- the NBD handshake (fixed newstyle, NBD_OPT_EXPORT_NAME) ----
+// ---- the NBD handshake (fixed newstyle, NBD_OPT_GO) ----
 
 void read_all(int fd, void* buf, size_t n) {
   auto* p = static_cast<uint8_t*>(buf);
@@ -182,22 +182,20 @@ int connect_export(const Target& t, uint64_t& size) {
     bool no_zeroes = bootfleet::client::parse_hello(hello).no_zeroes;
     uint32_t flags = htonl(nbd::kClientFixedNewstyle | (no_zeroes ? nbd::kClientNoZeroes : 0));
     write_all(fd, &flags, 4);
-    std::vector<uint8_t> opt(16);
-    for (int i = 0; i < 8; ++i) opt[i] = uint8_t(nbd::kOptMagic >> (56 - 8 * i));
-    uint32_t option = htonl(nbd::kOptExportName), length = htonl(uint32_t(t.name.size()));
-    memcpy(opt.data() + 8, &option, 4);
-    memcpy(opt.data() + 12, &length, 4);
-    opt.insert(opt.end(), t.name.begin(), t.name.end());
-    write_all(fd, opt.data(), opt.size());
-    // EXPORT_NAME has no error reply: a refused export (an ended session)
-    // is a closed connection here.
-    uint8_t reply[10 + 124];
-    try {
-      read_all(fd, reply, no_zeroes ? 10 : sizeof reply);
-    } catch (const std::exception& e) {
-      throw std::runtime_error(std::string(e.what()) + " instead of taking the export (it is stopping, or the export is unknown or its session ended)");
+    // NBD_OPT_GO rather than EXPORT_NAME: a refusal comes with the
+    // server's reason (bootsrv: "session ... has ended (reset) ...").
+    auto go = bootfleet::client::go_request(t.name);
+    write_all(fd, go.data(), go.size());
+    bootfleet::client::GoReplies replies;
+    for (bool done = false; !done;) {
+      uint8_t header[20];
+      read_all(fd, header, sizeof header);
+      auto reply = bootfleet::client::parse_option_reply(header, nbd::kOptGo);
+      std::vector<uint8_t> data(reply.length);
+      read_all(fd, data.data(), data.size());
+      done = replies.add(reply.type, data);
     }
-    size = bootfleet::client::parse_export_reply(reply);
+    size = replies.size();
     timeval none{0, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
     return fd;
@@ -420,8 +418,8 @@ int main(int argc, char** argv) {
         "bootfleet.nbd.timeout=SECONDS (an unanswered request is sent again, default 10).\n\n"
         "       bootfleet-nbd-client --probe HOST -N EXPORT [PORT]\n\n"
         "Connects to EXPORT as a reconnect would, prints its size and exits: 0 when the\n"
-        "server takes the connection, 1 when it refuses it (an unknown export or an\n"
-        "ended session), 2 on wrong arguments.\n");
+        "server takes the connection, 1 when it refuses it (with the server's reason:\n"
+        "an unknown export, an ended session), 2 on wrong arguments.\n");
     return 0;
   }
   if (argc >= 2 && std::string(argv[1]) == "--probe") {

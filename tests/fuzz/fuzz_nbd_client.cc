@@ -1,6 +1,6 @@
 // libFuzzer target for what bootfleet-nbd-client parses
-// (client/nbd_client_proto.h): the NBD server's greeting and export reply
-// (whoever answers on the server's address) and the kernel's generic
+// (client/nbd_client_proto.h): the NBD server's greeting and its replies to
+// NBD_OPT_GO (whoever answers on the server's address) and the kernel's generic
 // netlink attributes. The first byte picks the parser, the rest is its
 // input. Each must refuse with std::runtime_error or return what fits:
 // attribute values inside the input, nested lists walked to the end, no
@@ -47,9 +47,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       break;
     case 1:
+      // A conversation of option replies to NBD_OPT_GO: header, data, ...
       try {
-        client::parse_export_reply(in);
-        if (in.size() < 10) broken("a short export reply accepted");
+        client::GoReplies replies;
+        while (in.size() >= 20) {
+          auto reply = client::parse_option_reply(in.first(20), 7);
+          if (reply.length > 65536) broken("an option reply above 64 KiB accepted");
+          in = in.subspan(20);
+          if (reply.length > in.size()) break;
+          if (replies.add(reply.type, in.first(reply.length))) break;
+          in = in.subspan(reply.length);
+        }
       } catch (const std::runtime_error&) {
       }
       break;

@@ -54,11 +54,40 @@ TEST_CASE("nbd client: a fixed-newstyle greeting, and what is not one", "[nbd_cl
   CHECK_THROWS_WITH(client::parse_hello(std::vector<uint8_t>(17)), Catch::Contains("17 bytes, not 18"));
 }
 
-TEST_CASE("nbd client: the export reply's size", "[nbd_client]") {
-  std::vector<uint8_t> reply = {0, 0, 0, 0, 0x10, 0, 0, 0, 0x01, 0xed};
-  CHECK(client::parse_export_reply(reply) == 0x10000000ull);
-  reply.pop_back();
-  CHECK_THROWS_WITH(client::parse_export_reply(reply), Catch::Contains("9 bytes, not 10"));
+TEST_CASE("nbd client: NBD_OPT_GO, its replies, its refusals", "[nbd_client]") {
+  auto go = client::go_request("lab/pc01");
+  REQUIRE(go.size() == 16 + 4 + 8 + 2);
+  CHECK(std::string(go.begin(), go.begin() + 8) == "IHAVEOPT");
+  CHECK(go[11] == 7);   // NBD_OPT_GO
+  CHECK(go[15] == 14);  // 4 + 8 + 2 bytes of data
+  CHECK(std::string(go.begin() + 20, go.begin() + 28) == "lab/pc01");
+
+  auto header = [](uint32_t option, uint32_t type, uint32_t length) {
+    std::vector<uint8_t> h = {0x00, 0x03, 0xe8, 0x89, 0x04, 0x55, 0x65, 0xa9};
+    for (uint32_t v : {option, type, length})
+      for (int i = 3; i >= 0; --i) h.push_back(uint8_t(v >> (8 * i)));
+    return h;
+  };
+  auto info = client::parse_option_reply(header(7, 3, 12), 7);
+  CHECK(info.type == 3);
+  CHECK(info.length == 12);
+  CHECK_THROWS_WITH(client::parse_option_reply(header(6, 3, 12), 7), Catch::Contains("a reply to option 6, not 7"));
+  CHECK_THROWS_WITH(client::parse_option_reply(header(7, 3, 70000), 7), Catch::Contains("70000 bytes"));
+  auto bad = header(7, 1, 0);
+  bad[0] = 1;
+  CHECK_THROWS_WITH(client::parse_option_reply(bad, 7), Catch::Contains("without its magic"));
+
+  client::GoReplies replies;
+  std::vector<uint8_t> export_info = {0, 0, 0, 0, 0, 0, 0x10, 0, 0, 0, 0x01, 0xed};  // NBD_INFO_EXPORT, 256 MiB
+  CHECK_FALSE(replies.add(3, export_info));
+  CHECK(replies.add(1, {}));
+  CHECK(replies.size() == 0x10000000ull);
+
+  client::GoReplies no_size;
+  CHECK_THROWS_WITH(no_size.add(1, {}), Catch::Contains("without the export's size"));
+  client::GoReplies refused;
+  CHECK_THROWS_WITH(refused.add(0x80000006u, bytes("session lab/pc01 has ended (reset)")),
+                    Catch::Contains("refused (NBD_REP_ERR_UNKNOWN): session lab/pc01 has ended (reset)"));
 }
 
 TEST_CASE("nbd client: the nbd family and its multicast group from a GETFAMILY reply", "[nbd_client]") {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bootfleet-nbd-client (client/nbd_client.cc) without a kernel to attach to:
-# its handshake against bootsrv (--probe, the same code a reconnect runs),
+# its handshake against bootsrv (--probe: NBD_OPT_GO, the same code a
+# reconnect runs),
 # the refusals it must see as refusals (an unknown export, a session that
 # ended, a port nobody listens on), its wrong arguments, and, as the
 # initramfs hook's $NBDCLIENT, that it passes nbd-client's failure on and
@@ -20,20 +21,23 @@ expect_contains "bootfleet.nbd.dead=SECONDS"
 expect_exit 0 "$CLIENT" --probe 127.0.0.1 -N lab/pc01 "$PORT"
 assert_eq "$OUT" "127.0.0.1:$PORT export 'lab/pc01': $(nbdinfo --size "$(uri lab/pc01)") bytes" "--probe of lab/pc01"
 grep -q "session lab/pc01 started on lab@1" server.log || fail "the probe did not reach lab/pc01's session: $(tail -5 server.log)"
-pass "--probe negotiates lab/pc01 with bootsrv (fixed newstyle, EXPORT_NAME) and reads its size as nbdinfo does"
+pass "--probe negotiates lab/pc01 with bootsrv (fixed newstyle, NBD_OPT_GO) and reads its size as nbdinfo does"
 
 # Refusals: no such image; the session ended (idle for 1 s); nobody there.
 expect_exit 1 "$CLIENT" --probe 127.0.0.1 -N nosuch/pc01 "$PORT"
-expect_contains "export 'nosuch/pc01': the server closed the connection instead of taking the export"
+expect_contains "export 'nosuch/pc01': refused (NBD_REP_ERR_UNKNOWN): "
+expect_contains "nosuch"
 # Housekeeping ends lab/pc01 a little after its 1 s idle timeout.
 for _ in $(seq 1 150); do grep -q "session lab/pc01 expired after idling" server.log && break; sleep 0.1; done
 grep -q "session lab/pc01 expired after idling" server.log || fail "lab/pc01 did not end after its idle timeout: $(tail -5 server.log)"
 expect_exit 1 "$CLIENT" --probe 127.0.0.1 -N lab/pc01 "$PORT"
-expect_contains "instead of taking the export (it is stopping, or the export is unknown or its session ended)"
+# bootsrv's reason reaches the PC's log: the session ended, reboot.
+expect_contains "export 'lab/pc01': refused (NBD_REP_ERR_UNKNOWN): "
+expect_contains "has ended"
 grep -q "export 'lab/pc01'.*has ended" server.log || fail "bootsrv did not refuse the ended session: $(tail -5 server.log)"
 expect_exit 1 "$CLIENT" --probe 127.0.0.1 -N lab/pc01 "$(free_port)"
 expect_contains "Connection refused"
-pass "an unknown export, an ended session and a closed port are refusals (exit 1), never a disk"
+pass "an unknown export, an ended session (with bootsrv's reason) and a closed port are refusals (exit 1), never a disk"
 
 # Wrong arguments: exit 2, saying what is missing.
 expect_exit 2 "$CLIENT"
