@@ -57,7 +57,8 @@ assert_eq "$(cat control/conffiles)" /etc/bootfleet/bootsrv.yaml "the package's 
 contents=$(dpkg-deb -c "$deb")
 for f in ./usr/bin/imgtool ./usr/bin/bootsrv ./etc/bootfleet/bootsrv.yaml ./lib/systemd/system/bootsrv.service \
          ./usr/share/man/man1/imgtool-build.1.gz ./usr/share/man/man8/bootsrv.8.gz ./usr/share/man/man5/bootsrv.yaml.5.gz \
-         ./usr/share/bash-completion/completions/imgtool ./usr/share/doc/bootfleet/copyright ./usr/share/doc/bootfleet/changelog.gz; do
+         ./usr/share/bash-completion/completions/imgtool ./usr/share/initramfs-tools/hooks/bootfleet-nbd \
+         ./usr/lib/bootfleet/bootfleet-nbd-client ./usr/share/doc/bootfleet/copyright ./usr/share/doc/bootfleet/changelog.gz; do
   grep -q " $f\$" <<<"$contents" || fail "the package lacks $f"
 done
 pass "cpack: $(basename "$deb"), Depends: $depends"
