@@ -513,6 +513,14 @@ class Initiator {
     REQUIRE(r);
     return *r;
   }
+  Pdu logout_pdu(uint32_t itt) {
+    Pdu p;
+    p.set_opcode(kOpLogoutRequest | kImmediateBit);
+    p.bhs[1] = kFinalBit;
+    p.set_u32(16, itt);
+    p.set_u32(24, cmdsn_);
+    return p;
+  }
   Pdu command(const uint8_t* cdb, uint8_t flags, uint32_t edtl, std::vector<uint8_t> immediate = {}) {
     Pdu p;
     p.set_opcode(kOpScsiCommand);
@@ -626,12 +634,7 @@ TEST_CASE("an initiator logs in, reads and writes through R2T, and logs out", "[
   CHECK(rej->opcode() == kOpReject);
   CHECK(rej->bhs[2] == kRejectInvalidField);
 
-  Pdu lo;
-  lo.set_opcode(kOpLogoutRequest | kImmediateBit);
-  lo.bhs[1] = kFinalBit;
-  lo.set_u32(16, 99);
-  lo.set_u32(24, ini.cmdsn_);
-  ini.send(lo);
+  ini.send(ini.logout_pdu(99));
   auto bye = ini.receive();
   REQUIRE(bye);
   CHECK(bye->opcode() == kOpLogoutResponse);
@@ -986,12 +989,7 @@ TEST_CASE("large READs on workers: pipelined, StatSN in wire order, ABORT TASK, 
     Wire w;
     auto itts = send_reads(8, 4000);
     REQUIRE(wait_for([&] { return dev.slow_reads == 4; }));
-    Pdu lo;
-    lo.set_opcode(kOpLogoutRequest | kImmediateBit);
-    lo.bhs[1] = kFinalBit;
-    lo.set_u32(16, 9201);
-    lo.set_u32(24, ini.cmdsn_);
-    ini.send(lo);
+    ini.send(ini.logout_pdu(9201));
     CHECK_FALSE(ini.receive(200));
     release();
     bool logged_out = false;

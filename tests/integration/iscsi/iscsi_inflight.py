@@ -29,8 +29,7 @@ import struct
 import sys
 import time
 
-from iscsi_hostile import (OP_DATA_IN, OP_RSP, PREFIX, Conn, Failure, bhs, check, read10,
-                           well_behaved)
+from iscsi_hostile import OP_DATA_IN, OP_RSP, PREFIX, Conn, bhs, check, read10, run_cases, well_behaved
 
 EXPORT = open(sys.argv[3], "rb").read()
 BLOCKS = len(EXPORT) // 512
@@ -248,14 +247,11 @@ def reinstated():
     well_behaved("session reinstated while its old connection was blocked sending 8 MiB READs")
 
 
-CASES = [pipelined, lambda: pipelined(digests=True), abort_task, lun_reset, logout, vanished, reinstated]
+def pipelined_digests():
+    pipelined(digests=True)
+
+
+CASES = [pipelined, pipelined_digests, abort_task, lun_reset, logout, vanished, reinstated]
 
 if __name__ == "__main__":
-    failed = 0
-    for case in CASES:
-        try:
-            case()
-        except (Failure, EOFError, OSError, socket.timeout) as e:
-            failed += 1
-            print(f"FAIL: {getattr(case, '__name__', case)}: {type(e).__name__}: {e}", flush=True)
-    sys.exit(1 if failed else 0)
+    run_cases(CASES)
