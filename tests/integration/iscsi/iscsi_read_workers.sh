@@ -24,7 +24,7 @@ pass "qemu-img convert with 16 READs in flight (version and anonymous targets) e
 
 SEED=$RANDOM
 echo "iscsi_inflight.py SEED=$SEED"
-SEED=$SEED $PY "$HERE/iscsi_inflight.py" $ISCSI_PORT $PREFIX export.raw ||
+SEED=$SEED $PY "$HERE/iscsi_inflight.py" "$ISCSI_PORT" "$PREFIX" export.raw ||
   fail "READs in flight (above; rerun with SEED=$SEED); bootsrv log: $(tail -20 server.log)"
 alive
 ! grep -q "connection failed" server.log || fail "a connection failed with an exception: $(grep 'connection failed' server.log)"
@@ -42,7 +42,7 @@ pass "iscsi.read_workers: 0 (every READ on the connection's thread): qemu-img co
 stop_server
 
 printf 'iscsi:\n  read_workers: 99\n' > bad.yaml
-expect_exit 2 "$BOOTSRV" serve --config bad.yaml --listen 127.0.0.1:$(free_port)
+expect_exit 2 "$BOOTSRV" serve --config bad.yaml --listen "127.0.0.1:$(free_port)"
 expect_contains "iscsi.read_workers"
 expect_contains "from 0"
 pass "iscsi.read_workers: 99 is refused, naming the key and the range"
