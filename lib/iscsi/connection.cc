@@ -201,6 +201,7 @@ class Connection {
     DataBuffer* buffer;
     std::vector<util::FileSpan>* mapped;
     bool worker;  // send at once (the reading thread's replies wait for its batch)
+    bool have_first = false;  // the first piece is in `buffer` already (read by the caller)
   };
   // What a PDU's StatSN field gets (RFC 7143 §4.2.2.2): the next StatSN
   // (a response), the current one unchanged (R2T, Reject, login steps that
@@ -1061,8 +1062,14 @@ bool Connection::stream_read(const ReadJob& job, ReadScratch scratch) {
         continue;
       }
     }
-    uint8_t* buf = scratch.buffer->prepare(length);
-    Status s = lu_->read_at(io.lba * kBlockSize + offset, length, buf);
+    uint8_t* buf;
+    Status s;
+    if (offset == 0 && scratch.have_first) {
+      buf = scratch.buffer->data();
+    } else {
+      buf = scratch.buffer->prepare(length);
+      s = lu_->read_at(io.lba * kBlockSize + offset, length, buf);
+    }
     if (!lock.owns_lock()) lock.lock();
     if (!s.good()) {
       respond_locked(job.itt, s, kResidualUnderflow, job.edtl);
@@ -1174,13 +1181,29 @@ bool Connection::scsi_command(Pdu& pdu) {
     // Data-In is on the socket the next read's data is being found on the
     // other CPU, and this thread goes on reading commands (measured in
     // docs/benchmarks.md; util/connection_workers.h). Smaller ones are
-    // answered here, into the batch many responses share one send in.
-    const uint64_t sending = std::min<uint64_t>(uint64_t{io->count} * kBlockSize, job.edtl);
-    if (sending >= kToWorkersFrom && options_.read_workers > 0) {
+    // answered here, into the batch many responses share one send in, when
+    // their data is in the page cache; one that must wait for the disk
+    // goes to a worker too, so it does not hold up the cached ones behind
+    // it (as NBD does: nbd/connection.cc answer_inline).
+    const uint64_t total = uint64_t{io->count} * kBlockSize;
+    const uint64_t sending = std::min<uint64_t>(total, job.edtl);
+    const bool workers = options_.read_workers > 0;
+    if (sending >= kToWorkersFrom && workers) {
       if (!hand_to_worker(std::move(job))) stop_reason_ = "initiator went away mid-response";
       return !broken_;
     }
-    stream_read(job, {&data_in_, &mapped_, false});
+    bool have_first = false;
+    if (sending > 0 && workers) {
+      // The piece stream_read would read: whole blocks covering `sending`.
+      const auto length = static_cast<uint32_t>(std::min(total, (sending + kBlockSize - 1) / kBlockSize * kBlockSize));
+      if (lu_->device().try_read(io->lba * kBlockSize, length, data_in_.prepare(length)) != 0) {
+        // Not cached (or failing: the worker's read reports the error).
+        if (!hand_to_worker(std::move(job))) stop_reason_ = "initiator went away mid-response";
+        return !broken_;
+      }
+      have_first = true;
+    }
+    stream_read(job, {&data_in_, &mapped_, false, have_first});
     data_in_.release_if_larger_than(kKeptBuffer);
     return true;
   }

@@ -8,9 +8,9 @@
 // further PDU is already buffered. Reads try the page cache first
 // (Device::try_read) and go out as Data-In PDUs straight from one reused
 // buffer, the status folded into the last of them. READs of 128 KiB or
-// more go to up to `read_workers` threads of the connection
-// (util/connection_workers.h), which send them from the page cache without
-// a copy where they can. Whoever sends holds the connection's send lock
+// more, and smaller ones whose data is not in the page cache, go to up to
+// `read_workers` threads of the connection (util/connection_workers.h),
+// which send them from the page cache without a copy where they can. Whoever sends holds the connection's send lock
 // for all of a command's Data-In and its status, and takes StatSN under
 // it, so StatSN rises in the order responses reach the wire (RFC 7143
 // §4.2.2.2) and no command's PDUs interleave with another's. Responses may
@@ -109,8 +109,9 @@ struct ConnectionOptions {
   // How long a reader whose initiator keeps it busy polls the socket
   // before it sleeps (util/socket_reader.h); 0: never.
   std::chrono::microseconds busy_poll{50};
-  // Threads per connection for READs of 128 KiB or more (started when
-  // needed); 0: every command is answered on the connection's own thread.
+  // Threads per connection for READs of 128 KiB or more and READs that
+  // must wait for a disk (started when needed); 0: every command is
+  // answered on the connection's own thread.
   size_t read_workers = 4;
 };
 

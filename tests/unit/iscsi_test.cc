@@ -1002,6 +1002,29 @@ TEST_CASE("large READs on workers: pipelined, StatSN in wire order, ABORT TASK, 
     CHECK(ini.closed_by_server());
   }
 
+  SECTION("a small READ that waits for the disk does not hold up the cached commands behind it") {
+    dev.cached_below = 512u << 10;  // blocks from 1024 on are "on the disk"
+    Wire w;
+    Cdb slow = rw10(0x28, 1024, 8), fast = rw10(0x28, 0, 8), tur;
+    Pdu p = ini.command(slow.b, kCmdRead, 4096);
+    p.set_u32(16, 6001);
+    ini.send(p);
+    REQUIRE(wait_for([&] { return dev.slow_reads == 1; }));  // on a worker, waiting
+    p = ini.command(fast.b, kCmdRead, 4096);
+    p.set_u32(16, 6002);
+    ini.send(p);
+    p = ini.command(tur.b, 0, 0);
+    p.set_u32(16, 6003);
+    ini.send(p);
+    REQUIRE(w.until(ini, [&] { return w.got(6002) && w.got(6003); }));
+    CHECK_FALSE(w.got(6001));
+    CHECK(w.data[6002] == dev.bytes(0, 4096));
+    release();
+    REQUIRE(w.until(ini, [&] { return w.got(6001); }));
+    CHECK(w.status[6001] == kStatusGood);
+    CHECK(w.data[6001] == dev.bytes(1024 * 512, 4096));
+  }
+
   SECTION("the initiator goes away with reads in flight: the connection ends, nothing hangs") {
     send_reads(8, 5000);
     REQUIRE(wait_for([&] { return dev.slow_reads == 4; }));
