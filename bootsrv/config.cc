@@ -25,7 +25,7 @@ const std::vector<std::string> kKnownKeys = {
     "heartbeat",    "tftp",        "tftp.listen",      "tftp.root", "http",           "http.listen",
     "default_image", "kernel_cmdline", "api_tokens",   "tls_cert",  "tls_key",        "https_listen",
     "api_plain_http", "upload_dir", "upload_ttl",      "max_uploads", "limits", "iscsi", "iscsi.listen", "iscsi.iqn_prefix",
-    "iscsi.chap_secrets", "status_tokens"};
+    "iscsi.chap_secrets", "iscsi.read_workers", "status_tokens"};
 
 std::string known_keys_text() {
   std::string out;
@@ -169,7 +169,8 @@ void load_config_file(const std::string& path, Config& config) {
           }
           config.http_listen = listen_address(sub.second, "http.listen");
         }
-      } else if (key == "iscsi.listen" || key == "iscsi.iqn_prefix" || key == "iscsi.chap_secrets" || key == "iscsi") {
+      } else if (key == "iscsi.listen" || key == "iscsi.iqn_prefix" || key == "iscsi.chap_secrets" ||
+                 key == "iscsi.read_workers" || key == "iscsi") {
         // iscsi: {listen: ADDRESS or [ADDRESSES], iqn_prefix: …, chap_secrets: FILE}, or dotted keys.
         auto take = [&](const std::string& name, const YAML::Node& value, const YAML::Node& at) {
           if (name == "listen") {
@@ -183,10 +184,17 @@ void load_config_file(const std::string& path, Config& config) {
             config.iscsi_iqn_prefix = value.as<std::string>();
           } else if (name == "chap_secrets") {
             config.iscsi_chap_secrets = value.as<std::string>();
+          } else if (name == "read_workers") {
+            long long n = -1;
+            if (!YAML::convert<long long>::decode(value, n) || n < 0 || n > 16) {
+              throw Error(where(value, "iscsi.read_workers") +
+                          ": expected threads per connection from 0 (answer every read on the connection's thread) to 16");
+            }
+            config.iscsi_read_workers = static_cast<size_t>(n);
           } else {
             unknown.push_back(where(at, "iscsi." + name) + ": unknown" +
-                              util::did_you_mean(name, {"listen", "iqn_prefix", "chap_secrets"}) +
-                              "; known keys are iscsi.listen, iscsi.iqn_prefix, iscsi.chap_secrets");
+                              util::did_you_mean(name, {"listen", "iqn_prefix", "chap_secrets", "read_workers"}) +
+                              "; known keys are iscsi.listen, iscsi.iqn_prefix, iscsi.chap_secrets, iscsi.read_workers");
           }
         };
         if (key == "iscsi") {

@@ -43,6 +43,7 @@ struct Config {
   std::vector<std::string> iscsi_listen;  // iSCSI addresses; empty: no iSCSI
   std::string iscsi_iqn_prefix = "iqn.2026-11.org.bootfleet";  // target names PREFIX:IMAGE[:CLIENT]
   std::string iscsi_chap_secrets;        // CHAP secrets file (docs/iscsi.md); empty: no CHAP
+  size_t iscsi_read_workers = 4;         // threads per iSCSI connection for large and uncached reads; 0: none
   std::string default_image;             // what unknown MACs boot; empty: they are told to register
   std::string kernel_cmdline = "console=tty0 console=ttyS0 panic=-1";  // added to every Linux client's
 

@@ -136,6 +136,7 @@ int serve_command(const std::vector<std::string>& args) {
   server_options.nbd_busy_poll = config.nbd_busy_poll;
   server_options.iscsi_listen = config.iscsi_listen;
   server_options.iscsi_prefix = config.iscsi_iqn_prefix;
+  server_options.iscsi_read_workers = config.iscsi_read_workers;
   if (!config.iscsi_chap_secrets.empty()) {
     server_options.iscsi_chap = std::make_shared<iscsi::ChapSecrets>(iscsi::ChapSecrets::load(config.iscsi_chap_secrets));
   }

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <mutex>
 #include <random>
 
 #include "iscsi/pdu.h"
@@ -22,6 +23,7 @@
 #include "util/file_send.h"
 #include "util/log.h"
 #include "util/net.h"
+#include "util/connection_workers.h"
 #include "util/socket_reader.h"
 
 namespace bootfleet::iscsi {
@@ -135,6 +137,11 @@ constexpr size_t kKeptBuffer = 8u << 20;
 constexpr uint32_t kReadPiece = 1u << 20;
 // Cached pieces from this size on go out from the page cache without a copy.
 constexpr uint32_t kSendFileFrom = 128u << 10;
+// READs that return this much or more go to the connection's workers
+// (util/connection_workers.h has why; the same size as NBD's).
+constexpr uint32_t kToWorkersFrom = 128u << 10;
+// What a worker may hold for a read it must copy: one piece.
+uint64_t held_bytes(uint32_t sending) { return std::min(sending, kReadPiece); }
 
 std::atomic<uint64_t> connection_counter{0};
 
@@ -181,20 +188,45 @@ class Connection {
     bool r2t_outstanding = false;
   };
   enum class Read { ok, closed, broken };
+  // A READ of blocks, answered on the reading thread or on a worker.
+  struct ReadJob {
+    LogicalUnit::BlockIo io;
+    uint32_t itt = 0;
+    uint64_t lun_field = 0;
+    uint32_t edtl = 0;
+  };
+  // What answering a READ needs besides the job: the reading thread's are
+  // members, kept between commands; a worker's live for one job.
+  struct ReadScratch {
+    DataBuffer* buffer;
+    std::vector<util::FileSpan>* mapped;
+    bool worker;  // send at once (the reading thread's replies wait for its batch)
+    bool have_first = false;  // the first piece is in `buffer` already (read by the caller)
+  };
+  // What a PDU's StatSN field gets (RFC 7143 §4.2.2.2): the next StatSN
+  // (a response), the current one unchanged (R2T, Reject, login steps that
+  // do not count), or 0 (Data-In without status).
+  enum class StatSn { next, keep, zero };
 
-  // Framing.
+  // Framing. Everything that goes out is sent or appended to out_ under
+  // send_mutex_ (the `_locked` functions need it held), and StatSN is
+  // assigned there: responses reach the wire in the order of their StatSN
+  // even when workers answer some of them.
   bool read_exact(void* buf, size_t n);
   Read read_pdu(Pdu& pdu);
   bool flush_output();
+  bool flush_locked();
   void append_output(const void* p, size_t n);
-  void queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length);
+  void queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length, StatSn sn);
+  void queue_pdu_locked(Pdu& pdu, const uint8_t* data, uint32_t length, StatSn sn);
   // Data-In PDUs for `length` bytes at `buffer_offset` of the command's
   // data: from `data`, or, when `mapped` is not empty, straight from the
-  // files it names (util/file_send.h; then `data` is unused).
-  bool send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
-                    uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags, uint32_t residual,
-                    std::span<const util::FileSpan> mapped = {});
-  void fill_sequence_numbers(Pdu& pdu, size_t at_stat_sn, bool advance_stat_sn);
+  // files it names (util/file_send.h; then `data` is unused). send_mutex_
+  // held.
+  bool send_data_in_locked(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
+                           uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags,
+                           uint32_t residual, std::span<const util::FileSpan> mapped = {});
+  void fill_sequence_numbers_locked(Pdu& pdu, StatSn sn);
 
   // Login.
   bool login();
@@ -218,8 +250,16 @@ class Connection {
   void run_task(const uint8_t* cdb, int64_t lun, uint32_t itt, uint64_t lun_field, uint32_t edtl, bool reading,
                 std::span<const uint8_t> data);
   void respond(uint32_t itt, const Status& status, uint8_t residual_flags, uint32_t residual);
+  void respond_locked(uint32_t itt, const Status& status, uint8_t residual_flags, uint32_t residual);
   void start_next_task();
-  void stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint64_t lun_field, uint32_t edtl);
+  // Answers a READ (Data-In, status); false when the connection broke.
+  bool stream_read(const ReadJob& job, ReadScratch scratch);
+  bool hand_to_worker(ReadJob&& job);
+  bool run_on_worker(ReadJob& job);
+  // Waits for the reads on workers (task management, logout).
+  util::ConnectionWorkers<ReadJob>::Cancelled cancel_reads(const std::function<bool(const ReadJob&)>& select);
+  void drain_reads();
+  void close_workers();
   void write_burst(Task& t, const uint8_t* data, uint32_t start, uint32_t length);
   void finish_write(Task& t);
   std::string send_targets(const std::string& which);
@@ -239,9 +279,11 @@ class Connection {
   ConnectionOptions options_;
   Negotiator negotiator_;
 
-  std::vector<uint8_t> out_;
-  util::SocketReader reader_{fd_, options_.busy_poll, [this] { return out_.empty() || flush_output(); }};
-  bool broken_ = false;
+  std::vector<uint8_t> out_;  // send_mutex_
+  std::atomic<bool> out_pending_{false};  // out_ is not empty
+  util::SocketReader reader_{fd_, options_.busy_poll, [this] { return flush_output(); }};
+  std::mutex send_mutex_;  // out_, stat_sn_ and the socket's sending side
+  std::atomic<bool> broken_{false};  // a send failed: the initiator is gone
   bool header_digest_ = false, data_digest_ = false;  // in force (from the end of the login)
 
   // Login state.
@@ -262,8 +304,8 @@ class Connection {
   bool declared_ = false;
 
   // Full feature phase.
-  uint32_t stat_sn_ = 0;
-  uint32_t exp_cmd_sn_ = 0;
+  uint32_t stat_sn_ = 0;                    // send_mutex_
+  std::atomic<uint32_t> exp_cmd_sn_{0};     // written by the reading thread only
   OpenedTarget opened_;
   std::unique_ptr<LogicalUnit> lu_;
   std::deque<Task> tasks_;
@@ -275,9 +317,13 @@ class Connection {
   uint32_t text_ttt_ = kReservedTag;
   uint64_t commands_ = 0;
   std::string stop_reason_ = "disconnected";
+  // Large READs (see scsi_command); last, so it is gone before what its
+  // threads use. Null until the first read it takes.
+  std::unique_ptr<util::ConnectionWorkers<ReadJob>> workers_;
 };
 
 Connection::~Connection() {
+  close_workers();  // they use the LUN until they are joined
   if (opened_.lun0.device) opened_.lun0.device->flush();
   const auto retain = std::chrono::seconds(negotiator_.params().default_time2retain);
   if (registered_ && !logged_out_ && opened_.lun0.device && retain.count() > 0) {
@@ -293,8 +339,25 @@ Connection::~Connection() {
 // it waits for the initiator, the responses it may be waiting for go out.
 bool Connection::read_exact(void* buf, size_t n) { return reader_.read_exact(buf, n); }
 
+// Called by the reading thread before it waits for the initiator. Workers
+// send everything they append before they let go of the lock, so when
+// out_pending_ is false there is nothing of ours to send, and the reader
+// does not queue behind a worker's Data-In for the lock just to find that
+// out: on 1 MiB sequential reads, 4 in flight, that took the server's CPU
+// per request from 380 to 358 us (medians of 4 rounds, same run).
 bool Connection::flush_output() {
-  if (broken_) return false;
+  if (!out_pending_) return !broken_;
+  std::lock_guard lock(send_mutex_);
+  return flush_locked();
+}
+
+bool Connection::flush_locked() {
+  if (out_.empty()) return !broken_;
+  out_pending_ = false;
+  if (broken_) {
+    out_.clear();
+    return false;
+  }
   size_t sent = 0;
   while (sent < out_.size()) {
     ssize_t n = ::send(fd_, out_.data() + sent, out_.size() - sent, MSG_NOSIGNAL);
@@ -314,9 +377,16 @@ bool Connection::flush_output() {
 void Connection::append_output(const void* p, size_t n) {
   const auto* b = static_cast<const uint8_t*>(p);
   out_.insert(out_.end(), b, b + n);
+  out_pending_ = true;
 }
 
-void Connection::queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length) {
+void Connection::queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length, StatSn sn) {
+  std::lock_guard lock(send_mutex_);
+  queue_pdu_locked(pdu, data, length, sn);
+}
+
+void Connection::queue_pdu_locked(Pdu& pdu, const uint8_t* data, uint32_t length, StatSn sn) {
+  fill_sequence_numbers_locked(pdu, sn);
   pdu.bhs[4] = 0;  // we send no AHS
   pdu.set_data_length(length);
   append_output(pdu.bhs, kBhsSize);
@@ -339,7 +409,7 @@ void Connection::queue_pdu(Pdu& pdu, const uint8_t* data, uint32_t length) {
       append_output(d, 4);
     }
   }
-  if (out_.size() >= kBatchBytes) flush_output();
+  if (out_.size() >= kBatchBytes) flush_locked();
 }
 
 Connection::Read Connection::read_pdu(Pdu& pdu) {
@@ -381,10 +451,12 @@ Connection::Read Connection::read_pdu(Pdu& pdu) {
   return Read::ok;
 }
 
-void Connection::fill_sequence_numbers(Pdu& pdu, size_t at_stat_sn, bool advance_stat_sn) {
-  pdu.set_u32(at_stat_sn, advance_stat_sn ? stat_sn_++ : stat_sn_);
-  pdu.set_u32(at_stat_sn + 4, exp_cmd_sn_);
-  pdu.set_u32(at_stat_sn + 8, exp_cmd_sn_ + options_.cmdsn_window - 1);
+// Every PDU we send has StatSN, ExpCmdSN and MaxCmdSN at bytes 24-35.
+void Connection::fill_sequence_numbers_locked(Pdu& pdu, StatSn sn) {
+  const uint32_t exp = exp_cmd_sn_;
+  pdu.set_u32(24, sn == StatSn::zero ? 0 : sn == StatSn::next ? stat_sn_++ : stat_sn_);
+  pdu.set_u32(28, exp);
+  pdu.set_u32(32, exp + options_.cmdsn_window - 1);
 }
 
 // A receive timeout for the login, none after it; TCP keepalive finds PCs
@@ -409,6 +481,7 @@ void Connection::run() {
   set_receive_timeout(fd_, std::chrono::seconds(0));
   if (options_.on_established) options_.on_established();
   full_feature();
+  close_workers();  // what they hold answers before the connection ends (or is dropped, if it broke)
   flush_output();
   // Tasks still waiting for data were never acknowledged: nothing of them is kept.
   log(stop_reason_ + " (" + std::to_string(commands_) + " commands served)");
@@ -423,10 +496,9 @@ bool Connection::login_reject(const Pdu& request, uint16_t status, const std::st
   r.bhs[3] = 0x00;  // version active
   std::memcpy(r.bhs + 8, request.bhs + 8, 6);  // ISID
   r.set_u32(16, request.itt());
-  fill_sequence_numbers(r, 24, false);
   r.bhs[36] = static_cast<uint8_t>(status >> 8);
   r.bhs[37] = static_cast<uint8_t>(status);
-  queue_pdu(r, nullptr, 0);
+  queue_pdu(r, nullptr, 0, StatSn::keep);
   log("login refused (status 0x" + util::to_hex(std::span<const uint8_t>(r.bhs + 36, 2)) + "): " + why);
   return false;
 }
@@ -482,8 +554,7 @@ bool Connection::login() {
     if (more) {
       // The initiator has more keys: acknowledge with an empty response.
       r.bhs[1] = static_cast<uint8_t>(csg << 2);
-      fill_sequence_numbers(r, 24, true);
-      queue_pdu(r, nullptr, 0);
+      queue_pdu(r, nullptr, 0, StatSn::next);
       first = false;
       continue;
     }
@@ -560,9 +631,8 @@ bool Connection::login() {
     }
     r.bhs[1] = static_cast<uint8_t>((go ? kLoginTransit : 0) | (csg << 2) | (go ? nsg : 0));
     util::store_be16(r.bhs + 14, tsih_);
-    fill_sequence_numbers(r, 24, true);
     if (answer.size() > kMaxTextBytes) return login_reject(pdu, kLoginTargetError, "login answer too large");
-    queue_pdu(r, answer.data(), static_cast<uint32_t>(answer.size()));
+    queue_pdu(r, answer.data(), static_cast<uint32_t>(answer.size()), StatSn::next);
     if (go) {
       stage = nsg;
       if (nsg == kFullFeaturePhase) {
@@ -808,8 +878,7 @@ bool Connection::reject(const Pdu& pdu, uint8_t reason) {
   r.bhs[1] = kFinalBit;
   r.bhs[2] = reason;
   r.set_u32(16, kReservedTag);
-  fill_sequence_numbers(r, 24, false);
-  queue_pdu(r, pdu.bhs, kBhsSize);
+  queue_pdu(r, pdu.bhs, kBhsSize, StatSn::keep);
   return true;
 }
 
@@ -821,20 +890,23 @@ bool Connection::nop_out(const Pdu& pdu) {
   std::memcpy(r.bhs + 8, pdu.bhs + 8, 8);  // LUN
   r.set_u32(16, pdu.itt());
   r.set_u32(20, kReservedTag);
-  fill_sequence_numbers(r, 24, true);
   const uint32_t n = std::min<uint32_t>(static_cast<uint32_t>(pdu.data.size()), negotiator_.params().initiator_max_recv);
-  queue_pdu(r, pdu.data.data(), n);
+  queue_pdu(r, pdu.data.data(), n, StatSn::next);
   return true;
 }
 
 void Connection::respond(uint32_t itt, const Status& status, uint8_t residual_flags, uint32_t residual) {
+  std::lock_guard lock(send_mutex_);
+  respond_locked(itt, status, residual_flags, residual);
+}
+
+void Connection::respond_locked(uint32_t itt, const Status& status, uint8_t residual_flags, uint32_t residual) {
   Pdu r;
   r.set_opcode(kOpScsiResponse);
   r.bhs[1] = static_cast<uint8_t>(kFinalBit | residual_flags);
   r.bhs[2] = 0x00;  // command completed at target
   r.bhs[3] = status.status;
   r.set_u32(16, itt);
-  fill_sequence_numbers(r, 24, true);
   r.set_u32(44, residual);
   std::vector<uint8_t> sense;
   if (!status.sense.empty()) {
@@ -842,19 +914,19 @@ void Connection::respond(uint32_t itt, const Status& status, uint8_t residual_fl
     store_be16(sense.data(), static_cast<uint16_t>(status.sense.size()));
     sense.insert(sense.end(), status.sense.begin(), status.sense.end());
   }
-  queue_pdu(r, sense.data(), static_cast<uint32_t>(sense.size()));
+  queue_pdu_locked(r, sense.data(), static_cast<uint32_t>(sense.size()), StatSn::next);
 }
 
-bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length, uint32_t buffer_offset,
-                              uint32_t& datasn, bool with_status, uint8_t status, uint8_t residual_flags,
-                              uint32_t residual, std::span<const util::FileSpan> mapped) {
+bool Connection::send_data_in_locked(uint32_t itt, uint64_t lun, const uint8_t* data, uint32_t length,
+                                     uint32_t buffer_offset, uint32_t& datasn, bool with_status, uint8_t status,
+                                     uint8_t residual_flags, uint32_t residual, std::span<const util::FileSpan> mapped) {
   const Params& p = negotiator_.params();
   const uint32_t segment = std::max<uint32_t>(512, p.initiator_max_recv);
   const uint32_t burst = std::max<uint32_t>(segment, p.max_burst_length);
   // Small replies join the batch; large ones go out from the buffer itself,
   // with their headers, in one sendmsg per group of PDUs.
   const bool direct = !mapped.empty() || (length > 64 * 1024 && !data_digest_);
-  if (direct && !flush_output()) return false;
+  if (direct && !flush_locked()) return false;
   std::vector<std::array<uint8_t, kBhsSize + 4>> headers;
   for (uint32_t offset = 0; offset < length;) {
     const uint32_t n = std::min({segment, length - offset, burst - (buffer_offset + offset) % burst});
@@ -868,14 +940,14 @@ bool Connection::send_data_in(uint32_t itt, uint64_t lun, const uint8_t* data, u
     r.set_u64(8, lun);
     r.set_u32(16, itt);
     r.set_u32(20, kReservedTag);
-    fill_sequence_numbers(r, 24, carries_status);
-    if (!carries_status) r.set_u32(24, 0);  // StatSN only with status
+    const StatSn sn = carries_status ? StatSn::next : StatSn::zero;  // StatSN only with status
     r.set_u32(36, datasn++);
     r.set_u32(40, buffer_offset + offset);
     r.set_u32(44, carries_status ? residual : 0);
     if (!direct) {
-      queue_pdu(r, data + offset, n);
+      queue_pdu_locked(r, data + offset, n, sn);
     } else {
+      fill_sequence_numbers_locked(r, sn);
       r.set_data_length(n);
       auto& h = headers.emplace_back();
       std::memcpy(h.data(), r.bhs, kBhsSize);
@@ -953,15 +1025,24 @@ void residual_of(uint32_t wanted, uint32_t edtl, uint8_t& flags, uint32_t& resid
 
 // A READ, streamed: the initiator gets min(EDTL, the blocks asked for)
 // bytes in pieces of kReadPiece, each tried from the page cache first.
-void Connection::stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint64_t lun_field, uint32_t edtl) {
+// Runs on the reading thread (small reads) or a worker (see scsi_command).
+// Each piece's data is mapped or read before the send lock is taken, and
+// the lock is then held to the status: the Data-In sequence of one command
+// is not interleaved with other PDUs on the wire (a worker's reply stays
+// whole, as NBD's does), and the first piece, which is all of most reads,
+// waits on the disk without holding up anyone else's replies.
+bool Connection::stream_read(const ReadJob& job, ReadScratch scratch) {
+  const LogicalUnit::BlockIo& io = job.io;
   const uint64_t total = uint64_t{io.count} * kBlockSize;
-  const auto sending = static_cast<uint32_t>(std::min<uint64_t>(total, edtl));
+  const auto sending = static_cast<uint32_t>(std::min<uint64_t>(total, job.edtl));
   uint8_t flags;
   uint32_t residual;
-  residual_of(total > 0xffffffff ? 0xffffffff : static_cast<uint32_t>(total), edtl, flags, residual);
+  residual_of(total > 0xffffffff ? 0xffffffff : static_cast<uint32_t>(total), job.edtl, flags, residual);
+  std::unique_lock lock(send_mutex_, std::defer_lock);
   if (sending == 0) {
-    respond(itt, Status{}, flags, residual);
-    return;
+    lock.lock();
+    respond_locked(job.itt, Status{}, flags, residual);
+    return scratch.worker ? flush_locked() : !broken_;
   }
   uint32_t datasn = 0;
   for (uint32_t offset = 0; offset < sending && !broken_;) {
@@ -972,23 +1053,70 @@ void Connection::stream_read(const LogicalUnit::BlockIo& io, uint32_t itt, uint6
     if (n >= kSendFileFrom && !data_digest_) {
       // Large, cached and mapped to version files: sent without a copy
       // (as NBD does; util/file_send.h). A digest needs the bytes in hand.
-      mapped_.clear();
-      if (lu_->device().map_read(io.lba * kBlockSize + offset, n, mapped_) == 0) {
-        send_data_in(itt, lun_field, nullptr, n, offset, datasn, last, kStatusGood, flags, residual, mapped_);
+      scratch.mapped->clear();
+      if (lu_->device().map_read(io.lba * kBlockSize + offset, n, *scratch.mapped) == 0) {
+        if (!lock.owns_lock()) lock.lock();
+        send_data_in_locked(job.itt, job.lun_field, nullptr, n, offset, datasn, last, kStatusGood, flags, residual,
+                            *scratch.mapped);
         offset += n;
         continue;
       }
     }
-    uint8_t* buf = data_in_.prepare(length);
-    Status s = lu_->read_at(io.lba * kBlockSize + offset, length, buf);
+    uint8_t* buf;
+    Status s;
+    if (offset == 0 && scratch.have_first) {
+      buf = scratch.buffer->data();
+    } else {
+      buf = scratch.buffer->prepare(length);
+      s = lu_->read_at(io.lba * kBlockSize + offset, length, buf);
+    }
+    if (!lock.owns_lock()) lock.lock();
     if (!s.good()) {
-      respond(itt, s, kResidualUnderflow, edtl);
+      respond_locked(job.itt, s, kResidualUnderflow, job.edtl);
       break;
     }
-    send_data_in(itt, lun_field, buf, n, offset, datasn, last, kStatusGood, flags, residual);
+    send_data_in_locked(job.itt, job.lun_field, buf, n, offset, datasn, last, kStatusGood, flags, residual);
     offset += n;
   }
-  data_in_.release_if_larger_than(kKeptBuffer);
+  // A worker's reply goes out now, not with the reading thread's next batch
+  // (which may wait for the initiator, which waits for this).
+  return scratch.worker ? flush_locked() : !broken_;
+}
+
+bool Connection::hand_to_worker(ReadJob&& job) {
+  if (!workers_) {
+    util::ConnectionWorkers<ReadJob>::Limits limits;
+    limits.threads = options_.read_workers;
+    workers_ = std::make_unique<util::ConnectionWorkers<ReadJob>>(
+        limits, [this](ReadJob& j) { return run_on_worker(j); },
+        [this] {
+          // The reading thread's recv ends at once; the initiator is gone.
+          broken_ = true;
+          ::shutdown(fd_, SHUT_RDWR);
+        });
+  }
+  const uint32_t sending = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{job.io.count} * kBlockSize, job.edtl));
+  return workers_->push(std::move(job), held_bytes(sending), [this] { return flush_output(); });
+}
+
+bool Connection::run_on_worker(ReadJob& job) {
+  DataBuffer buffer;
+  std::vector<util::FileSpan> mapped;
+  return stream_read(job, {&buffer, &mapped, true});
+}
+
+util::ConnectionWorkers<Connection::ReadJob>::Cancelled Connection::cancel_reads(
+    const std::function<bool(const ReadJob&)>& select) {
+  if (!workers_) return {};
+  return workers_->cancel(select);
+}
+
+void Connection::drain_reads() {
+  if (workers_) workers_->drain();
+}
+
+void Connection::close_workers() {
+  if (workers_) workers_->close();
 }
 
 // Runs a command whose data is all there and answers it.
@@ -1018,7 +1146,8 @@ void Connection::run_task(const uint8_t* cdb, int64_t lun, uint32_t itt, uint64_
     respond(itt, s, flags, residual);
   } else {
     uint32_t datasn = 0;
-    send_data_in(itt, lun_field, data_in_.data(), sending, 0, datasn, true, s.status, flags, residual);
+    std::lock_guard lock(send_mutex_);
+    send_data_in_locked(itt, lun_field, data_in_.data(), sending, 0, datasn, true, s.status, flags, residual);
   }
   data_in_.release_if_larger_than(kKeptBuffer);
 }
@@ -1047,7 +1176,35 @@ bool Connection::scsi_command(Pdu& pdu) {
   }
   const auto io = lu_->block_io(cdb);
   if (io && !io->write) {
-    stream_read(*io, itt, pdu.lun(), reading ? edtl : 0);
+    ReadJob job{*io, itt, pdu.lun(), reading ? edtl : 0};
+    // Large reads go to the workers, cached or not: while one worker's
+    // Data-In is on the socket the next read's data is being found on the
+    // other CPU, and this thread goes on reading commands (measured in
+    // docs/benchmarks.md; util/connection_workers.h). Smaller ones are
+    // answered here, into the batch many responses share one send in, when
+    // their data is in the page cache; one that must wait for the disk
+    // goes to a worker too, so it does not hold up the cached ones behind
+    // it (as NBD does: nbd/connection.cc answer_inline).
+    const uint64_t total = uint64_t{io->count} * kBlockSize;
+    const uint64_t sending = std::min<uint64_t>(total, job.edtl);
+    const bool workers = options_.read_workers > 0;
+    if (sending >= kToWorkersFrom && workers) {
+      if (!hand_to_worker(std::move(job))) stop_reason_ = "initiator went away mid-response";
+      return !broken_;
+    }
+    bool have_first = false;
+    if (sending > 0 && workers) {
+      // The piece stream_read would read: whole blocks covering `sending`.
+      const auto length = static_cast<uint32_t>(std::min(total, (sending + kBlockSize - 1) / kBlockSize * kBlockSize));
+      if (lu_->device().try_read(io->lba * kBlockSize, length, data_in_.prepare(length)) != 0) {
+        // Not cached (or failing: the worker's read reports the error).
+        if (!hand_to_worker(std::move(job))) stop_reason_ = "initiator went away mid-response";
+        return !broken_;
+      }
+      have_first = true;
+    }
+    stream_read(job, {&data_in_, &mapped_, false, have_first});
+    data_in_.release_if_larger_than(kKeptBuffer);
     return true;
   }
   Task t;
@@ -1135,11 +1292,10 @@ void Connection::send_r2t(Task& task) {
   r.set_u64(8, task.lun_field);
   r.set_u32(16, task.itt);
   r.set_u32(20, task.ttt);
-  fill_sequence_numbers(r, 24, false);
   r.set_u32(36, task.r2tsn++);
   r.set_u32(40, task.received);
   r.set_u32(44, length);
-  queue_pdu(r, nullptr, 0);
+  queue_pdu(r, nullptr, 0, StatSn::keep);
 }
 
 void Connection::start_next_task() {
@@ -1213,7 +1369,11 @@ bool Connection::task_management(const Pdu& pdu) {
       const uint32_t ref = pdu.u32(20);
       auto it = std::find_if(tasks_.begin(), tasks_.end(), [&](const Task& t) { return t.itt == ref; });
       if (it == tasks_.end()) {
-        response = kTmfNoTask;  // done already: its response went out
+        // A READ on a worker: one still queued never runs and gets no
+        // response (§11.5.1); one running is waited for, so its response
+        // precedes ours. Otherwise it is done already: its response went out.
+        auto c = cancel_reads([ref](const ReadJob& j) { return j.itt == ref; });
+        response = c.dropped + c.waited > 0 ? kTmfComplete : kTmfNoTask;
       } else {
         bool was_head = it == tasks_.begin();
         tasks_.erase(it);
@@ -1231,6 +1391,7 @@ bool Connection::task_management(const Pdu& pdu) {
         break;
       }
       tasks_.clear();
+      cancel_reads([](const ReadJob&) { return true; });  // as for ABORT TASK, all of them
       if (function == kTmfLunReset || function == kTmfTargetWarmReset || function == kTmfTargetColdReset) {
         if (lu_) lu_->reset();
       }
@@ -1246,8 +1407,7 @@ bool Connection::task_management(const Pdu& pdu) {
   r.bhs[1] = kFinalBit;
   r.bhs[2] = response;
   r.set_u32(16, pdu.itt());
-  fill_sequence_numbers(r, 24, true);
-  queue_pdu(r, nullptr, 0);
+  queue_pdu(r, nullptr, 0, StatSn::next);
   log("task management function " + std::to_string(function) + ": response " + std::to_string(response));
   if (function == kTmfTargetColdReset && response == kTmfComplete) {
     stop_reason_ = "closed by TARGET COLD RESET";
@@ -1320,22 +1480,23 @@ bool Connection::text(const Pdu& pdu) {
     r.bhs[1] = kFinalBit;
     r.set_u32(20, kReservedTag);
   }
-  fill_sequence_numbers(r, 24, true);
-  queue_pdu(r, reinterpret_cast<const uint8_t*>(body.data()), static_cast<uint32_t>(body.size()));
+  queue_pdu(r, reinterpret_cast<const uint8_t*>(body.data()), static_cast<uint32_t>(body.size()), StatSn::next);
   return true;
 }
 
 bool Connection::logout(const Pdu& pdu) {
   const uint8_t reason = pdu.flags() & 0x7f;
+  // The reads on workers finish first: their responses precede the Logout
+  // Response, after which the initiator expects nothing more (§11.14).
+  drain_reads();
   Pdu r;
   r.set_opcode(kOpLogoutResponse);
   r.bhs[1] = kFinalBit;
   r.bhs[2] = reason == 2 ? 2 : 0;  // recovery is not supported at ERL 0; closing is
   r.set_u32(16, pdu.itt());
-  fill_sequence_numbers(r, 24, true);
   store_be16(r.bhs + 40, 0);  // Time2Wait
   store_be16(r.bhs + 42, 0);  // Time2Retain
-  queue_pdu(r, nullptr, 0);
+  queue_pdu(r, nullptr, 0, StatSn::next);
   stop_reason_ = "logged out";
   logged_out_ = true;
   return false;

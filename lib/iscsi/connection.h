@@ -2,12 +2,21 @@
 // Request to the Logout or the disconnect (RFC 7143; ErrorRecoveryLevel 0,
 // one connection per session).
 //
-// Design note. One thread per connection, as for NBD (nbd/connection.h):
-// it reads PDUs, runs each command on the LUN as soon as its data is there,
-// and gathers responses into one send that goes out when no further PDU is
-// already buffered. Reads try the page cache first (Device::try_read) and
-// go out as Data-In PDUs straight from one reused buffer, the status folded
-// into the last of them. Writes take their immediate data with the command;
+// Design note. One thread per connection reads PDUs, as for NBD
+// (nbd/connection.h): it runs each command on the LUN as soon as its data
+// is there, and gathers responses into one send that goes out when no
+// further PDU is already buffered. Reads try the page cache first
+// (Device::try_read) and go out as Data-In PDUs straight from one reused
+// buffer, the status folded into the last of them. READs of 128 KiB or
+// more, and smaller ones whose data is not in the page cache, go to up to
+// `read_workers` threads of the connection (util/connection_workers.h),
+// which send them from the page cache without a copy where they can. Whoever sends holds the connection's send lock
+// for all of a command's Data-In and its status, and takes StatSN under
+// it, so StatSN rises in the order responses reach the wire (RFC 7143
+// §4.2.2.2) and no command's PDUs interleave with another's. Responses may
+// then leave in another order than the commands came (SIMPLE task
+// attributes allow it; NBD replies out of order the same way). ABORT TASK,
+// the resets and Logout take queued reads back or wait for running ones. Writes take their immediate data with the command;
 // the rest is solicited with R2T, one task at a time (InitialR2T=Yes is what
 // we negotiate, MaxOutstandingR2T=1), so at most one write's data (8 MiB,
 // the Block Limits maximum) is buffered beside the immediate data of the
@@ -100,6 +109,10 @@ struct ConnectionOptions {
   // How long a reader whose initiator keeps it busy polls the socket
   // before it sleeps (util/socket_reader.h); 0: never.
   std::chrono::microseconds busy_poll{50};
+  // Threads per connection for READs of 128 KiB or more and READs that
+  // must wait for a disk (started when needed); 0: every command is
+  // answered on the connection's own thread.
+  size_t read_workers = 4;
 };
 
 // Serves the initiator until it logs out, disconnects or breaks the

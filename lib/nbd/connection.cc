@@ -7,14 +7,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <mutex>
-#include <thread>
 
 #include "nbd/protocol.h"
 #include "util/bytes.h"
+#include "util/connection_workers.h"
 #include "util/error.h"
 #include "util/file_send.h"
 #include "util/log.h"
@@ -113,7 +111,6 @@ class Connection {
   bool answer_inline(Job& job);
   bool needs_worker(const Request& r) const;
   bool hand_to_worker(Job&& job);
-  void work();
   bool execute(Job& job, Via via);
   bool emit(Via via, std::initializer_list<std::pair<const void*, size_t>> parts);
   uint8_t* reserve_output(size_t n);
@@ -148,14 +145,13 @@ class Connection {
   std::mutex send_mutex_;  // one writer on the socket at a time
   std::atomic<bool> broken_{false};  // a reply could not be sent: the client is gone
 
-  std::mutex work_mutex_;  // guards everything below
-  std::condition_variable work_ready_, work_room_;
-  std::deque<Job> queue_;
-  size_t jobs_held_ = 0;     // queued or running on a worker
-  uint64_t bytes_held_ = 0;  // their payloads
-  size_t idle_workers_ = 0;
-  bool closing_ = false;
-  std::vector<std::thread> workers_;
+  // Last: gone (its threads joined) before what they use.
+  util::ConnectionWorkers<Job> workers_{{kWorkers, kMaxJobsHeld, kMaxBytesHeld},
+                                        [this](Job& job) { return !broken_ && execute(job, Via::direct); },
+                                        [this] {
+                                          broken_ = true;
+                                          ::shutdown(fd_, SHUT_RDWR);  // the reader's recv ends at once
+                                        }};
 };
 
 // Reading: util::SocketReader (buffered input and busy polling, shared with
@@ -616,12 +612,7 @@ bool Connection::reply_block_status(const Request& r, Via via) {
 void Connection::transmission() {
   read_requests();
   flush_output();
-  {
-    std::lock_guard lock(work_mutex_);
-    closing_ = true;  // workers finish what is queued (DISC: "handle all outstanding requests") and end
-  }
-  work_ready_.notify_all();
-  for (auto& t : workers_) t.join();
+  workers_.close();  // they finish what is queued (DISC: "handle all outstanding requests") and end
   export_.device->flush();
   if (broken_ && stop_reason_ == "disconnected") stop_reason_ = "client went away mid-reply";
   log(stop_reason_ + " (" + std::to_string(requests_) + " requests served)");
@@ -683,49 +674,11 @@ uint64_t held_bytes(const Request& r, const std::vector<uint8_t>& payload) {
   return payload.size() + (r.type == kCmdRead ? std::min<uint64_t>(r.length, kReadPiece) : 0);
 }
 
+// Waiting for room (util/connection_workers.h), the replies the client may
+// be waiting for go out first, before it sends more.
 bool Connection::hand_to_worker(Job&& job) {
   const uint64_t bytes = held_bytes(job.request, job.payload);
-  std::unique_lock lock(work_mutex_);
-  auto has_room = [&] {
-    return jobs_held_ == 0 || (jobs_held_ < kMaxJobsHeld && bytes_held_ + bytes <= kMaxBytesHeld);
-  };
-  if (!has_room()) {
-    // Waiting for a worker: first send the replies the client may be
-    // waiting for before it sends more.
-    lock.unlock();
-    if (!flush_output()) return false;
-    lock.lock();
-    work_room_.wait(lock, [&] { return has_room() || broken_; });
-  }
-  if (broken_) return false;
-  ++jobs_held_;
-  bytes_held_ += bytes;
-  queue_.push_back(std::move(job));
-  if (idle_workers_ < queue_.size() && workers_.size() < kWorkers) workers_.emplace_back([this] { work(); });
-  lock.unlock();
-  work_ready_.notify_one();
-  return true;
-}
-
-void Connection::work() {
-  std::unique_lock lock(work_mutex_);
-  while (true) {
-    ++idle_workers_;
-    work_ready_.wait(lock, [&] { return !queue_.empty() || closing_; });
-    --idle_workers_;
-    if (queue_.empty()) return;  // closing, nothing left
-    Job job = std::move(queue_.front());
-    queue_.pop_front();
-    const uint64_t bytes = held_bytes(job.request, job.payload);
-    lock.unlock();
-    bool sent = !broken_ && execute(job, Via::direct);
-    if (!sent && !broken_.exchange(true)) ::shutdown(fd_, SHUT_RDWR);  // the reader's recv ends at once
-    job = Job{};
-    lock.lock();
-    --jobs_held_;
-    bytes_held_ -= bytes;
-    work_room_.notify_one();
-  }
+  return workers_.push(std::move(job), bytes, [this] { return flush_output(); });
 }
 
 // Returns false when the reader must stop (stop_reason_ says why). Runs on

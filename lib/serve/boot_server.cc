@@ -96,6 +96,7 @@ void BootServer::start() {
     iscsi::ConnectionOptions iscsi_options;
     iscsi_options.login_timeout = std::chrono::duration_cast<std::chrono::seconds>(options_.iscsi_limits.handshake);
     iscsi_options.busy_poll = options_.nbd_busy_poll;
+    iscsi_options.read_workers = options_.iscsi_read_workers;
     iscsi_ = std::make_unique<iscsi::Server>(*iscsi_targets_, iscsi_options, options_.iscsi_limits);
     for (const auto& address : options_.iscsi_listen) iscsi_ports_.push_back(iscsi_->listen(address));
     iscsi_->start();

@@ -50,6 +50,7 @@ struct BootServerOptions {
   std::vector<std::string> iscsi_listen;               // empty: no iSCSI (see iscsi::Server::listen)
   std::string iscsi_prefix = kDefaultIqnPrefix;        // target names (serve/iscsi_targets.h)
   std::shared_ptr<const iscsi::ChapSecrets> iscsi_chap;  // null: no CHAP
+  size_t iscsi_read_workers = 4;                       // see iscsi::ConnectionOptions
   util::PeerLimits::Options nbd_limits = nbd::Server::default_limits();  // see nbd::Server
   util::PeerLimits::Options iscsi_limits = iscsi::Server::default_limits();  // see iscsi::Server
   size_t http_max_connections = 256, http_per_peer = 32;  // see http::ServerOptions

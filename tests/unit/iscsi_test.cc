@@ -513,6 +513,14 @@ class Initiator {
     REQUIRE(r);
     return *r;
   }
+  Pdu logout_pdu(uint32_t itt) {
+    Pdu p;
+    p.set_opcode(kOpLogoutRequest | kImmediateBit);
+    p.bhs[1] = kFinalBit;
+    p.set_u32(16, itt);
+    p.set_u32(24, cmdsn_);
+    return p;
+  }
   Pdu command(const uint8_t* cdb, uint8_t flags, uint32_t edtl, std::vector<uint8_t> immediate = {}) {
     Pdu p;
     p.set_opcode(kOpScsiCommand);
@@ -626,12 +634,7 @@ TEST_CASE("an initiator logs in, reads and writes through R2T, and logs out", "[
   CHECK(rej->opcode() == kOpReject);
   CHECK(rej->bhs[2] == kRejectInvalidField);
 
-  Pdu lo;
-  lo.set_opcode(kOpLogoutRequest | kImmediateBit);
-  lo.bhs[1] = kFinalBit;
-  lo.set_u32(16, 99);
-  lo.set_u32(24, ini.cmdsn_);
-  ini.send(lo);
+  ini.send(ini.logout_pdu(99));
   auto bye = ini.receive();
   REQUIRE(bye);
   CHECK(bye->opcode() == kOpLogoutResponse);
@@ -818,4 +821,216 @@ TEST_CASE("what a vanished connection had open is kept for Time2Retain, then let
   CHECK(targets.releases == 1);
   sessions.expire();  // not yet due
   CHECK(targets.releases == 1);
+}
+
+// ------------------------------------- large READs on the connection's workers
+
+namespace {
+
+// What the initiator saw of a run of pipelined commands, checked as it
+// comes: StatSN rises by one per response in wire order (the target takes it
+// when it sends), one task's Data-In PDUs are not interleaved with another's
+// PDUs, and each Data-In continues its task's data where the last one ended.
+struct Wire {
+  std::optional<uint32_t> last_stat_sn;
+  uint32_t open_itt = kReservedTag;  // a task whose Data-In has begun and not ended
+  std::map<uint32_t, std::vector<uint8_t>> data;
+  std::map<uint32_t, uint8_t> status;     // ITT -> SCSI status, in arrival order below
+  std::vector<uint32_t> order;            // ITTs of responses (tasks, TMF, logout) as they came
+  std::map<uint32_t, uint8_t> tmf;        // TMF ITT -> response
+
+  void take(const Pdu& p) {
+    const uint8_t op = p.opcode();
+    bool has_status = op == kOpScsiResponse || op == kOpTaskResponse || op == kOpLogoutResponse ||
+                      (op == kOpDataIn && (p.flags() & kDataInStatus));
+    if (open_itt != kReservedTag) {
+      INFO("a PDU (opcode " << int(op) << ", ITT " << p.itt() << ") in the middle of task " << open_itt << "'s Data-In");
+      const bool same_task = (op == kOpDataIn || op == kOpScsiResponse) && p.itt() == open_itt;
+      REQUIRE(same_task);
+    }
+    if (op == kOpDataIn) {
+      auto& d = data[p.itt()];
+      CHECK(p.u32(40) == d.size());  // buffer offset
+      d.insert(d.end(), p.data.begin(), p.data.end());
+      open_itt = (p.flags() & kDataInStatus) ? kReservedTag : p.itt();
+    }
+    if (op == kOpScsiResponse) open_itt = kReservedTag;
+    if (has_status) {
+      if (last_stat_sn) CHECK(p.u32(24) == *last_stat_sn + 1);
+      last_stat_sn = p.u32(24);
+      order.push_back(p.itt());
+      if (op == kOpTaskResponse) tmf[p.itt()] = p.bhs[2];
+      else if (op != kOpLogoutResponse) status[p.itt()] = p.bhs[3];
+    }
+  }
+  // Receives until `done` holds; false when nothing came for 5 s.
+  template <class Done>
+  bool until(Initiator& ini, Done done) {
+    while (!done()) {
+      auto p = ini.receive();
+      if (!p) return false;
+      take(*p);
+    }
+    return true;
+  }
+  bool got(uint32_t itt) const { return status.count(itt) != 0; }
+  size_t position(uint32_t itt) const {
+    return static_cast<size_t>(std::find(order.begin(), order.end(), itt) - order.begin());
+  }
+};
+
+Pdu tmf_pdu(Initiator& ini, uint32_t itt, uint8_t function, uint32_t ref = kReservedTag) {
+  Pdu p;
+  p.set_opcode(kOpTaskRequest | kImmediateBit);
+  p.bhs[1] = static_cast<uint8_t>(kFinalBit | function);
+  p.set_u32(16, itt);
+  p.set_u32(20, ref);
+  p.set_u32(24, ini.cmdsn_);
+  return p;
+}
+
+bool wait_for(const std::function<bool()>& cond) {
+  for (int i = 0; i < 10000; ++i) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("large READs on workers: pipelined, StatSN in wire order, ABORT TASK, LUN RESET and Logout in flight",
+          "[iscsi]") {
+  MemoryTargets targets;
+  auto& dev = *targets.device;
+  SessionTable sessions;
+  Initiator ini(targets, sessions);
+  REQUIRE(login_status(ini.login()) == 0);
+  constexpr uint16_t kBlocks = 256;  // 128 KiB: from here READs go to the workers
+  // Sends READs of kBlocks at LBAs 0, 256, ... (the disk has 2048 blocks);
+  // returns their ITTs.
+  auto send_reads = [&](int n, uint32_t first_itt) {
+    std::vector<uint32_t> itts;
+    for (int i = 0; i < n; ++i) {
+      Cdb rd = rw10(0x28, static_cast<uint32_t>(i % 8) * kBlocks, kBlocks);
+      Pdu p = ini.command(rd.b, kCmdRead, kBlocks * 512u);
+      p.set_u32(16, first_itt + static_cast<uint32_t>(i));
+      ini.send(p);
+      itts.push_back(first_itt + static_cast<uint32_t>(i));
+    }
+    return itts;
+  };
+  auto expect_data = [&](Wire& w, uint32_t itt, int i) {
+    CHECK(w.status[itt] == kStatusGood);
+    CHECK(w.data[itt] == dev.bytes(static_cast<uint64_t>(i % 8) * kBlocks * 512, kBlocks * 512u));
+  };
+
+  SECTION("many in flight: every one whole and right") {
+    Wire w;
+    auto itts = send_reads(24, 1000);  // within the CmdSN window of 32
+    REQUIRE(w.until(ini, [&] { return w.status.size() == itts.size(); }));
+    for (size_t i = 0; i < itts.size(); ++i) expect_data(w, itts[i], static_cast<int>(i));
+    // The reading thread's own responses stay in StatSN order with the workers'.
+    Cdb tur;
+    Pdu t = ini.command(tur.b, 0, 0);
+    t.set_u32(16, 77);
+    ini.send(t);
+    REQUIRE(w.until(ini, [&] { return w.got(77); }));
+  }
+
+  // From here reads wait on the "disk" until the test lets them go: four
+  // run (one per worker), the rest are queued.
+  dev.cached_below = 0;
+  dev.hold_slow_reads = true;
+  auto release = [&] { dev.hold_slow_reads = false; };
+
+  SECTION("ABORT TASK: a queued read never answers; a running one answers before the TMF response") {
+    Wire w;
+    auto itts = send_reads(8, 2000);
+    REQUIRE(wait_for([&] { return dev.slow_reads == 4; }));
+    ini.send(tmf_pdu(ini, 9001, kTmfAbortTask, itts[7]));  // queued behind four running
+    REQUIRE(w.until(ini, [&] { return w.tmf.count(9001) != 0; }));
+    CHECK(w.tmf[9001] == kTmfComplete);
+    CHECK(w.status.empty());  // nothing else could have been answered yet
+    ini.send(tmf_pdu(ini, 9002, kTmfAbortTask, itts[0]));  // running: the target waits for it
+    CHECK_FALSE(ini.receive(200));
+    release();
+    REQUIRE(w.until(ini, [&] { return w.tmf.count(9002) != 0 && w.status.size() == 7; }));
+    CHECK(w.tmf[9002] == kTmfComplete);
+    CHECK(w.position(itts[0]) < w.position(9002));
+    CHECK_FALSE(w.got(itts[7]));
+    for (int i = 0; i < 7; ++i) expect_data(w, itts[static_cast<size_t>(i)], i);
+    ini.send(tmf_pdu(ini, 9003, kTmfAbortTask, itts[7]));  // long gone
+    REQUIRE(w.until(ini, [&] { return w.tmf.count(9003) != 0; }));
+    CHECK(w.tmf[9003] == kTmfNoTask);
+  }
+
+  SECTION("LUN RESET: the queued reads are dropped, the running ones finish first") {
+    Wire w;
+    auto itts = send_reads(8, 3000);
+    REQUIRE(wait_for([&] { return dev.slow_reads == 4; }));
+    ini.send(tmf_pdu(ini, 9101, kTmfLunReset));
+    CHECK_FALSE(ini.receive(200));
+    release();
+    REQUIRE(w.until(ini, [&] { return w.tmf.count(9101) != 0; }));
+    CHECK(w.tmf[9101] == kTmfComplete);
+    CHECK(w.status.size() == 4);  // the four that were running, all before the TMF response
+    Cdb tur;
+    Pdu t = ini.command(tur.b, 0, 0);
+    t.set_u32(16, 78);
+    ini.send(t);
+    REQUIRE(w.until(ini, [&] { return w.got(78); }));
+    CHECK(w.status.size() == 5);  // and nothing of the dropped ones after it
+    for (size_t i = 0; i < itts.size(); ++i)
+      if (w.got(itts[i])) expect_data(w, itts[i], static_cast<int>(i));
+  }
+
+  SECTION("Logout: every read in flight answers before the Logout Response") {
+    Wire w;
+    auto itts = send_reads(8, 4000);
+    REQUIRE(wait_for([&] { return dev.slow_reads == 4; }));
+    ini.send(ini.logout_pdu(9201));
+    CHECK_FALSE(ini.receive(200));
+    release();
+    bool logged_out = false;
+    REQUIRE(w.until(ini, [&] {
+      logged_out = !w.order.empty() && w.order.back() == 9201;
+      return logged_out;
+    }));
+    CHECK(w.status.size() == 8);
+    for (size_t i = 0; i < itts.size(); ++i) expect_data(w, itts[i], static_cast<int>(i));
+    CHECK(ini.closed_by_server());
+  }
+
+  SECTION("a small READ that waits for the disk does not hold up the cached commands behind it") {
+    dev.cached_below = 512u << 10;  // blocks from 1024 on are "on the disk"
+    Wire w;
+    Cdb slow = rw10(0x28, 1024, 8), fast = rw10(0x28, 0, 8), tur;
+    Pdu p = ini.command(slow.b, kCmdRead, 4096);
+    p.set_u32(16, 6001);
+    ini.send(p);
+    REQUIRE(wait_for([&] { return dev.slow_reads == 1; }));  // on a worker, waiting
+    p = ini.command(fast.b, kCmdRead, 4096);
+    p.set_u32(16, 6002);
+    ini.send(p);
+    p = ini.command(tur.b, 0, 0);
+    p.set_u32(16, 6003);
+    ini.send(p);
+    REQUIRE(w.until(ini, [&] { return w.got(6002) && w.got(6003); }));
+    CHECK_FALSE(w.got(6001));
+    CHECK(w.data[6002] == dev.bytes(0, 4096));
+    release();
+    REQUIRE(w.until(ini, [&] { return w.got(6001); }));
+    CHECK(w.status[6001] == kStatusGood);
+    CHECK(w.data[6001] == dev.bytes(1024 * 512, 4096));
+  }
+
+  SECTION("the initiator goes away with reads in flight: the connection ends, nothing hangs") {
+    send_reads(8, 5000);
+    REQUIRE(wait_for([&] { return dev.slow_reads == 4; }));
+    release();
+    // ~Initiator shuts the socket at once and joins the server thread,
+    // which joins its workers (some may be mid-send).
+  }
+  release();
 }

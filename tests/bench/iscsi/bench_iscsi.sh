@@ -9,6 +9,9 @@
 #   4. 100 iSCSI sessions at once: errors, p50/p99 latency; RSS per idle session
 # Ratios are bootsrv / peer (> 1: bootsrv is faster). LIO (targetcli) is
 # compared too where its kernel modules load; on these VMs they do not.
+# Reads are also run against a second bootsrv with iscsi.read_workers: 0
+# (every command on the connection's thread, the design before the read
+# workers) on a copy of the store: the A/B of that design in the same run.
 # Usage: IMGTOOL=… BOOTSRV=… BLOCKLOAD=… [ROUNDS=3] tests/bench/iscsi/bench_iscsi.sh [SECONDS]
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
@@ -33,8 +36,15 @@ cp flat.raw tgt.raw   # tgtd writes into its file; bootsrv never writes its vers
 P_NBD=$(port); P_ISCSI=$(port)
 # Every session of this benchmark comes from 127.0.0.1: lift the per-peer caps.
 printf 'limits:\n  iscsi_per_peer: 512\n  nbd_per_peer: 512\n' > bootsrv.yaml
+cp -a "$BOOTFLEET_STORE" store-single   # before any server runs: a consistent copy
 "$BOOTSRV" serve --config bootsrv.yaml --listen 127.0.0.1:$P_NBD --iscsi-listen 127.0.0.1:$P_ISCSI > bootsrv.log 2>&1 & pids+=($!)
 BOOT_PID=$!
+P_NBD1=$(port); P_ISCSI1=$(port)
+printf 'iscsi:\n  read_workers: 0\n' >> bootsrv-single.yaml
+cat bootsrv.yaml >> bootsrv-single.yaml
+BOOTFLEET_STORE=$work/store-single "$BOOTSRV" serve --config bootsrv-single.yaml --listen 127.0.0.1:$P_NBD1 \
+  --iscsi-listen 127.0.0.1:$P_ISCSI1 > bootsrv-single.log 2>&1 & pids+=($!)
+SINGLE_PID=$!
 # tgtd on its own portal and control port, in the foreground.
 # tgtd -f ignores SIGTERM: cleanup's kill is followed by SIGKILL below.
 P_TGT=$(port); CTL=$(( 100 + RANDOM % 800 ))
@@ -46,14 +56,17 @@ for _ in $(seq 1 100); do tgtadm -C $CTL --lld iscsi --mode target --op show >/d
 tgtadm -C $CTL --lld iscsi --mode target --op new --tid 1 --targetname $IQN.bench:tgt
 tgtadm -C $CTL --lld iscsi --mode logicalunit --op new --tid 1 --lun 1 --backing-store "$work/tgt.raw"
 tgtadm -C $CTL --lld iscsi --mode target --op bind --tid 1 --initiator-address ALL
-for _ in $(seq 1 100); do iscsi-inq "iscsi://127.0.0.1:$P_ISCSI/$IQN:lab/0" >/dev/null 2>&1 && break; sleep 0.1; done
-cat flat.raw tgt.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null   # everything in the page cache
+for p in $P_ISCSI $P_ISCSI1; do
+  for _ in $(seq 1 100); do iscsi-inq "iscsi://127.0.0.1:$p/$IQN:lab/0" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+cat flat.raw tgt.raw "$BOOTFLEET_STORE"/images/*/*.vhd store-single/images/*/*.vhd > /dev/null   # everything in the page cache
 
 # load NAME URL RW BS DEPTH [SESSIONS]: prints "MiB/s IOPS p50_us p99_us errors
 # server_cpu_us_per_request" (the server is the one serving URL's port).
 load() {
   local server=$BOOT_PID
   [[ $2 == *":$P_TGT/"* ]] && server=$TGT_PID
+  [[ $2 == *":$P_ISCSI1/"* ]] && server=$SINGLE_PID
   local before; before=$(cpu_ticks "$server")
   "$BLOCKLOAD" "$2" --rw "$3" --bs "$4" --depth "$5" --sessions "${6:-1}" --seconds "$SECS" > "$1.json" 2> "$1.err" || true
   local after; after=$(cpu_ticks "$server")
@@ -100,19 +113,23 @@ cpu_lines() {
 }
 echo "(each comparison: $ROUNDS rounds of ${SECS}s per server, medians; client: blockload)"
 
-I=iscsi://127.0.0.1:$P_ISCSI; T=iscsi://127.0.0.1:$P_TGT/$IQN.bench:tgt/1; N=nbd://127.0.0.1:$P_NBD
+I=iscsi://127.0.0.1:$P_ISCSI; I1=iscsi://127.0.0.1:$P_ISCSI1; T=iscsi://127.0.0.1:$P_TGT/$IQN.bench:tgt/1; N=nbd://127.0.0.1:$P_NBD
 echo
 echo "== 1. sequential read, 1 MiB requests (4 in flight)"
-compare read $((1 << 20)) 4 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1
+compare read $((1 << 20)) 4 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1 single=$I1/$IQN:lab:version:1/0
 row "bootsrv iSCSI lab:version:1" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD lab@1" "${BW[nbd]}" "${IO[nbd]}"
+row "bootsrv iSCSI, read_workers: 0" "${BW[single]}" "${IO[single]}"
 echo "ratio iSCSI/tgtd $(ratio "${BW[iscsi]}" "${BW[tgt]}"), iSCSI/own NBD $(ratio "${BW[iscsi]}" "${BW[nbd]}") (targets >= 1.0, >= 0.9)"
+echo "A/B: read_workers 0/own NBD $(ratio "${BW[single]}" "${BW[nbd]}"), workers/read_workers 0 $(ratio "${BW[iscsi]}" "${BW[single]}")"
 cpu_lines
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
-compare randread 4096 16 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1
+compare randread 4096 16 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1 single=$I1/$IQN:lab:version:1/0
 row "bootsrv iSCSI lab:version:1" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD lab@1" "${BW[nbd]}" "${IO[nbd]}"
+row "bootsrv iSCSI, read_workers: 0" "${BW[single]}" "${IO[single]}"
 echo "ratio iSCSI/tgtd $(ratio "${IO[iscsi]}" "${IO[tgt]}"), iSCSI/own NBD $(ratio "${IO[iscsi]}" "${IO[nbd]}")"
+echo "A/B: read_workers 0/own NBD $(ratio "${IO[single]}" "${IO[nbd]}"), workers/read_workers 0 $(ratio "${IO[iscsi]}" "${IO[single]}")"
 cpu_lines
 
 echo
