@@ -98,7 +98,8 @@ echo "trace: $(sed -n 3,4p "$TRACE" | tr -d '#' | tr '\n' ';')"
 failed=0
 for think in $PASSES; do
   echo
-  echo "== $CLIENTS PCs, think times ${think}ed"
+  [ "$think" = keep ] && said=kept || said=compressed
+  echo "== $CLIENTS PCs, think times $said"
   for server in bootsrv nbdkit; do
     peer=(); cpu_pids=($BOOT_PID)
     if [ $server = nbdkit ]; then peer=(--peer-port-base "$KIT_BASE"); cpu_pids=($BOOT_PID "${KIT_PIDS[@]}"); fi
@@ -108,8 +109,9 @@ for think in $PASSES; do
     c1=$(sum_cpu "${cpu_pids[@]}"); k1=$(sum_cpu "${KIT_PIDS[@]}")
     s=storm-$server-$think l=lone-$server-$think
     errors=$(field $s 'j["errors"] + j["unfinished"]'); failed=$(( failed + errors ))
-    printf '%-8s lone PC: root %s ms, done %s ms | %d PCs: root p50 %s p99 %s max %s ms; done p50 %s p99 %s max %s ms; errors %s; wall %s s\n' \
+    printf '%-8s lone PC: root %s ms, done %s ms | %d PCs: HTTP done p50 %s p99 %s; root p50 %s p99 %s max %s ms; done p50 %s p99 %s max %s ms; errors %s; wall %s s\n' \
       $server "$(field $l 'j["root_ms"]["max"]')" "$(field $l 'j["done_ms"]["max"]')" "$CLIENTS" \
+      "$(field $s 'j["http_ms"]["p50"]')" "$(field $s 'j["http_ms"]["p99"]')" \
       "$(field $s 'j["root_ms"]["p50"]')" "$(field $s 'j["root_ms"]["p99"]')" "$(field $s 'j["root_ms"]["max"]')" \
       "$(field $s 'j["done_ms"]["p50"]')" "$(field $s 'j["done_ms"]["p99"]')" "$(field $s 'j["done_ms"]["max"]')" \
       "$errors" "$(field $s 'round(j["wall_ms"] / 1000, 1)')"

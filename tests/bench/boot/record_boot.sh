@@ -17,9 +17,10 @@
 #
 #   IMGTOOL=… BOOTSRV=… BOOTFLEET_SOURCE=… tests/bench/boot/record_boot.sh OUT.trace [RECIPE]
 #
-# RECIPE (default recipes/tiny-linux.yaml) is built into a fresh store, its
-# base first when it is built on another recipe's image (RECIPE_BASE);
-# BOOTFLEET_TINY_STORE: a store already holding tiny-linux, published.
+# tiny-linux is built into a fresh store (BOOTFLEET_TINY_STORE: a store
+# already holding it, published, copied instead), then RECIPE, when given,
+# on top of it (e.g. tests/bench/boot/userland.yaml); the published
+# version is the one booted.
 # ROOT_MARK / DONE_MARK: console lines (grep -E) that mark "root mounted"
 # and "boot done"; the defaults fit tiny-linux.
 set -euo pipefail
@@ -39,15 +40,14 @@ export BOOTFLEET_STORE=$work/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL
 if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
   cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
 else
+  echo "building tiny-linux (one appliance launch)…"
   "$IMGTOOL" init >/dev/null
+  timeout 1800 "$IMGTOOL" build "$SRC/recipes/tiny-linux.yaml" --publish > build.log 2>&1 || { tail -20 build.log; exit 1; }
 fi
-for r in ${RECIPE_BASE:-} "$RECIPE"; do
-  image=$(awk '$1 == "image:" {print $2; exit}' "$r")
-  if ! "$IMGTOOL" versions "$image" >/dev/null 2>&1; then
-    echo "building $image from $r (one appliance launch)…"
-    timeout 1800 "$IMGTOOL" build "$r" --publish > build.log 2>&1 || { tail -20 build.log; exit 1; }
-  fi
-done
+if [ "$RECIPE" != "$(realpath "$SRC/recipes/tiny-linux.yaml")" ]; then
+  echo "building $RECIPE on it…"
+  timeout 1800 "$IMGTOOL" build "$RECIPE" --publish > build.log 2>&1 || { tail -20 build.log; exit 1; }
+fi
 IMAGE=$(awk '$1 == "image:" {print $2; exit}' "$RECIPE")
 NBD_PORT=$(port); HTTP_PORT=$(port); KIT_PORT=$(port)
 "$IMGTOOL" client add 52:54:00:00:9e:01 --name rec01 --image "$IMAGE" \

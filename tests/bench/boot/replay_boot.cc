@@ -32,6 +32,7 @@
 #include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -177,9 +178,11 @@ struct Options {
   bool keep_think = false;
   int peer_port_base = 0;
   bool json = false;
+  std::string per_client;  // a file: one line per PC, "INDEX HTTP_MS ROOT_MS DONE_MS ERRORS"
 };
 
 struct Result {
+  double http_ms = -1;  // the last HTTP fetch (the initrd) ended: the NBD part starts
   double root_ms = -1, done_ms = -1;
   uint64_t errors = 0;
   std::string first_error;
@@ -230,6 +233,7 @@ class Pc {
       }
     }
     Result r;
+    r.http_ms = http_done_ms_;
     r.errors = errors_;
     r.first_error = first_error_;
     if (!failed_hard_) {
@@ -312,6 +316,7 @@ class Pc {
             " (another image?)");
     }
     ended(i);
+    http_done_ms_ = done_at_[i];
   }
 
   static int on_done(void* user, int* err) {
@@ -377,6 +382,7 @@ class Pc {
   uint64_t errors_ = 0;
   std::string first_error_;
   bool failed_hard_ = false;
+  double http_done_ms_ = -1;
 };
 
 double pct(std::vector<double> xs, double p) {
@@ -404,6 +410,7 @@ Options parse(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "Usage: replay_boot TRACE --http URL [--clients N] [--think keep|compress] [--peer-port-base P] [--json]\n"
+          "       [--per-client FILE]\n"
           "Replays a recorded boot (tests/bench/boot/README.md) as N PCs at once; prints time to root mounted\n"
           "and to boot done (p50/p99/max, ms) and errors. PC i is MAC 52:54:00:9b:HH:LL, HHLL = i + 1.\n");
       std::exit(0);
@@ -419,6 +426,8 @@ Options parse(int argc, char** argv) {
       o.peer_port_base = number(1, 65535);
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--per-client") {
+      o.per_client = value();
     } else if (!a.empty() && a[0] == '-') {
       usage_error("unknown option " + a + " (--help)");
     } else if (o.trace.empty()) {
@@ -451,7 +460,7 @@ int main(int argc, char** argv) {
   start.arrive_and_wait();
   for (auto& t : threads) t.join();
   double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  std::vector<double> root, done;
+  std::vector<double> http, root, done;
   uint64_t errors = 0;
   int failed = 0;
   std::string first;
@@ -459,20 +468,34 @@ int main(int argc, char** argv) {
     errors += r.errors;
     if (r.errors && first.empty()) first = r.first_error;
     if (r.root_ms < 0 || r.done_ms < 0) { ++failed; continue; }
+    http.push_back(r.http_ms);
     root.push_back(r.root_ms);
     done.push_back(r.done_ms);
+  }
+  if (!o.per_client.empty()) {
+    std::FILE* f = std::fopen(o.per_client.c_str(), "w");
+    if (!f) usage_error("cannot write " + o.per_client + ": " + std::strerror(errno));
+    for (size_t i = 0; i < results.size(); ++i) {
+      const Result& r = results[i];
+      std::fprintf(f, "%zu %.1f %.1f %.1f %llu\n", i, r.http_ms, r.root_ms, r.done_ms,
+                   static_cast<unsigned long long>(r.errors));
+    }
+    std::fclose(f);
   }
   const char* think = o.keep_think ? "keep" : "compress";
   if (o.json) {
     std::printf(
         "{\"clients\": %d, \"think\": \"%s\", \"errors\": %llu, \"unfinished\": %d, \"wall_ms\": %.1f, "
+        "\"http_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
         "\"root_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
         "\"done_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}}\n",
-        o.clients, think, static_cast<unsigned long long>(errors), failed, wall, pct(root, 50), pct(root, 99),
+        o.clients, think, static_cast<unsigned long long>(errors), failed, wall, pct(http, 50), pct(http, 99),
+        pct(http, 100), pct(root, 50), pct(root, 99),
         pct(root, 100), pct(done, 50), pct(done, 99), pct(done, 100));
   } else {
     std::printf("%d clients (think times: %s), %llu errors, %d unfinished, %.1f s in all\n", o.clients, think,
                 static_cast<unsigned long long>(errors), failed, wall / 1000);
+    std::printf("  HTTP done:    p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(http, 50), pct(http, 99), pct(http, 100));
     std::printf("  root mounted: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(root, 50), pct(root, 99), pct(root, 100));
     std::printf("  boot done:    p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(done, 50), pct(done, 99), pct(done, 100));
   }
