@@ -72,12 +72,14 @@ if j["errors"]:
     sys.exit(1)
 PY
 
+# iops: blockload's IOPS from its JSON on stdin; fails on any error.
+iops() { $PY -c 'import json,sys; j=json.load(sys.stdin); sys.exit("blockload errors") if j["errors"] else print(round(j["iops"]))'; }
 echo
 echo "== 2. random 4 KiB writes, 16 in flight, one session: bootsrv against nbdkit --filter=cow ($ROUNDS rounds of 10 s)"
 boot=() kit=()
 for round in $(seq 1 "$ROUNDS"); do
-  b=$("$BLOCKLOAD" "nbd://127.0.0.1:$P_BOOT/lab/solo" --depth 16 --bs 4096 --rw randwrite --seconds 10 | $PY -c 'import json,sys; j=json.load(sys.stdin); print(f"{j[\"iops\"]:.0f}") if not j["errors"] else sys.exit("errors")')
-  k=$("$BLOCKLOAD" "nbd://127.0.0.1:$P_COW/" --depth 16 --bs 4096 --rw randwrite --seconds 10 | $PY -c 'import json,sys; j=json.load(sys.stdin); print(f"{j[\"iops\"]:.0f}") if not j["errors"] else sys.exit("errors")')
+  b=$("$BLOCKLOAD" "nbd://127.0.0.1:$P_BOOT/lab/solo" --depth 16 --bs 4096 --rw randwrite --seconds 10 | iops)
+  k=$("$BLOCKLOAD" "nbd://127.0.0.1:$P_COW/" --depth 16 --bs 4096 --rw randwrite --seconds 10 | iops)
   echo "  round $round: bootsrv $b IOPS, nbdkit-cow $k IOPS"
   boot+=("$b"); kit+=("$k")
 done
