@@ -20,8 +20,11 @@
 # the servers' CPU time and peak RSS. Bounded: every replay has a timeout.
 #
 #   IMGTOOL=… BOOTSRV=… REPLAY_BOOT=… BOOTFLEET_SOURCE=… bench_boot_replay.sh [CLIENTS] [TRACE]
+#   … RECIPE=tests/bench/boot/userland.yaml bench_boot_replay.sh 200 tests/bench/boot/userland.trace
 # BOOTFLEET_TINY_STORE: a store holding tiny-linux@1 (published), copied
 # instead of building it. PASSES: "compress keep" (default) or one of them.
+# RECIPE: a recipe built on tiny-linux and published before the replay,
+# for a trace recorded from it (userland.yaml for userland.trace).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lib.sh"
@@ -42,12 +45,16 @@ else
   "$IMGTOOL" init >/dev/null
   "$IMGTOOL" build "$SRC/recipes/tiny-linux.yaml" --publish >/dev/null
 fi
+if [ -n "${RECIPE:-}" ]; then
+  echo "building $RECIPE on tiny-linux…"
+  "$IMGTOOL" build "$RECIPE" --publish >/dev/null
+fi
 echo "registering $CLIENTS clients…"
 for i in $(seq 1 "$CLIENTS"); do
   "$IMGTOOL" client add "$(printf '52:54:00:9b:%02x:%02x' $(( i >> 8 )) $(( i & 255 )))" \
     --name "$(printf 'r%03d' "$i")" --image tiny-linux >/dev/null
 done
-"$IMGTOOL" export tiny-linux@1 flat.raw --to raw >/dev/null
+"$IMGTOOL" export tiny-linux@active flat.raw --to raw >/dev/null
 
 NBD_PORT=$(port); HTTP_PORT=$(port)
 # Every PC here comes from 127.0.0.1, where real PCs have an address each:
@@ -109,9 +116,11 @@ for think in $PASSES; do
     c1=$(sum_cpu "${cpu_pids[@]}"); k1=$(sum_cpu "${KIT_PIDS[@]}")
     s=storm-$server-$think l=lone-$server-$think
     errors=$(field $s 'j["errors"] + j["unfinished"]'); failed=$(( failed + errors ))
-    printf '%-8s lone PC: root %s ms, done %s ms | %d PCs: HTTP done p50 %s p99 %s; root p50 %s p99 %s max %s ms; done p50 %s p99 %s max %s ms; errors %s; wall %s s\n' \
+    printf '%-8s lone PC: root %s ms, done %s ms | %d PCs: boot script p50 %s p99 %s; HTTP done p50 %s p99 %s; NBD part to root p50 %s p99 %s;\n         root p50 %s p99 %s max %s ms; done p50 %s p99 %s max %s ms; errors %s; wall %s s\n' \
       $server "$(field $l 'j["root_ms"]["max"]')" "$(field $l 'j["done_ms"]["max"]')" "$CLIENTS" \
+      "$(field $s 'j["script_ms"]["p50"]')" "$(field $s 'j["script_ms"]["p99"]')" \
       "$(field $s 'j["http_ms"]["p50"]')" "$(field $s 'j["http_ms"]["p99"]')" \
+      "$(field $s 'j["nbd_root_ms"]["p50"]')" "$(field $s 'j["nbd_root_ms"]["p99"]')" \
       "$(field $s 'j["root_ms"]["p50"]')" "$(field $s 'j["root_ms"]["p99"]')" "$(field $s 'j["root_ms"]["max"]')" \
       "$(field $s 'j["done_ms"]["p50"]')" "$(field $s 'j["done_ms"]["p99"]')" "$(field $s 'j["done_ms"]["max"]')" \
       "$errors" "$(field $s 'round(j["wall_ms"] / 1000, 1)')"

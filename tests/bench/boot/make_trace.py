@@ -100,9 +100,12 @@ def main():
         fail(f"{a.nbd_log}: no NBD requests logged")
 
     marks = {}
+    said = []  # what the image's init printed (its "bootfleet-" lines), kept as comments
     root_re, done_re = re.compile(a.root_mark), re.compile(a.done_mark)
     for line in open(a.console_log, errors="replace"):
         stamp, _, text = line.rstrip("\n").partition(" ")
+        if "bootfleet-" in text:
+            said.append(text.strip())
         if "root" not in marks and root_re.search(text):
             marks["root"] = float(stamp)
         if "done" not in marks and done_re.search(text):
@@ -131,6 +134,8 @@ def main():
           f"{len(connections)} connection(s): {len(reads)} reads ({sum(e[4] for e in reads)} bytes), "
           f"{len(writes)} writes ({sum(e[4] for e in writes)} bytes)")
     print(f"# root mounted at {ms(marks['root']):.0f} ms, boot done at {ms(marks['done']):.0f} ms")
+    for text in said:
+        print(f"# console: {text}")
     print("# START_MS END_MS H KIND BYTES | START_MS END_MS OP OFFSET LENGTH FLAGS CONNECTION | MARK_MS M NAME")
     for start, end, text in events:
         print(f"{start:.3f} {end:.3f} {text}")

@@ -182,6 +182,7 @@ struct Options {
 };
 
 struct Result {
+  double script_ms = -1;  // the boot script (the session's start) was in
   double http_ms = -1;  // the last HTTP fetch (the initrd) ended: the NBD part starts
   double root_ms = -1, done_ms = -1;
   uint64_t errors = 0;
@@ -234,6 +235,7 @@ class Pc {
     }
     Result r;
     r.http_ms = http_done_ms_;
+    r.script_ms = done_at_.empty() ? -1 : done_at_[0];
     r.errors = errors_;
     r.first_error = first_error_;
     if (!failed_hard_) {
@@ -460,7 +462,7 @@ int main(int argc, char** argv) {
   start.arrive_and_wait();
   for (auto& t : threads) t.join();
   double wall = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  std::vector<double> http, root, done;
+  std::vector<double> script, http, nbd_root, root, done;
   uint64_t errors = 0;
   int failed = 0;
   std::string first;
@@ -468,7 +470,9 @@ int main(int argc, char** argv) {
     errors += r.errors;
     if (r.errors && first.empty()) first = r.first_error;
     if (r.root_ms < 0 || r.done_ms < 0) { ++failed; continue; }
+    script.push_back(r.script_ms);
     http.push_back(r.http_ms);
+    nbd_root.push_back(r.root_ms - r.http_ms);
     root.push_back(r.root_ms);
     done.push_back(r.done_ms);
   }
@@ -486,15 +490,21 @@ int main(int argc, char** argv) {
   if (o.json) {
     std::printf(
         "{\"clients\": %d, \"think\": \"%s\", \"errors\": %llu, \"unfinished\": %d, \"wall_ms\": %.1f, "
+        "\"script_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
         "\"http_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
+        "\"nbd_root_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
         "\"root_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}, "
         "\"done_ms\": {\"p50\": %.1f, \"p99\": %.1f, \"max\": %.1f}}\n",
-        o.clients, think, static_cast<unsigned long long>(errors), failed, wall, pct(http, 50), pct(http, 99),
-        pct(http, 100), pct(root, 50), pct(root, 99),
+        o.clients, think, static_cast<unsigned long long>(errors), failed, wall, pct(script, 50), pct(script, 99),
+        pct(script, 100), pct(http, 50), pct(http, 99), pct(http, 100), pct(nbd_root, 50), pct(nbd_root, 99),
+        pct(nbd_root, 100), pct(root, 50), pct(root, 99),
         pct(root, 100), pct(done, 50), pct(done, 99), pct(done, 100));
   } else {
     std::printf("%d clients (think times: %s), %llu errors, %d unfinished, %.1f s in all\n", o.clients, think,
                 static_cast<unsigned long long>(errors), failed, wall / 1000);
+    std::printf("  boot script:  p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(script, 50), pct(script, 99), pct(script, 100));
+    std::printf("  NBD to root:  p50 %.0f ms, p99 %.0f ms, max %.0f ms (from the end of the HTTP part)\n",
+                pct(nbd_root, 50), pct(nbd_root, 99), pct(nbd_root, 100));
     std::printf("  HTTP done:    p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(http, 50), pct(http, 99), pct(http, 100));
     std::printf("  root mounted: p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(root, 50), pct(root, 99), pct(root, 100));
     std::printf("  boot done:    p50 %.0f ms, p99 %.0f ms, max %.0f ms\n", pct(done, 50), pct(done, 99), pct(done, 100));
