@@ -38,13 +38,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 cd "$work"
 export BOOTFLEET_STORE=$work/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
-if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
-  cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
-else
-  echo "building tiny-linux (one appliance launch)…"
-  "$IMGTOOL" init >/dev/null
-  "$IMGTOOL" build "$SRC/recipes/tiny-linux.yaml" --publish >/dev/null
-fi
+tiny_store "$SRC"
 if [ -n "${RECIPE:-}" ]; then
   echo "building $RECIPE on tiny-linux…"
   "$IMGTOOL" build "$RECIPE" --publish >/dev/null

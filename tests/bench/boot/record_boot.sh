@@ -37,13 +37,7 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev
 cd "$work"
 export TZ=UTC  # nbdkit stamps its log in local time, bootsrv in UTC
 export BOOTFLEET_STORE=$work/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
-if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
-  cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
-else
-  echo "building tiny-linux (one appliance launch)…"
-  "$IMGTOOL" init >/dev/null
-  timeout 1800 "$IMGTOOL" build "$SRC/recipes/tiny-linux.yaml" --publish > build.log 2>&1 || { tail -20 build.log; exit 1; }
-fi
+tiny_store "$SRC"
 if [ "$RECIPE" != "$(realpath "$SRC/recipes/tiny-linux.yaml")" ]; then
   echo "building $RECIPE on it…"
   timeout 1800 "$IMGTOOL" build "$RECIPE" --publish > build.log 2>&1 || { tail -20 build.log; exit 1; }
