@@ -322,12 +322,6 @@ void SessionManager::write_tombstone(const std::string& name, const std::string&
   }
 }
 
-void SessionManager::clear_tombstone(const std::string& name) {
-  if (!tombstones_.erase(name) || !options_.persist) return;
-  std::string path = ended_dir(options_.cache_dir) + "/" + escape_name(name);
-  ::unlink(path.c_str());
-}
-
 void SessionManager::end(const std::shared_ptr<Session>& session, const std::string& tombstone) {
   // The tombstone first: a crash between the two leaves a dead session's
   // files (removed at the next start) rather than a live-looking one.
@@ -349,7 +343,8 @@ std::optional<std::string> SessionManager::ended_reason(const std::string& name)
 }
 
 std::shared_ptr<Session> SessionManager::attach(const std::string& name, const std::function<Pin()>& pin) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  wait_settled(lock, name);
   auto found = named_.find(name);
   if (found != named_.end() && found->second->frozen()) {
     throw SessionGone("session " + name + " is being committed as a version; it can be attached again when the "
@@ -360,7 +355,7 @@ std::shared_ptr<Session> SessionManager::attach(const std::string& name, const s
       throw SessionGone("session " + name + " has ended (" + t->second +
                         "); its disk is gone, and a new one starts only when the client boots again");
     }
-    std::shared_ptr<Session> made = make(name, pin(), true);
+    std::shared_ptr<Session> made = changing(lock, name, [&] { return make(name, pin(), true); });
     found = named_.emplace(name, std::move(made)).first;
   }
   found->second->connected();
@@ -368,27 +363,55 @@ std::shared_ptr<Session> SessionManager::attach(const std::string& name, const s
 }
 
 std::shared_ptr<Session> SessionManager::start(const std::string& name, const Pin& pin) {
-  // All under the lock, and the old session's end before the new one's
-  // start: the hooks record leases by session name, so the old end must
-  // not release what the new start recorded.
-  std::lock_guard lock(mutex_);
+  // The old session's end before the new one's start (the hooks record
+  // leases by session name, so the old end must not release what the new
+  // start recorded), both with the name marked as changing: see changing().
+  std::unique_lock lock(mutex_);
+  wait_settled(lock, name);
+  std::shared_ptr<Session> old;
   auto it = named_.find(name);
   if (it != named_.end()) {
-    std::shared_ptr<Session> old = it->second;
+    old = it->second;
     if (old->connections() > 0) return old;  // a running PC keeps its disk
     // A kept session continues across boots; one being committed is not
     // pulled away from under the commit.
     if (old->frozen() || (!pin.keep.empty() && old->pin().keep == pin.keep)) return old;
     named_.erase(it);
-    end(old, "");
   }
-  clear_tombstone(name);
-  auto session = make(name, pin, true);
+  const bool had_tombstone = tombstones_.erase(name) > 0;
+  auto session = changing(lock, name, [&] {
+    if (old) end(old, "");
+    if (had_tombstone && options_.persist) ::unlink((ended_dir(options_.cache_dir) + "/" + escape_name(name)).c_str());
+    return make(name, pin, true);
+  });
   session->last_detach_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                  std::chrono::steady_clock::now().time_since_epoch())
                                  .count();
   named_[name] = session;
   return session;
+}
+
+void SessionManager::wait_settled(std::unique_lock<std::mutex>& lock, const std::string& name) {
+  settled_.wait(lock, [&] { return changing_.count(name) == 0; });
+}
+
+std::shared_ptr<Session> SessionManager::changing(std::unique_lock<std::mutex>& lock, const std::string& name,
+                                                  const std::function<std::shared_ptr<Session>()>& work) {
+  changing_.insert(name);
+  lock.unlock();
+  std::shared_ptr<Session> made;
+  try {
+    made = work();
+  } catch (...) {
+    lock.lock();
+    changing_.erase(name);
+    settled_.notify_all();
+    throw;
+  }
+  lock.lock();
+  changing_.erase(name);
+  settled_.notify_all();
+  return made;
 }
 
 std::shared_ptr<Session> SessionManager::attach_anonymous(const Pin& pin) {
@@ -419,7 +442,8 @@ void SessionManager::detach(const std::shared_ptr<Session>& session) {
 }
 
 bool SessionManager::reset(const std::string& name, const std::string& reason) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  wait_settled(lock, name);
   auto it = named_.find(name);
   if (it == named_.end()) return false;
   std::shared_ptr<Session> old = it->second;
@@ -429,13 +453,15 @@ bool SessionManager::reset(const std::string& name, const std::string& reason) {
 }
 
 std::shared_ptr<Session> SessionManager::find(const std::string& name) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  wait_settled(lock, name);
   auto it = named_.find(name);
   return it == named_.end() ? nullptr : it->second;
 }
 
 std::shared_ptr<Session> SessionManager::freeze(const std::string& name) {
-  std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
+  wait_settled(lock, name);
   auto it = named_.find(name);
   if (it == named_.end() || it->second->frozen_.exchange(true)) return nullptr;
   return it->second;

@@ -39,11 +39,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -236,7 +238,17 @@ class SessionManager {
   // (unless `tombstone` is empty), files.
   void end(const std::shared_ptr<Session>& session, const std::string& tombstone);
   void write_tombstone(const std::string& name, const std::string& reason);
-  void clear_tombstone(const std::string& name);
+  // Sessions start and end by the filesystem (directories made and
+  // removed, files fsynced) and the catalog (a lease each): milliseconds
+  // each, and under a boot storm hundreds in a row. Done under mutex_, they
+  // held every other PC's boot and attach (200 boots: the last boot script
+  // after 3.5 to 10 s, and every kernel's attach behind them). So the work
+  // on one name runs outside mutex_ with the name in changing_; anything
+  // else on that name waits for it (wait_settled), other names go on.
+  // `work` runs without the lock; the lock is held again on return.
+  std::shared_ptr<Session> changing(std::unique_lock<std::mutex>& lock, const std::string& name,
+                                    const std::function<std::shared_ptr<Session>()>& work);
+  void wait_settled(std::unique_lock<std::mutex>& lock, const std::string& name);
   uint64_t quota_of(const std::string& name) const {
     auto own = options_.quota ? options_.quota(name) : std::nullopt;
     return own.value_or(options_.quota_default);
@@ -255,6 +267,8 @@ class SessionManager {
   std::map<std::string, std::shared_ptr<Session>> named_;
   std::map<Session*, std::weak_ptr<Session>> anonymous_;
   std::map<std::string, std::string> tombstones_;  // name -> why it ended
+  std::set<std::string> changing_;                  // names being started or made (changing())
+  std::condition_variable settled_;                 // a name left changing_
   util::FileLock dir_lock_;                         // one server per cache directory
   uint64_t anonymous_counter_ = 0;
 };

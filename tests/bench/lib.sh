@@ -10,3 +10,15 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # row LABEL MIB_S IOPS
 row() { printf '%-44s %10s MiB/s %9s IOPS\n' "$1" "$2" "$3"; }
+# tiny_store SRC: $BOOTFLEET_STORE holds tiny-linux@1, published: a copy of
+# $BOOTFLEET_TINY_STORE when set, else built from SRC/recipes (one
+# appliance launch); the build's log in tiny-build.log.
+tiny_store() {
+  if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
+    cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
+    return
+  fi
+  echo "building tiny-linux (one appliance launch)…"
+  "$IMGTOOL" init >/dev/null
+  timeout 1800 "$IMGTOOL" build "$1/recipes/tiny-linux.yaml" --publish > tiny-build.log 2>&1 || { tail -20 tiny-build.log; exit 1; }
+}
