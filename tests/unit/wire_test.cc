@@ -1,7 +1,11 @@
 // The control API's wire format (lib/api): the paths imgtool builds are the
 // ones bootsrv's route table matches, values that would name another route
 // are refused, and the upload state survives a round trip.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cctype>
+#include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -10,6 +14,7 @@
 #include "api/fields.h"
 #include "api/paths.h"
 #include "api/upload.h"
+#include "api.h"
 #include "util/error.h"
 
 using namespace bootfleet;
@@ -109,4 +114,44 @@ TEST_CASE("api fields: each reader names the field and the kind, never the value
   CHECK_FALSE(api::optional_flag(body, "null"));
   CHECK(api::optional_string(body, "name") == "x");
   CHECK_FALSE(api::optional_positive(body, "absent"));
+}
+
+// docs/api.md's SYNOPSIS and bootsrv's route table list the same routes:
+// "GET    /api/v1/images/IMAGE/versions/N" is the row (GET,
+// images/{image}/versions/{version}); placeholders are compared as "*".
+TEST_CASE("api routes: docs/api.md's SYNOPSIS is bootsrv's route table, row for row", "[api]") {
+  auto shape = [](std::string path) {
+    path = path.substr(0, path.find_first_of("?["));
+    std::string out;
+    size_t at = 0;
+    while (at <= path.size()) {
+      size_t slash = path.find('/', at);
+      std::string seg = path.substr(at, slash == std::string::npos ? std::string::npos : slash - at);
+      bool field = (seg.size() > 2 && seg.front() == '{') ||
+                   (!seg.empty() && std::all_of(seg.begin(), seg.end(), [](char ch) { return std::isupper(ch); }));
+      out += (out.empty() ? "" : "/") + (field ? std::string("*") : seg);
+      if (slash == std::string::npos) break;
+      at = slash + 1;
+    }
+    return out;
+  };
+  std::vector<std::string> table, documented;
+  for (const auto& [method, pattern] : bootsrv::Api::route_list()) table.push_back(method + " " + shape(pattern));
+  std::ifstream doc(std::string(BOOTFLEET_SOURCE_DIR) + "/docs/api.md");
+  REQUIRE(doc);
+  std::string line;
+  bool in_synopsis = false;
+  while (std::getline(doc, line)) {
+    if (line.rfind("## ", 0) == 0) in_synopsis = line == "## SYNOPSIS";
+    if (!in_synopsis) continue;
+    std::istringstream words(line);
+    std::string method, path;
+    words >> method >> path;
+    if (path.rfind("/api/v1/", 0) != 0) continue;
+    documented.push_back(method + " " + shape(path.substr(8)));
+  }
+  std::sort(table.begin(), table.end());
+  std::sort(documented.begin(), documented.end());
+  CHECK(table.size() == 33);
+  CHECK(documented == table);
 }
