@@ -11,6 +11,7 @@
 #include "json_body.h"
 #include "maintenance_api.h"
 #include "store/channels_json.h"
+#include "store/records_json.h"
 #include "store/version_json.h"
 #include "store/version_ref.h"
 #include "util/error.h"
@@ -35,7 +36,6 @@ http::Response error_response(int status, const std::string& message, const json
 }
 
 json opt(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
-json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
 
 int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -271,14 +271,7 @@ ApiAnswer Api::healthz(ApiCall&) {
 ApiAnswer Api::images(ApiCall&) {
   json images = json::array();
   for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
-    images.push_back({{"name", i.name},
-                      {"active", opt(i.active)},
-                      {"previous", opt(i.previous)},
-                      {"versions", i.version_count},
-                      {"latest", opt(i.latest)},
-                      {"size", i.latest ? json(i.size) : json(nullptr)},
-                      {"bytes_on_disk", i.bytes_on_disk},
-                      {"boot_mode", store::boot_mode_name(i.boot_mode)}});
+    images.push_back(store::image_json(i));
   }
   return {200, {{"images", images}}};
 }
@@ -353,22 +346,7 @@ ApiAnswer Api::session_reset(ApiCall& c) {
 ApiAnswer Api::clients(ApiCall&) {
   json clients = json::array();
   exports_.with_store([&](store::Store& s) {
-    for (const auto& c : s.clients()) {
-      // An image gone from the store leaves its clients unbootable; they are still listed.
-      json effective = nullptr;
-      try {
-        effective = store::boot_mode_name(s.effective_boot_mode(c));
-      } catch (const util::Error&) {
-      }
-      clients.push_back({{"mac", c.mac},
-                         {"name", c.name},
-                         {"image", c.image},
-                         {"cmdline", opt(c.cmdline)},
-                         {"boot_mode", c.boot_mode ? json(store::boot_mode_name(*c.boot_mode)) : json(nullptr)},
-                         {"effective_boot_mode", effective},
-                         {"created_at", c.created_at}});
-      store::add_placement_json(c, clients.back());
-    }
+    for (const auto& c : s.clients()) clients.push_back(store::client_json(s, c));
   });
   return {200, {{"clients", clients}}};
 }

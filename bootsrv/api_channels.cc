@@ -21,6 +21,7 @@
 #include "api_error.h"
 #include "json_body.h"
 #include "store/channels_json.h"
+#include "store/records_json.h"
 #include "util/log.h"
 #include "util/mac.h"
 
@@ -231,18 +232,7 @@ const std::string& client_key(ApiCall& c) {
 
 ApiAnswer Api::client(ApiCall& c) {
   const std::string& key = client_key(c);
-  return {200, guarded(c, [&](store::Store& s) {
-            store::ClientInfo info = s.client(key);
-            json out = {{"mac", info.mac}, {"name", info.name}, {"image", info.image}};
-            store::add_placement_json(info, out);
-            try {
-              out["boots"] = store::resolution_json(s.resolve_boot(info));
-            } catch (const util::Error& e) {
-              out["boots"] = nullptr;
-              out["boot_error"] = e.what();
-            }
-            return out;
-          })};
+  return {200, guarded(c, [&](store::Store& s) { return store::client_json(s, s.client(key)); })};
 }
 
 ApiAnswer Api::client_change(ApiCall& c) {
