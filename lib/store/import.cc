@@ -38,40 +38,34 @@ namespace fs = std::filesystem;
 using util::Error;
 using namespace internal;
 
-ImportResult Store::import_disk(const std::string& image, const vhd::Disk& disk, const ImportOptions& options) {
-  validate_image_name(image);
-  return write_version(image, disk, options, std::nullopt);
-}
+namespace {
 
-ImportResult Store::write_version(const std::string& image, const vhd::Disk& disk, const ImportOptions& options,
-                                  std::optional<VersionInfo> squash_of) {
-  util::FileLock lock = util::FileLock::try_acquire(lock_path(image));
-  if (!lock.held()) {
-    util::log_line("waiting for another writer of image '" + image + "' to finish…");
-    lock = util::FileLock::acquire(lock_path(image));
-  }
-  // Under the lock: the latest version cannot change until we are done.
+// What a new version will be, decided under the image's writer lock from
+// the versions there are: its number, its parent (none: a new base) and
+// its size.
+struct VersionPlan {
   std::optional<VersionInfo> latest;
-  std::vector<VersionInfo> existing;
-  {
-    auto st = db_->prepare("SELECT id FROM images WHERE name = ?");
-    st.bind(1, image);
-    if (st.step()) {
-      existing = versions(image);
-      if (!existing.empty()) latest = existing.back();
-    }
-  }
-  int64_t number = latest ? latest->number + 1 : 1;
-  if (options.expect_number && *options.expect_number != number) {
+  std::optional<VersionInfo> parent;
+  int64_t number = 1;
+  bool new_base = true;
+  bool resized = false;
+  uint64_t size = 0;
+};
+
+VersionPlan plan_version(const std::string& image, const std::vector<VersionInfo>& existing, const vhd::Disk& disk,
+                         const ImportOptions& options, bool squash) {
+  VersionPlan plan;
+  if (!existing.empty()) plan.latest = existing.back();
+  const auto& latest = plan.latest;
+  plan.number = latest ? latest->number + 1 : 1;
+  if (options.expect_number && *options.expect_number != plan.number) {
     throw VersionNumberTaken(
         image + "@" + std::to_string(*options.expect_number) + " cannot be added: " +
             (latest ? "the image's latest version is @" + std::to_string(latest->number) + ", so the next is @" +
-                          std::to_string(number)
+                          std::to_string(plan.number)
                     : std::string("the image has no version yet, so the next is @1")),
         latest ? std::optional<int64_t>(latest->number) : std::nullopt);
   }
-  std::optional<VersionInfo> parent;
-  bool new_base = true;
   const std::string input = options.source ? *options.source + ": " : std::string();
   if (disk.size() == 0) {
     throw Error(input + "0 bytes: an empty file is not a disk (expected a raw disk, a VHD or a VHDX)");
@@ -79,62 +73,54 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   // A raw file of the image's nominal size is its size: version 1 was
   // rounded up to whole CHS cylinders (docs/formats.md).
   const bool same_size = latest && (disk.size() == latest->size || vhd::round_up_to_geometry(disk.size()) == latest->size);
-  const bool resized = latest && !squash_of && !same_size;
-  if (resized && !options.resize) {
+  plan.resized = latest && !squash && !same_size;
+  if (plan.resized && !options.resize) {
     throw Error(input + "the disk is " + std::to_string(disk.size()) + " bytes (" + util::format_size(disk.size()) +
                 ") but " + image + "@" + std::to_string(latest->number) + " is " + std::to_string(latest->size) +
                 " bytes (" + util::format_size(latest->size) +
                 "); versions of an image keep its size. Check the file, or say --resize to store it as a new base of "
                 "the new size");
   }
-  if (latest && !squash_of && !resized) {
-    if (latest->depth < kMaxChainDepth) {
-      parent = latest;
-      new_base = false;
-    }
+  if (latest && !squash && !plan.resized && latest->depth < Store::kMaxChainDepth) {
+    plan.parent = latest;
+    plan.new_base = false;
   }
-
-  BlockDigests parent_digests = parent ? digests(*parent) : BlockDigests();
   // Every version of an image has the image's size, also a new base.
   // A resized one starts a new base of its own size.
-  uint64_t out_size = latest && !resized ? latest->size : vhd::round_up_to_geometry(disk.size());
-  BlockDigests new_digests(out_size);
+  plan.size = latest && !plan.resized ? latest->size : vhd::round_up_to_geometry(disk.size());
+  return plan;
+}
+
+// Writes `disk` to `tmp` as the planned version file (differencing on the
+// parent, or a dynamic base), filling `digests` as blocks go by. Returns
+// what convert wrote and how many blocks differ from the parent.
+std::pair<vhd::ConvertResult, uint64_t> write_version_file(const vhd::Disk& disk, const std::string& tmp,
+                                                           const std::string& final_path, const VersionPlan& plan,
+                                                           const std::string& parent_path,
+                                                           const BlockDigests& parent_digests, BlockDigests& digests,
+                                                           const ImportOptions& options) {
   uint64_t changed = 0;
-
-  std::string rel = "images/" + image + "/" + version_file_name(number);
-  std::string tmp = dir_ + "/tmp/" + image + "@" + std::to_string(number) + ".vhd";
-  std::string tmp_artifacts = dir_ + "/tmp/" + image + "@" + std::to_string(number) + ".artifacts";
-  struct RemoveTmpArtifacts {
-    std::string path;
-    ~RemoveTmpArtifacts() {
-      std::error_code ec;
-      fs::remove_all(path, ec);
-    }
-  } remove_tmp_artifacts{tmp_artifacts};
-  if (!options.artifacts_dir.empty()) copy_artifacts(options.artifacts_dir, tmp_artifacts);
-  fs::create_directories(dir_ + "/images/" + image);
-
   vhd::ConvertOptions co;
-  co.to = parent ? vhd::OutputFormat::kVhdDiff : vhd::OutputFormat::kVhdDynamic;
+  co.to = plan.parent ? vhd::OutputFormat::kVhdDiff : vhd::OutputFormat::kVhdDynamic;
   co.block_size = kDigestBlockSize;
-  co.size = out_size;
-  if (parent) co.parent = path_of(*parent);
-  co.final_path = dir_ + "/" + rel;  // written in tmp/, renamed into images/
+  co.size = plan.size;
+  if (plan.parent) co.parent = parent_path;
+  co.final_path = final_path;  // written in tmp/, renamed into images/
   co.replace = true;
   co.progress = options.progress;
-  if (parent && options.changed_since && options.changed_since->first == parent->number) {
-    std::vector<bool> may_differ(new_digests.block_count());
+  if (plan.parent && options.changed_since && options.changed_since->first == plan.parent->number) {
+    std::vector<bool> may_differ(digests.block_count());
     for (uint32_t b : options.changed_since->second)
       if (b < may_differ.size()) may_differ[b] = true;
     co.same_as_parent = [&, may_differ](uint32_t block) {
       if (may_differ[block]) return false;
-      if (auto d = parent_digests.get(block)) new_digests.set(block, *d);
+      if (auto d = parent_digests.get(block)) digests.set(block, *d);
       return true;
     };
   }
   co.on_block = [&](uint32_t block, std::span<const uint8_t> data) {
-    new_digests.set_from_data(block, data);
-    bool same = new_digests.get(block) == parent_digests.get(block);
+    digests.set_from_data(block, data);
+    bool same = digests.get(block) == parent_digests.get(block);
     if (!same) ++changed;
     return same;
   };
@@ -148,37 +134,28 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   }
   // Blocks the input never showed (known zeros) may have held data in the
   // parent: they changed too.
-  if (parent) {
-    for (uint32_t b : BlockDigests::changed_blocks(parent_digests, new_digests)) {
-      if (!new_digests.get(b)) ++changed;
+  if (plan.parent) {
+    for (uint32_t b : BlockDigests::changed_blocks(parent_digests, digests)) {
+      if (!digests.get(b)) ++changed;
     }
   } else {
-    changed = new_digests.nonzero_blocks();
+    changed = digests.nonzero_blocks();
   }
   util::crash_point("import:after-write");
-  // Differencing on the latest version with no block changed, or (a new
-  // base at the depth limit) the same whole-disk digest.
-  bool same_as_latest = latest && (parent ? parent->number == latest->number && changed == 0
-                                         : util::digest_hex(new_digests.disk_digest()) == latest->disk_digest);
-  if (options.unless_same && latest && !squash_of && options.artifacts_dir.empty() &&
-      same_as_latest) {
-    ::unlink(tmp.c_str());
-    ImportResult same{*latest, false, 0, true};
-    if (options.publish) {
-      publish({image, latest->number, false}, options.created_by.empty() ? default_creator() : options.created_by);
-    }
-    return same;
-  }
+  return {written, changed};
+}
 
-  std::string final_path = dir_ + "/" + rel;
+// Renames the written file (and its artifacts) from tmp/ into images/,
+// each rename made durable before the catalog row that names it exists.
+void install_version_files(const std::string& tmp, const std::string& final_path, const std::string& tmp_artifacts,
+                           const std::string& final_artifacts, bool has_artifacts) {
   if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
     throw util::errno_error("rename " + tmp + " to " + final_path, err);
   }
   util::fsync_parent_dir(final_path);
-  if (!options.artifacts_dir.empty()) {
-    std::string final_artifacts = dir_ + "/" + artifacts_rel(rel);
+  if (has_artifacts) {
     std::error_code ec;
     fs::remove_all(final_artifacts, ec);  // a leftover of a crashed import of this number
     if (::rename(tmp_artifacts.c_str(), final_artifacts.c_str()) != 0) {
@@ -187,11 +164,74 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
     util::fsync_parent_dir(final_artifacts);
   }
   util::crash_point("import:after-rename");
+}
+
+}  // namespace
+
+ImportResult Store::import_disk(const std::string& image, const vhd::Disk& disk, const ImportOptions& options) {
+  validate_image_name(image);
+  return write_version(image, disk, options, std::nullopt);
+}
+
+// The one way a version enters the store: plan under the image's writer
+// lock, write the file in tmp/, rename it into images/, then one catalog
+// transaction (the row and its digests, and the end of a maintenance
+// session it commits). A crash between any two steps leaves no version or
+// a whole one (cleanup() removes the leftovers); crash_point names each gap.
+ImportResult Store::write_version(const std::string& image, const vhd::Disk& disk, const ImportOptions& options,
+                                  std::optional<VersionInfo> squash_of) {
+  util::FileLock lock = util::FileLock::try_acquire(lock_path(image));
+  if (!lock.held()) {
+    util::log_line("waiting for another writer of image '" + image + "' to finish…");
+    lock = util::FileLock::acquire(lock_path(image));
+  }
+  // Under the lock: the latest version cannot change until we are done.
+  std::vector<VersionInfo> existing;
+  {
+    auto st = db_->prepare("SELECT id FROM images WHERE name = ?");
+    st.bind(1, image);
+    if (st.step()) existing = versions(image);
+  }
+  const VersionPlan plan = plan_version(image, existing, disk, options, squash_of.has_value());
+  const auto& latest = plan.latest;
+  const auto& parent = plan.parent;
+
+  BlockDigests parent_digests = parent ? digests(*parent) : BlockDigests();
+  BlockDigests new_digests(plan.size);
+  const std::string rel = "images/" + image + "/" + version_file_name(plan.number);
+  const std::string final_path = dir_ + "/" + rel;
+  const std::string tmp = dir_ + "/tmp/" + image + "@" + std::to_string(plan.number) + ".vhd";
+  const std::string tmp_artifacts = dir_ + "/tmp/" + image + "@" + std::to_string(plan.number) + ".artifacts";
+  struct RemoveTmpArtifacts {
+    std::string path;
+    ~RemoveTmpArtifacts() {
+      std::error_code ec;
+      fs::remove_all(path, ec);
+    }
+  } remove_tmp_artifacts{tmp_artifacts};
+  if (!options.artifacts_dir.empty()) copy_artifacts(options.artifacts_dir, tmp_artifacts);
+  fs::create_directories(dir_ + "/images/" + image);
+
+  auto [written, changed] = write_version_file(disk, tmp, final_path, plan, parent ? path_of(*parent) : std::string(),
+                                               parent_digests, new_digests, options);
+  // Differencing on the latest version with no block changed, or (a new
+  // base at the depth limit) the same whole-disk digest.
+  bool same_as_latest = latest && (parent ? parent->number == latest->number && changed == 0
+                                         : util::digest_hex(new_digests.disk_digest()) == latest->disk_digest);
+  if (options.unless_same && latest && !squash_of && options.artifacts_dir.empty() && same_as_latest) {
+    ::unlink(tmp.c_str());
+    ImportResult same{*latest, false, 0, true};
+    if (options.publish) {
+      publish({image, latest->number, false}, options.created_by.empty() ? default_creator() : options.created_by);
+    }
+    return same;
+  }
+  install_version_files(tmp, final_path, tmp_artifacts, dir_ + "/" + artifacts_rel(rel), !options.artifacts_dir.empty());
 
   auto file = vhd::VhdFile::open(final_path);
   VersionInfo v;
   v.image = image;
-  v.number = number;
+  v.number = plan.number;
   v.parent = parent ? std::optional<int64_t>(parent->number) : std::nullopt;
   v.size = file->size();
   v.file = rel;
@@ -209,41 +249,45 @@ ImportResult Store::write_version(const std::string& image, const vhd::Disk& dis
   v.depth = parent ? parent->depth + 1 : 1;
 
   try {
-    Transaction tx(*db_);
-    int64_t id = image_id(image, /*create=*/true, v.created_at);
-    auto ins = db_->prepare(
-        "INSERT INTO versions (image_id, number, parent_number, virtual_size, file, file_size, stored_bytes, unique_id, "
-        "created_at, created_by, message, source, recipe, recipe_hash, disk_digest) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    ins.bind(1, id).bind(2, v.number).bind(3, v.parent).bind(4, static_cast<int64_t>(v.size)).bind(5, v.file);
-    ins.bind(6, static_cast<int64_t>(v.file_size)).bind(7, static_cast<int64_t>(v.stored_bytes)).bind(8, v.unique_id);
-    ins.bind(9, v.created_at).bind(10, v.created_by).bind(11, v.message).bind(12, v.source).bind(13, v.recipe);
-    ins.bind(14, v.recipe_hash).bind(15, v.disk_digest);
-    ins.run();
-    int64_t version_id = db_->last_insert_rowid();
-    auto blob = new_digests.encode();
-    auto dig = db_->prepare("INSERT INTO block_digests (version_id, block_size, digests) VALUES (?, ?, ?)");
-    dig.bind(1, version_id).bind(2, int64_t{kDigestBlockSize}).bind(3, std::span<const uint8_t>(blob)).run();
-    if (options.ends_maintenance) {
-      auto del = db_->prepare("DELETE FROM maintenance WHERE image_id = ? AND token = ? RETURNING client");
-      del.bind(1, id).bind(2, *options.ends_maintenance);
-      if (!del.step()) {
-        throw Error(image + ": its maintenance session ended (committed or discarded) while this commit ran; "
-                    "nothing was stored");
-      }
-      del.run();
-    }
-    util::crash_point("import:before-commit");
-    tx.commit();
+    record_version(v, new_digests, options);
   } catch (...) {
     ::unlink(final_path.c_str());
     throw;
   }
   util::crash_point("import:after-commit");
 
-  ImportResult result{v, new_base, changed};
-  if (options.publish) publish({image, number, false}, v.created_by);
+  ImportResult result{v, plan.new_base, changed};
+  if (options.publish) publish({image, plan.number, false}, v.created_by);
   return result;
+}
+
+void Store::record_version(const VersionInfo& v, const BlockDigests& digests, const ImportOptions& options) {
+  Transaction tx(*db_);
+  int64_t id = image_id(v.image, /*create=*/true, v.created_at);
+  auto ins = db_->prepare(
+      "INSERT INTO versions (image_id, number, parent_number, virtual_size, file, file_size, stored_bytes, unique_id, "
+      "created_at, created_by, message, source, recipe, recipe_hash, disk_digest) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  ins.bind(1, id).bind(2, v.number).bind(3, v.parent).bind(4, static_cast<int64_t>(v.size)).bind(5, v.file);
+  ins.bind(6, static_cast<int64_t>(v.file_size)).bind(7, static_cast<int64_t>(v.stored_bytes)).bind(8, v.unique_id);
+  ins.bind(9, v.created_at).bind(10, v.created_by).bind(11, v.message).bind(12, v.source).bind(13, v.recipe);
+  ins.bind(14, v.recipe_hash).bind(15, v.disk_digest);
+  ins.run();
+  int64_t version_id = db_->last_insert_rowid();
+  auto blob = digests.encode();
+  auto dig = db_->prepare("INSERT INTO block_digests (version_id, block_size, digests) VALUES (?, ?, ?)");
+  dig.bind(1, version_id).bind(2, int64_t{kDigestBlockSize}).bind(3, std::span<const uint8_t>(blob)).run();
+  if (options.ends_maintenance) {
+    auto del = db_->prepare("DELETE FROM maintenance WHERE image_id = ? AND token = ? RETURNING client");
+    del.bind(1, id).bind(2, *options.ends_maintenance);
+    if (!del.step()) {
+      throw Error(v.image + ": its maintenance session ended (committed or discarded) while this commit ran; "
+                  "nothing was stored");
+    }
+    del.run();
+  }
+  util::crash_point("import:before-commit");
+  tx.commit();
 }
 
 PatchResult Store::write_patch(const VersionRef& ref, int64_t base, const std::string& out_path, bool replace) {
