@@ -68,6 +68,59 @@ dev_t device_of(const std::string& dir) {
   return st.st_dev;
 }
 
+// The version the server already has under d's number with d's disk
+// digest (a retry of a push that got there), if any; 409 if it has another.
+std::optional<store::VersionInfo> find_same(const UploadDeclaration& d, const std::vector<store::VersionInfo>& versions) {
+  for (const auto& v : versions) {
+    if (v.number != d.version) continue;
+    if (v.disk_digest == d.disk_digest) return v;
+    throw ApiError(409, d.image + "@" + std::to_string(d.version) + " is already on the server with disk digest " +
+                            v.disk_digest + "; this push declares " + d.disk_digest +
+                            " (a different disk under the same number)");
+  }
+  return std::nullopt;
+}
+
+// The server's version d goes on (null for a version 1), after checking
+// that d is the next version and that its parent is the server's: 409
+// naming what the server has, 400 for a base of a size no VHD has.
+const store::VersionInfo* parent_for(const UploadDeclaration& d, const std::vector<store::VersionInfo>& versions) {
+  const std::string ref = d.image + "@" + std::to_string(d.version);
+  int64_t latest = versions.empty() ? 0 : versions.back().number;
+  auto have = [&]() {
+    if (versions.empty()) return std::string("the server has no version of ") + d.image;
+    return "the server has " + d.image + "@" + std::to_string(versions.front().number) + " to @" +
+           std::to_string(latest);
+  };
+  const store::VersionInfo* parent = nullptr;
+  for (const auto& v : versions)
+    if (d.parent && v.number == *d.parent) parent = &v;
+  if (d.parent && !parent) {
+    throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + "; push it first (" + have() +
+                            ")");
+  }
+  if (d.version != latest + 1) {
+    throw ApiError(409, ref + " cannot be added: " + have() + ", so the next version is @" +
+                            std::to_string(latest + 1));
+  }
+  if (parent) {
+    if (parent->disk_digest != *d.parent_digest) {
+      throw ApiError(409, d.image + "@" + std::to_string(parent->number) + " differs: the server's has disk digest " +
+                              parent->disk_digest + ", the client's " + *d.parent_digest +
+                              " (the two stores hold different versions under that number)");
+    }
+    if (parent->size != d.size) {
+      throw ApiError(409, ref + " declares " + std::to_string(d.size) + " bytes; " + d.image + "@" +
+                              std::to_string(parent->number) + " on the server is " + std::to_string(parent->size) +
+                              " (versions of an image keep its size)");
+    }
+  } else if (vhd::round_up_to_geometry(d.size) != d.size) {
+    throw ApiError(400, ref + ": size " + std::to_string(d.size) + " is not a whole number of VHD cylinders (" +
+                            std::to_string(vhd::round_up_to_geometry(d.size)) + " would be)");
+  }
+  return parent;
+}
+
 std::string unknown(const std::string& id) { return "upload " + id + " expired or unknown; start again"; }
 
 }  // namespace
@@ -183,6 +236,43 @@ std::vector<std::string> Uploads::expire() {
   return ids;
 }
 
+// Room for the file and artifacts in UPLOAD_DIR, and for the version the
+// import writes (about the file again) in the store, after what the uploads
+// already open will still write: refused (507) before any byte. When both
+// are one filesystem, one sum is compared with its free space. mutex_ held.
+void Uploads::check_room(const UploadDeclaration& d, const std::string& ref, const std::string& store_dir) {
+  auto total = [](const UploadDeclaration& decl) {
+    uint64_t bytes = decl.file_size;
+    for (const auto& a : decl.artifacts) bytes += a.size;
+    return bytes;
+  };
+  const uint64_t upload_need = total(d), store_need = upload_need;
+  uint64_t upload_promised = 0, store_promised = 0;
+  for (const auto& [id, open] : uploads_) {
+    const uint64_t all = total(open->declaration);
+    uint64_t written = std::min(open->received, open->declaration.file_size);
+    for (const auto& a : open->declaration.artifacts)
+      if (open->artifacts_received.count(a.name)) written += a.size;
+    upload_promised += all - std::min(written, all);
+    store_promised += all;
+  }
+  uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(store_dir);
+  bool same_fs = device_of(options_.dir) == device_of(store_dir);
+  uint64_t promised = same_fs ? upload_promised + store_promised : upload_promised;
+  auto left = [](uint64_t free, uint64_t promised) { return free > promised ? free - promised : 0; };
+  if (same_fs ? upload_need + store_need > left(upload_free, promised)
+              : (upload_need > left(upload_free, upload_promised) || store_need > left(store_free, store_promised))) {
+    std::string others = uploads_.empty() ? ""
+                         : " (" + util::format_size(same_fs ? promised : upload_promised) + " of it promised to " +
+                               std::to_string(uploads_.size()) + " open upload" + (uploads_.size() == 1 ? "" : "s") + ")";
+    throw ApiError(507, ref + " needs about " + util::format_size(same_fs ? upload_need + store_need : upload_need) +
+                            " (the file, its artifacts" + (same_fs ? " and the imported version" : "") + ") but " +
+                            options_.dir + " has " + util::format_size(upload_free) + " free" + others +
+                            (same_fs ? "" : "; the store needs " + util::format_size(store_need) + " and has " +
+                                                util::format_size(store_free) + " free"));
+  }
+}
+
 Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& by) {
   const std::string ref = d.image + "@" + std::to_string(d.version);
   std::lock_guard lock(mutex_);  // one creation at a time: resume and the limit are decided together
@@ -205,81 +295,13 @@ Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& 
       if (i.name == d.image) k.versions = s.versions(d.image);
     return k;
   });
-  int64_t latest = known.versions.empty() ? 0 : known.versions.back().number;
-  auto have = [&]() {
-    if (known.versions.empty()) return std::string("the server has no version of ") + d.image;
-    return "the server has " + d.image + "@" + std::to_string(known.versions.front().number) + " to @" +
-           std::to_string(latest);
-  };
-  const store::VersionInfo* parent = nullptr;
-  for (const auto& v : known.versions) {
-    if (v.number == d.version) {
-      if (v.disk_digest == d.disk_digest) return {200, {{"exists", true}}, v};
-      throw ApiError(409, ref + " is already on the server with disk digest " + v.disk_digest +
-                              "; this push declares " + d.disk_digest + " (a different disk under the same number)");
-    }
-    if (d.parent && v.number == *d.parent) parent = &v;
-  }
-  if (d.parent && !parent) {
-    throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + "; push it first (" + have() +
-                            ")");
-  }
-  if (d.version != latest + 1) {
-    throw ApiError(409, ref + " cannot be added: " + have() + ", so the next version is @" +
-                            std::to_string(latest + 1));
-  }
-  if (parent) {
-    if (parent->disk_digest != *d.parent_digest) {
-      throw ApiError(409, d.image + "@" + std::to_string(parent->number) + " differs: the server's has disk digest " +
-                              parent->disk_digest + ", the client's " + *d.parent_digest +
-                              " (the two stores hold different versions under that number)");
-    }
-    if (parent->size != d.size) {
-      throw ApiError(409, ref + " declares " + std::to_string(d.size) + " bytes; " + d.image + "@" +
-                              std::to_string(parent->number) + " on the server is " + std::to_string(parent->size) +
-                              " (versions of an image keep its size)");
-    }
-  } else if (vhd::round_up_to_geometry(d.size) != d.size) {
-    throw ApiError(400, ref + ": size " + std::to_string(d.size) + " is not a whole number of VHD cylinders (" +
-                            std::to_string(vhd::round_up_to_geometry(d.size)) + " would be)");
-  }
+  if (auto there = find_same(d, known.versions)) return {200, {{"exists", true}}, *there};
+  const store::VersionInfo* parent = parent_for(d, known.versions);
   if (uploads_.size() >= options_.max_uploads) {
     throw ApiError(503, std::to_string(uploads_.size()) + " uploads are open, the most this server takes (max_uploads); "
                                                           "try again when one has finished");
   }
-  // Room for the file and artifacts here, and for the version the import
-  // writes (about the file again) in the store, after what the uploads
-  // already open will still write: refused before any byte.
-  auto total = [](const UploadDeclaration& decl) {
-    uint64_t bytes = decl.file_size;
-    for (const auto& a : decl.artifacts) bytes += a.size;
-    return bytes;
-  };
-  const uint64_t upload_need = total(d), store_need = upload_need;
-  uint64_t upload_promised = 0, store_promised = 0;
-  for (const auto& [id, open] : uploads_) {
-    const uint64_t all = total(open->declaration);
-    uint64_t written = std::min(open->received, open->declaration.file_size);
-    for (const auto& a : open->declaration.artifacts)
-      if (open->artifacts_received.count(a.name)) written += a.size;
-    upload_promised += all - std::min(written, all);
-    store_promised += all;
-  }
-  uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(known.store_dir);
-  bool same_fs = device_of(options_.dir) == device_of(known.store_dir);
-  uint64_t promised = same_fs ? upload_promised + store_promised : upload_promised;
-  auto left = [](uint64_t free, uint64_t promised) { return free > promised ? free - promised : 0; };
-  if (same_fs ? upload_need + store_need > left(upload_free, promised)
-              : (upload_need > left(upload_free, upload_promised) || store_need > left(store_free, store_promised))) {
-    std::string others = uploads_.empty() ? ""
-                         : " (" + util::format_size(same_fs ? promised : upload_promised) + " of it promised to " +
-                               std::to_string(uploads_.size()) + " open upload" + (uploads_.size() == 1 ? "" : "s") + ")";
-    throw ApiError(507, ref + " needs about " + util::format_size(same_fs ? upload_need + store_need : upload_need) +
-                            " (the file, its artifacts" + (same_fs ? " and the imported version" : "") + ") but " +
-                            options_.dir + " has " + util::format_size(upload_free) + " free" + others +
-                            (same_fs ? "" : "; the store needs " + util::format_size(store_need) + " and has " +
-                                                util::format_size(store_free) + " free"));
-  }
+  check_room(d, ref, known.store_dir);
 
   auto u = std::make_shared<Upload>();
   util::Uuid raw = util::random_uuid();

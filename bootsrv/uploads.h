@@ -105,6 +105,9 @@ class Uploads {
   // once it is gone); `writer` holds the turn.
   std::shared_ptr<Upload> take_turn(const std::string& id, std::unique_lock<std::mutex>& writer);
   nlohmann::json state_of(const Upload& u);
+  // Throws ApiError 507 when the upload (and its import into the store at
+  // `store_dir`) would not fit beside the uploads already open. mutex_ held.
+  void check_room(const UploadDeclaration& d, const std::string& ref, const std::string& store_dir);
   void remove(const std::shared_ptr<Upload>& u);
   void touch(Upload& u);
   // The checks of commit; throws ApiError(422) naming what is wrong.
