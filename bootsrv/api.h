@@ -10,7 +10,9 @@
 // ("api:NAME"). Reads go through StoreExports::with_store (the shared,
 // serialised catalog connection); imports of uploads use a connection of
 // their own (uploads.h). Errors are ApiError exceptions, turned into
-// {"error":{"status":N,"message":"…"}} in one place.
+// {"error":{"status":N,"message":"…"}} in one place. Which handler answers
+// which method and path is one table, Api::routes (api_routes.h says how it
+// answers 404 and 405).
 #pragma once
 
 #include <chrono>

@@ -2,14 +2,8 @@
 // publishes (docs/api.md, docs/channels.md), and the housekeeping step that
 // applies due schedules.
 //
-//   POST   /api/v1/images/IMAGE/publish   {"version":N, "channel":"test", "at":"+1h", "new_channel":false}
-//   POST   /api/v1/images/IMAGE/rollback  {"to":N, "channel":"test"}
-//   POST   /api/v1/images/IMAGE/promote   {"from":"test", "to":"production"}
-//   GET    /api/v1/images/IMAGE/channels
-//   GET    /api/v1/groups                 POST /api/v1/groups {"name","image","channel","pin"}
-//   GET    /api/v1/groups/NAME            POST (change) and DELETE
-//   GET    /api/v1/clients/KEY            POST {"group": NAME|null, "pin": N|null}
-//   GET    /api/v1/schedules[?all=1]      DELETE /api/v1/schedules/ID
+// Which method and path reaches each handler is the route table's
+// (Api::routes in api.cc; docs/api.md, SYNOPSIS).
 //
 // Every mutation is recorded as "api:TOKEN-NAME". Errors: 400 for a body
 // that is wrong in itself, 404 for a thing that does not exist (naming those

@@ -1,10 +1,6 @@
-// The control API's maintenance routes (docs/api.md, "Maintenance sessions"):
-//
-//   GET    /api/v1/maintenance                     every image's session
-//   GET    /api/v1/images/IMAGE/maintenance        IMAGE's (404 naming those there are)
-//   POST   /api/v1/images/IMAGE/maintenance        start: {"client": NAME|MAC, "from": N}
-//   POST   /api/v1/images/IMAGE/maintenance/commit {"message": M, "force": B, "publish": B}
-//   DELETE /api/v1/images/IMAGE/maintenance        discard
+// The control API's maintenance routes (docs/api.md, "Maintenance
+// sessions"): list, show, start, commit and discard an image's session.
+// Which method and path reaches each is the route table's (Api::routes).
 //
 // Design note. The catalog record is read and changed through the
 // server's shared store connection; a commit, which reads the whole cache

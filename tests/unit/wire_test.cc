@@ -34,6 +34,17 @@ std::vector<std::string> segments_after_prefix(const std::string& path) {
   }
 }
 
+// What `fn` throws (api::ApiError is a util::Error), or "" when it does not.
+template <class Fn>
+std::string message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const util::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
 }  // namespace
 
 TEST_CASE("api paths: built from a pattern, matched back by the same pattern", "[api]") {
@@ -54,14 +65,6 @@ TEST_CASE("api paths: built from a pattern, matched back by the same pattern", "
 }
 
 TEST_CASE("api paths: a value that would name another route, or a wrong count, is refused", "[api]") {
-  auto message = [](auto&& fn) -> std::string {
-    try {
-      fn();
-    } catch (const util::Error& e) {
-      return e.what();
-    }
-    return "";
-  };
   CHECK(message([] { api::path(api::route::kVersions, {"lab/../x"}); }).find("{image} must be one non-empty path segment") !=
         std::string::npos);
   CHECK(message([] { api::path(api::route::kVersions, {""}); }).find("{image}") != std::string::npos);
@@ -97,14 +100,6 @@ TEST_CASE("api upload state: what bootsrv writes is what imgtool push reads", "[
 
 TEST_CASE("api fields: each reader names the field and the kind, never the value", "[api]") {
   nlohmann::json body = {{"n", -3}, {"s", 5}, {"f", "yes"}, {"ok", true}, {"name", "x"}, {"null", nullptr}};
-  auto message = [](auto&& fn) -> std::string {
-    try {
-      fn();
-    } catch (const api::ApiError& e) {
-      return e.what();
-    }
-    return "";
-  };
   CHECK(message([&] { api::optional_positive(body, "n"); }) == "the field 'n' must be a positive integer, not a negative number");
   CHECK(message([&] { api::optional_string(body, "s"); }) == "the field 's' must be a string, not a number");
   CHECK(message([&] { api::optional_flag(body, "f"); }) == "the field 'f' must be true or false, not a string");
