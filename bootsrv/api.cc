@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <functional>
 
+#include "api/paths.h"
 #include "api_error.h"
 #include "json_body.h"
 #include "maintenance_api.h"
 #include "store/channels_json.h"
+#include "store/records_json.h"
 #include "store/version_json.h"
 #include "store/version_ref.h"
 #include "util/error.h"
@@ -33,7 +36,6 @@ http::Response error_response(int status, const std::string& message, const json
 }
 
 json opt(const std::optional<int64_t>& v) { return v ? json(*v) : json(nullptr); }
-json opt(const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); }
 
 int64_t unix_seconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
@@ -182,217 +184,251 @@ http::Response Api::handle(const http::Request& request, const http::Connection&
   }
 }
 
+// The one list of routes. A row per method and pattern; handlers of one
+// pattern sit together, in the order of docs/api.md's SYNOPSIS.
+struct Api::Route {
+  const char* method;
+  const char* pattern;
+  std::function<ApiAnswer(Api&, ApiCall&)> handler;  // a member, or a free handler (maintenance_api.h)
+};
+
+const std::vector<Api::Route>& Api::routes() {
+  namespace r = api::route;
+  static const std::vector<Route> table = {
+      {"GET", r::kHealthz, &Api::healthz},
+      {"GET", r::kStatus, &Api::status},
+      {"GET", r::kImages, &Api::images},
+      {"GET", r::kVersions, &Api::versions},
+      {"GET", r::kVersion, &Api::version},
+      {"GET", r::kHistory, &Api::history},
+      {"POST", r::kPublish, &Api::publish},
+      {"POST", r::kRollback, &Api::rollback},
+      {"POST", r::kPromote, &Api::promote},
+      {"GET", r::kChannels, &Api::channels},
+      {"GET", r::kGroups, &Api::groups},
+      {"POST", r::kGroups, &Api::group_add},
+      {"GET", r::kGroup, &Api::group},
+      {"POST", r::kGroup, &Api::group_change},
+      {"DELETE", r::kGroup, &Api::group_remove},
+      {"GET", r::kClients, &Api::clients},
+      {"GET", r::kClient, &Api::client},
+      {"POST", r::kClient, &Api::client_change},
+      {"GET", r::kSchedules, &Api::schedules},
+      {"DELETE", r::kSchedule, &Api::schedule_cancel},
+      {"GET", r::kSessions, &Api::sessions},
+      {"DELETE", r::kSession, &Api::session_reset},
+      {"GET", r::kMaintenance, [](Api&, ApiCall& c) { return maintenance_list(c); }},
+      {"GET", r::kImageMaintenance, [](Api&, ApiCall& c) { return maintenance_show(c); }},
+      {"POST", r::kImageMaintenance, [](Api&, ApiCall& c) { return maintenance_start(c); }},
+      {"POST", r::kMaintenanceCommit, [](Api&, ApiCall& c) { return maintenance_commit(c); }},
+      {"DELETE", r::kImageMaintenance, [](Api&, ApiCall& c) { return maintenance_discard(c); }},
+      {"POST", r::kUploads, &Api::upload_create},
+      {"GET", r::kUpload, &Api::upload_state},
+      {"PUT", r::kUploadDisk, &Api::upload_disk},
+      {"PUT", r::kUploadArtifact, &Api::upload_artifact},
+      {"POST", r::kUploadCommit, &Api::upload_commit},
+      {"DELETE", r::kUpload, &Api::upload_abort},
+  };
+  return table;
+}
+
+std::vector<std::pair<std::string, std::string>> Api::route_list() {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& r : routes()) out.emplace_back(r.method, r.pattern);
+  return out;
+}
+
 http::Response Api::route(const http::Request& request, const std::vector<std::string>& path, const std::string& who,
                           const http::Connection& connection, http::Body& body) {
-  const std::string& method = request.method;
-  const std::string get = method == "HEAD" ? "GET" : method;
-  // Throws 405 with Allow unless the request's method is `allowed`.
-  auto allow = [&](const std::string& allowed) {
-    if (allowed.find(get) == std::string::npos || get.empty()) {
-      std::string header = allowed;
-      if (allowed.find("GET") != std::string::npos) header += ", HEAD";
-      throw ApiError(405, method + " is not allowed on " + request.target.substr(0, request.target.find('?')) +
-                              "; use " + allowed, {{"allow", header}});
+  const std::string method = request.method == "HEAD" ? "GET" : request.method;
+  const std::vector<std::string> p(path.begin() + 2, path.end());
+  std::string allowed;  // the methods of the rows whose pattern matches, for a 405
+  for (const auto& r : routes()) {
+    auto values = api::match(r.pattern, p);
+    if (!values) continue;
+    if (method != r.method) {
+      if (allowed.find(r.method) == std::string::npos) allowed += (allowed.empty() ? "" : ", ") + std::string(r.method);
+      continue;
     }
-  };
-  std::vector<std::string> p(path.begin() + 2, path.end());
-  const std::string who_log = "api " + who + " (" + connection.peer + ")";
-  auto store_error = [](int status, const util::Error& e) { return ApiError(status, e.what()); };
-  if (auto r = route_channels(method, request.target, p, who, who_log, body)) return json_response(r->first, r->second);
+    ApiCall call{request, method, std::move(*values), who, "api " + who + " (" + connection.peer + ")", body,
+                 exports_, options_.uploads.store_dir};
+    ApiAnswer answer = std::invoke(r.handler, *this, call);
+    return json_response(answer.status, answer.body);
+  }
+  const std::string target = request.target.substr(0, request.target.find('?'));
+  if (!allowed.empty()) {
+    std::string header = allowed + (allowed.find("GET") != std::string::npos ? ", HEAD" : "");
+    throw ApiError(405, request.method + " is not allowed on " + target + "; use " + allowed, {{"allow", header}});
+  }
+  throw ApiError(404, "no route " + target + "; see docs/api.md for the routes under /api/v1/");
+}
 
-  if (p.size() == 1 && p[0] == "healthz") {
-    allow("GET");
-    auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
-    return json_response(200, {{"status", "ok"}, {"version", options_.version}, {"uptime_seconds", up}});
+ApiAnswer Api::healthz(ApiCall&) {
+  auto up = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_).count();
+  return {200, {{"status", "ok"}, {"version", options_.version}, {"uptime_seconds", up}}};
+}
+
+ApiAnswer Api::images(ApiCall&) {
+  json images = json::array();
+  for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
+    images.push_back(store::image_json(i));
   }
-  if (p.size() == 1 && p[0] == "images") {
-    allow("GET");
-    json images = json::array();
-    for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
-      images.push_back({{"name", i.name},
-                        {"active", opt(i.active)},
-                        {"previous", opt(i.previous)},
-                        {"versions", i.version_count},
-                        {"latest", opt(i.latest)},
-                        {"size", i.latest ? json(i.size) : json(nullptr)},
-                        {"bytes_on_disk", i.bytes_on_disk},
-                        {"boot_mode", store::boot_mode_name(i.boot_mode)}});
-    }
-    return json_response(200, {{"images", images}});
+  return {200, {{"images", images}}};
+}
+
+store::ImageInfo Api::image_info(const std::string& image) {
+  check_image_name(image);
+  try {
+    return exports_.with_store([&](store::Store& s) { return s.image(image); });
+  } catch (const util::Error& e) {
+    throw ApiError(404, e.what());
   }
-  if (p.size() >= 3 && p[0] == "images") {
-    const std::string& image = p[1];
-    check_image_name(image);
-    // The image, or 404 listing the ones there are.
-    auto image_info = [&]() {
-      try {
-        return exports_.with_store([&](store::Store& s) { return s.image(image); });
-      } catch (const util::Error& e) {
-        throw store_error(404, e);
-      }
-    };
-    if (p.size() == 3 && p[2] == "versions") {
-      allow("GET");
-      store::ImageInfo info = image_info();
-      json versions = json::array();
-      for (const auto& v : exports_.with_store([&](store::Store& s) { return s.versions(image); })) {
-        versions.push_back(version_json(v, info.active));
-      }
-      return json_response(200, {{"image", image}, {"versions", versions}});
-    }
-    if (p.size() == 4 && p[2] == "versions") {
-      allow("GET");
-      int64_t n = version_number(p[3], "version");
-      store::ImageInfo info = image_info();
-      store::VersionInfo v;
-      try {
-        v = exports_.with_store([&](store::Store& s) { return s.version({image, n, false}); });
-      } catch (const util::Error& e) {
-        throw store_error(404, e);
-      }
-      return json_response(200, version_json(v, info.active));
-    }
-    if (p.size() == 3 && p[2] == "history") {
-      allow("GET");
-      image_info();
-      json history = json::array();
-      for (const auto& a : exports_.with_store([&](store::Store& s) { return s.history(image); })) {
-        history.push_back(store::activation_json(a));
-      }
-      json scheduled = json::array();
-      for (const auto& s : exports_.with_store([&](store::Store& st) { return st.schedules(image, true); })) {
-        scheduled.push_back(store::schedule_json(s));
-      }
-      return json_response(200, {{"image", image}, {"history", history}, {"schedules", scheduled}});
-    }
-    if (p.size() == 3 && p[2] == "uploads") {
-      allow("POST");
-      if (!uploads_) throw ApiError(404, "uploads are off");
-      json j = parse_json_body(body);
-      UploadDeclaration d = UploadDeclaration::from_json(image, j);
-      Uploads::Created c = uploads_->create(d, who);
-      if (c.exists) {
-        store::ImageInfo info = image_info();
-        return json_response(200, {{"exists", true}, {"version", version_json(*c.exists, info.active)}});
-      }
-      return json_response(c.status, c.body);
-    }
-    if (p.size() == 4 && p[2] == "sessions") {
-      allow("DELETE");
-      const std::string& client = p[3];
-      try {
-        store::validate_client_name(client);
-      } catch (const util::Error& e) {
-        throw ApiError(400, e.what());
-      }
-      std::string name = image + "/" + client;
-      if (!exports_.sessions().reset(name)) {
-        std::string list;
-        for (const auto& s : exports_.sessions().sessions())
-          if (s->named()) list += (list.empty() ? "" : ", ") + s->name();
-        throw ApiError(404, "no session " + name + " (sessions: " + (list.empty() ? std::string("none") : list) + ")");
-      }
-      util::log_line(who_log + ": reset session " + name + " (its write cache is dropped; the next boot starts fresh)");
-      return json_response(200, {{"image", image}, {"client", client}, {"reset", true}});
-    }
+}
+
+ApiAnswer Api::versions(ApiCall& c) {
+  const std::string& image = c.value(0);
+  store::ImageInfo info = image_info(image);
+  json versions = json::array();
+  for (const auto& v : exports_.with_store([&](store::Store& s) { return s.versions(image); })) {
+    versions.push_back(version_json(v, info.active));
   }
-  if (p.size() == 1 && p[0] == "clients") {
-    allow("GET");
-    json clients = json::array();
-    exports_.with_store([&](store::Store& s) {
-      for (const auto& c : s.clients()) {
-        // An image gone from the store leaves its clients unbootable; they are still listed.
-        json effective = nullptr;
-        try {
-          effective = store::boot_mode_name(s.effective_boot_mode(c));
-        } catch (const util::Error&) {
-        }
-        clients.push_back({{"mac", c.mac},
-                           {"name", c.name},
-                           {"image", c.image},
-                           {"cmdline", opt(c.cmdline)},
-                           {"boot_mode", c.boot_mode ? json(store::boot_mode_name(*c.boot_mode)) : json(nullptr)},
-                           {"effective_boot_mode", effective},
-                           {"created_at", c.created_at}});
-        store::add_placement_json(c, clients.back());
-      }
-    });
-    return json_response(200, {{"clients", clients}});
+  return {200, {{"image", image}, {"versions", versions}}};
+}
+
+ApiAnswer Api::version(ApiCall& c) {
+  const std::string& image = c.value(0);
+  check_image_name(image);
+  int64_t n = version_number(c.value(1), "version");
+  store::ImageInfo info = image_info(image);
+  store::VersionInfo v;
+  try {
+    v = exports_.with_store([&](store::Store& s) { return s.version({image, n, false}); });
+  } catch (const util::Error& e) {
+    throw ApiError(404, e.what());
   }
-  if (p.size() == 1 && p[0] == "sessions") {
-    allow("GET");
-    json sessions = json::array();
-    auto all = exports_.sessions().sessions();
-    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
-    for (const auto& s : all) {
-      auto slash = s->name().find('/');
-      auto since = s->connected_since();
-      sessions.push_back({{"export", s->named() ? s->name() : s->pin().image},
-                          {"session", s->name()},
-                          {"image", s->pin().image},
-                          {"client", s->named() && slash != std::string::npos ? json(s->name().substr(slash + 1))
-                                                                              : json(nullptr)},
-                          {"version", s->pin().version},
-                          {"cache_bytes", s->cache().data_bytes()},
-                          {"connections", s->connections()},
-                          {"started_at", unix_seconds(s->started())},
-                          {"connected_since", since ? json(unix_seconds(*since)) : json(nullptr)}});
-    }
-    return json_response(200, {{"sessions", sessions}});
+  return {200, version_json(v, info.active)};
+}
+
+ApiAnswer Api::history(ApiCall& c) {
+  const std::string& image = c.value(0);
+  image_info(image);
+  json history = json::array();
+  for (const auto& a : exports_.with_store([&](store::Store& s) { return s.history(image); })) {
+    history.push_back(store::activation_json(a));
   }
-  if (p.size() == 1 && p[0] == "status") {
-    allow("GET");
-    json images = json::array();
-    for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
-      images.push_back({{"name", i.name}, {"active", opt(i.active)}, {"previous", opt(i.previous)}, {"latest", opt(i.latest)}});
-    }
-    uint64_t cache = 0;
-    auto sessions = exports_.sessions().sessions();
-    for (const auto& s : sessions) cache += s->cache().data_bytes();
-    json scheduled = json::array();
-    for (const auto& s : exports_.with_store([](store::Store& st) { return st.schedules(std::nullopt, false); })) {
-      scheduled.push_back(store::schedule_json(s));
-    }
-    return json_response(200, {{"images", images},
-                               {"schedules", scheduled},
-                               {"sessions", sessions.size()},
-                               {"cache_bytes", cache},
-                               {"uploads", uploads_ ? uploads_->open_count() : 0}});
+  json scheduled = json::array();
+  for (const auto& s : exports_.with_store([&](store::Store& st) { return st.schedules(image, true); })) {
+    scheduled.push_back(store::schedule_json(s));
   }
-  if (p.size() >= 2 && p[0] == "uploads" && uploads_) {
-    const std::string& id = p[1];
-    if (p.size() == 2) {
-      allow("GET, DELETE");
-      if (get == "GET") return json_response(200, uploads_->state(id));
-      uploads_->abort(id);
-      util::log_line(who_log + ": upload " + id + " aborted");
-      return json_response(200, {{"upload", id}, {"aborted", true}});
-    }
-    if (p.size() == 3 && p[2] == "disk") {
-      allow("PUT");
-      auto offset = http::query_param(request.target, "offset");
-      if (!offset || offset->empty() || offset->size() > 19 ||
-          !std::all_of(offset->begin(), offset->end(), ::isdigit)) {
-        throw ApiError(400, "PUT /api/v1/uploads/" + id + "/disk needs ?offset=K, K the bytes received so far");
-      }
-      return json_response(200, uploads_->append(id, std::stoull(*offset), body));
-    }
-    if (p.size() == 4 && p[2] == "artifacts") {
-      allow("PUT");
-      return json_response(200, uploads_->put_artifact(id, p[3], body));
-    }
-    if (p.size() == 3 && p[2] == "commit") {
-      allow("POST");
-      Uploads::Committed c = uploads_->commit(id, who);
-      store::ImageInfo info = exports_.with_store([&](store::Store& s) { return s.image(c.version.image); });
-      return json_response(c.status, {{"version", version_json(c.version, info.active)}});
-    }
+  return {200, {{"image", image}, {"history", history}, {"schedules", scheduled}}};
+}
+
+ApiAnswer Api::session_reset(ApiCall& c) {
+  const std::string& image = c.value(0);
+  const std::string& client = c.value(1);
+  check_image_name(image);
+  try {
+    store::validate_client_name(client);
+  } catch (const util::Error& e) {
+    throw ApiError(400, e.what());
   }
-  if (auto a = maintenance_route(exports_, options_.uploads.store_dir, get, p, who, body)) {
-    return json_response(a->status, a->body);
+  std::string name = image + "/" + client;
+  if (!exports_.sessions().reset(name)) {
+    std::string list;
+    for (const auto& s : exports_.sessions().sessions())
+      if (s->named()) list += (list.empty() ? "" : ", ") + s->name();
+    throw ApiError(404, "no session " + name + " (sessions: " + (list.empty() ? std::string("none") : list) + ")");
   }
-  throw ApiError(404, "no route " + request.target.substr(0, request.target.find('?')) +
-                          "; see docs/api.md for the routes under /api/v1/");
+  util::log_line(c.who_log + ": reset session " + name + " (its write cache is dropped; the next boot starts fresh)");
+  return {200, {{"image", image}, {"client", client}, {"reset", true}}};
+}
+
+ApiAnswer Api::clients(ApiCall&) {
+  json clients = json::array();
+  exports_.with_store([&](store::Store& s) {
+    for (const auto& c : s.clients()) clients.push_back(store::client_json(s, c));
+  });
+  return {200, {{"clients", clients}}};
+}
+
+ApiAnswer Api::sessions(ApiCall&) {
+  json sessions = json::array();
+  auto all = exports_.sessions().sessions();
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a->name() < b->name(); });
+  for (const auto& s : all) {
+    auto slash = s->name().find('/');
+    auto since = s->connected_since();
+    sessions.push_back({{"export", s->named() ? s->name() : s->pin().image},
+                        {"session", s->name()},
+                        {"image", s->pin().image},
+                        {"client", s->named() && slash != std::string::npos ? json(s->name().substr(slash + 1))
+                                                                            : json(nullptr)},
+                        {"version", s->pin().version},
+                        {"cache_bytes", s->cache().data_bytes()},
+                        {"connections", s->connections()},
+                        {"started_at", unix_seconds(s->started())},
+                        {"connected_since", since ? json(unix_seconds(*since)) : json(nullptr)}});
+  }
+  return {200, {{"sessions", sessions}}};
+}
+
+ApiAnswer Api::status(ApiCall&) {
+  json images = json::array();
+  for (const auto& i : exports_.with_store([](store::Store& s) { return s.images(); })) {
+    images.push_back({{"name", i.name}, {"active", opt(i.active)}, {"previous", opt(i.previous)}, {"latest", opt(i.latest)}});
+  }
+  uint64_t cache = 0;
+  auto sessions = exports_.sessions().sessions();
+  for (const auto& s : sessions) cache += s->cache().data_bytes();
+  json scheduled = json::array();
+  for (const auto& s : exports_.with_store([](store::Store& st) { return st.schedules(std::nullopt, false); })) {
+    scheduled.push_back(store::schedule_json(s));
+  }
+  return {200, {{"images", images},
+                {"schedules", scheduled},
+                {"sessions", sessions.size()},
+                {"cache_bytes", cache},
+                {"uploads", uploads_ ? uploads_->open_count() : 0}}};
+}
+
+// Uploads exist whenever the API is on (the constructor makes them with
+// the tokens), so a handler reaching here always has them.
+ApiAnswer Api::upload_create(ApiCall& c) {
+  const std::string& image = c.value(0);
+  check_image_name(image);
+  UploadDeclaration d = UploadDeclaration::from_json(image, parse_json_body(c.body));
+  Uploads::Created created = uploads_->create(d, c.who);
+  if (created.exists) {
+    store::ImageInfo info = image_info(image);
+    return {200, {{"exists", true}, {"version", version_json(*created.exists, info.active)}}};
+  }
+  return {created.status, created.body};
+}
+
+ApiAnswer Api::upload_state(ApiCall& c) { return {200, uploads_->state(c.value(0))}; }
+
+ApiAnswer Api::upload_abort(ApiCall& c) {
+  const std::string& id = c.value(0);
+  uploads_->abort(id);
+  util::log_line(c.who_log + ": upload " + id + " aborted");
+  return {200, {{"upload", id}, {"aborted", true}}};
+}
+
+ApiAnswer Api::upload_disk(ApiCall& c) {
+  const std::string& id = c.value(0);
+  auto offset = http::query_param(c.request.target, "offset");
+  if (!offset || offset->empty() || offset->size() > 19 || !std::all_of(offset->begin(), offset->end(), ::isdigit)) {
+    throw ApiError(400, "PUT " + api::path(api::route::kUploadDisk, {id}) + " needs ?offset=K, K the bytes received so far");
+  }
+  return {200, uploads_->append(id, std::stoull(*offset), c.body)};
+}
+
+ApiAnswer Api::upload_artifact(ApiCall& c) { return {200, uploads_->put_artifact(c.value(0), c.value(1), c.body)}; }
+
+ApiAnswer Api::upload_commit(ApiCall& c) {
+  Uploads::Committed committed = uploads_->commit(c.value(0), c.who);
+  store::ImageInfo info = exports_.with_store([&](store::Store& s) { return s.image(committed.version.image); });
+  return {committed.status, {{"version", version_json(committed.version, info.active)}}};
 }
 
 }  // namespace bootfleet::bootsrv

@@ -10,7 +10,9 @@
 // ("api:NAME"). Reads go through StoreExports::with_store (the shared,
 // serialised catalog connection); imports of uploads use a connection of
 // their own (uploads.h). Errors are ApiError exceptions, turned into
-// {"error":{"status":N,"message":"…"}} in one place.
+// {"error":{"status":N,"message":"…"}} in one place. Which handler answers
+// which method and path is one table, Api::routes (api_routes.h says how it
+// answers 404 and 405).
 #pragma once
 
 #include <chrono>
@@ -19,7 +21,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "api_routes.h"
 #include "http/server.h"
 #include "serve/exports.h"
 #include "tokens.h"
@@ -47,15 +52,46 @@ class Api {
   // Removes expired uploads.
   void housekeeping();
 
+ // Every route: (method, pattern of api/paths.h), in docs/api.md's order.
+  static std::vector<std::pair<std::string, std::string>> route_list();
+
  private:
+  struct Route;
+  static const std::vector<Route>& routes();
   http::Response route(const http::Request& request, const std::vector<std::string>& path, const std::string& who,
                        const http::Connection& connection, http::Body& body);
-  // Channels, groups, pins, schedules (api_channels.cc): a status and body,
-  // or nullopt when `p` (the path after /api/v1/) is not one of theirs.
-  std::optional<std::pair<int, nlohmann::json>> route_channels(const std::string& method, const std::string& target,
-                                                               const std::vector<std::string>& p,
-                                                               const std::string& who, const std::string& who_log,
-                                                               http::Body& body);
+
+  // The handlers of the table (api.cc, api_channels.cc; maintenance_api.h).
+  ApiAnswer healthz(ApiCall& c);
+  ApiAnswer status(ApiCall& c);
+  ApiAnswer images(ApiCall& c);
+  ApiAnswer versions(ApiCall& c);
+  ApiAnswer version(ApiCall& c);
+  ApiAnswer history(ApiCall& c);
+  ApiAnswer publish(ApiCall& c);
+  ApiAnswer rollback(ApiCall& c);
+  ApiAnswer promote(ApiCall& c);
+  ApiAnswer channels(ApiCall& c);
+  ApiAnswer groups(ApiCall& c);
+  ApiAnswer group_add(ApiCall& c);
+  ApiAnswer group(ApiCall& c);
+  ApiAnswer group_change(ApiCall& c);
+  ApiAnswer group_remove(ApiCall& c);
+  ApiAnswer clients(ApiCall& c);
+  ApiAnswer client(ApiCall& c);
+  ApiAnswer client_change(ApiCall& c);
+  ApiAnswer schedules(ApiCall& c);
+  ApiAnswer schedule_cancel(ApiCall& c);
+  ApiAnswer sessions(ApiCall& c);
+  ApiAnswer session_reset(ApiCall& c);
+  ApiAnswer upload_create(ApiCall& c);
+  ApiAnswer upload_state(ApiCall& c);
+  ApiAnswer upload_disk(ApiCall& c);
+  ApiAnswer upload_artifact(ApiCall& c);
+  ApiAnswer upload_commit(ApiCall& c);
+  ApiAnswer upload_abort(ApiCall& c);
+  // The image of the path after its name is checked: 404 listing those there are.
+  store::ImageInfo image_info(const std::string& image);
   nlohmann::json version_json(const store::VersionInfo& v, std::optional<int64_t> active);
   std::string artifact_sha256(const std::string& path);
 

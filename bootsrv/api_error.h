@@ -1,26 +1,12 @@
-// An answer of the control API other than success: the HTTP status and a
-// message that names what is wrong and what would be right. The API turns
-// it into {"error":{"status":N,"message":"…"}} plus any `extra` fields
-// (e.g. "received" with a 409 on a wrong offset).
+// The control API's error answer is the wire layer's (api/error.h): the
+// readers of request bodies there throw it too. bootsrv's files name it
+// ApiError, as they always did.
 #pragma once
 
-#include <nlohmann/json.hpp>
-#include <string>
-
-#include "util/error.h"
+#include "api/error.h"
 
 namespace bootfleet::bootsrv {
 
-class ApiError : public util::Error {
- public:
-  ApiError(int status, const std::string& message, nlohmann::json extra = nlohmann::json::object())
-      : util::Error(message), status_(status), extra_(std::move(extra)) {}
-  int status() const { return status_; }
-  const nlohmann::json& extra() const { return extra_; }
-
- private:
-  int status_;
-  nlohmann::json extra_;
-};
+using api::ApiError;
 
 }  // namespace bootfleet::bootsrv

@@ -62,22 +62,4 @@ json parse_json_body_text(std::string_view text) {
   return j;
 }
 
-std::string json_kind(const json& v) {
-  switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::object: return "an object";
-    case json::value_t::array: return "an array";
-    case json::value_t::string: return "a string";
-    case json::value_t::boolean: return "true or false";
-    case json::value_t::number_integer:
-      return v.get<int64_t>() < 0 ? "a negative number" : v.get<int64_t>() == 0 ? "zero" : "a number";
-    case json::value_t::number_unsigned:
-      return v.get<uint64_t>() == 0 ? "zero" : v.get<uint64_t>() > INT64_MAX ? "a number past 2^63" : "a number";
-    case json::value_t::number_float: return "a number with a fraction or exponent";
-    case json::value_t::binary: return "binary data";
-    case json::value_t::discarded: return "nothing";
-  }
-  return "something else";
-}
-
 }  // namespace bootfleet::bootsrv

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "api/fields.h"
 #include "http/server.h"
 
 namespace bootfleet::bootsrv {
@@ -37,8 +38,7 @@ int json_depth(std::string_view text, int stop_at = kMaxJsonDepth);
 // (naming the byte offset of the error, not the bytes).
 nlohmann::json parse_json_body_text(std::string_view text);
 
-// "an array", "a string", "a negative number"...: what a refused value was,
-// for messages that must not echo it.
-std::string json_kind(const nlohmann::json& value);
+// What a refused value was, for messages that must not echo it (api/fields.h).
+using api::json_kind;
 
 }  // namespace bootfleet::bootsrv

@@ -1,10 +1,6 @@
-// The control API's maintenance routes (docs/api.md, "Maintenance sessions"):
-//
-//   GET    /api/v1/maintenance                     every image's session
-//   GET    /api/v1/images/IMAGE/maintenance        IMAGE's (404 naming those there are)
-//   POST   /api/v1/images/IMAGE/maintenance        start: {"client": NAME|MAC, "from": N}
-//   POST   /api/v1/images/IMAGE/maintenance/commit {"message": M, "force": B, "publish": B}
-//   DELETE /api/v1/images/IMAGE/maintenance        discard
+// The control API's maintenance routes (docs/api.md, "Maintenance
+// sessions"): list, show, start, commit and discard an image's session.
+// Which method and path reaches each is the route table's (Api::routes).
 //
 // Design note. The catalog record is read and changed through the
 // server's shared store connection; a commit, which reads the whole cache
@@ -14,26 +10,16 @@
 // the server that holds the cache directory can commit it.
 #pragma once
 
-#include <nlohmann/json.hpp>
-#include <optional>
-#include <string>
-#include <vector>
-
-#include "http/server.h"
-#include "serve/exports.h"
+#include "api_routes.h"
 
 namespace bootfleet::bootsrv {
 
-struct ApiAnswer {
-  int status = 200;
-  nlohmann::json body;
-};
-
-// Answers `p` (the path after /api/v1/) if it is a maintenance route, else
-// nullopt. `method` is GET for HEAD. Errors are ApiError (400 bad body, 404
-// unknown image, client, version or session, 405, 409 conflicts).
-std::optional<ApiAnswer> maintenance_route(serve::StoreExports& exports, const std::string& store_dir,
-                                           const std::string& method, const std::vector<std::string>& p,
-                                           const std::string& who, http::Body& body);
+// The maintenance routes of the table in api.cc. Errors are ApiError (400
+// bad body, 404 unknown image, client, version or session, 409 conflicts).
+ApiAnswer maintenance_list(ApiCall& call);     // GET    maintenance
+ApiAnswer maintenance_show(ApiCall& call);     // GET    images/{image}/maintenance
+ApiAnswer maintenance_start(ApiCall& call);    // POST   images/{image}/maintenance
+ApiAnswer maintenance_commit(ApiCall& call);   // POST   images/{image}/maintenance/commit
+ApiAnswer maintenance_discard(ApiCall& call);  // DELETE images/{image}/maintenance
 
 }  // namespace bootfleet::bootsrv

@@ -50,53 +50,10 @@ uint64_t body_to_file(http::Body& body, int fd, uint64_t at, const std::string& 
   return total;
 }
 
-bool is_digest_hex(const std::string& s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
-}
-
 // "abcdef012345…" for messages: enough to tell digests apart.
 std::string short_digest(const std::string& hex) { return hex.size() > 12 ? hex.substr(0, 12) + "…" : hex; }
 std::string short_digest(const std::optional<util::Digest>& d) {
   return d ? short_digest(util::digest_hex(*d)) : std::string("zeros");
-}
-
-void validate_artifact_name(const std::string& name) {
-  // Not echoed: it is what was refused (it may come from a JSON body).
-  if (!util::is_artifact_name(name)) {
-    throw ApiError(400, "an artifact name (" + std::to_string(name.size()) + " bytes) is not allowed: " +
-                            util::kArtifactNameRule);
-  }
-}
-
-// Field readers for the declaration: each names the field when it is wrong.
-const json& field(const json& j, const char* name) {
-  if (!j.contains(name)) throw ApiError(400, std::string("the field '") + name + "' is missing");
-  return j.at(name);
-}
-int64_t positive(const json& j, const char* name) {
-  const json& v = field(j, name);
-  if (!v.is_number_integer() || v.get<int64_t>() < 1) {
-    throw ApiError(400, std::string("the field '") + name + "' must be a positive integer, not " + json_kind(v));
-  }
-  return v.get<int64_t>();
-}
-uint64_t count(const json& j, const char* name) {
-  const json& v = field(j, name);
-  if (!v.is_number_integer() || v.get<int64_t>() < 0) {
-    throw ApiError(400, std::string("the field '") + name + "' must be a number of bytes, not " + json_kind(v));
-  }
-  return v.get<uint64_t>();
-}
-std::optional<std::string> optional_text(const json& j, const char* name) {
-  if (!j.contains(name) || j.at(name).is_null()) return std::nullopt;
-  if (!j.at(name).is_string()) throw ApiError(400, std::string("the field '") + name + "' must be a string or null");
-  return j.at(name).get<std::string>();
-}
-std::string digest_field(const json& v, const std::string& what) {
-  if (!v.is_string() || !is_digest_hex(v.get<std::string>())) {
-    throw ApiError(400, what + " must be 64 lower-case hex digits (a SHA-256), not " + json_kind(v));
-  }
-  return v.get<std::string>();
 }
 
 uint64_t free_bytes(const std::string& dir) {
@@ -111,100 +68,62 @@ dev_t device_of(const std::string& dir) {
   return st.st_dev;
 }
 
+// The version the server already has under d's number with d's disk
+// digest (a retry of a push that got there), if any; 409 if it has another.
+std::optional<store::VersionInfo> find_same(const UploadDeclaration& d, const std::vector<store::VersionInfo>& versions) {
+  for (const auto& v : versions) {
+    if (v.number != d.version) continue;
+    if (v.disk_digest == d.disk_digest) return v;
+    throw ApiError(409, d.image + "@" + std::to_string(d.version) + " is already on the server with disk digest " +
+                            v.disk_digest + "; this push declares " + d.disk_digest +
+                            " (a different disk under the same number)");
+  }
+  return std::nullopt;
+}
+
+// The server's version d goes on (null for a version 1), after checking
+// that d is the next version and that its parent is the server's: 409
+// naming what the server has, 400 for a base of a size no VHD has.
+const store::VersionInfo* parent_for(const UploadDeclaration& d, const std::vector<store::VersionInfo>& versions) {
+  const std::string ref = d.image + "@" + std::to_string(d.version);
+  int64_t latest = versions.empty() ? 0 : versions.back().number;
+  auto have = [&]() {
+    if (versions.empty()) return std::string("the server has no version of ") + d.image;
+    return "the server has " + d.image + "@" + std::to_string(versions.front().number) + " to @" +
+           std::to_string(latest);
+  };
+  const store::VersionInfo* parent = nullptr;
+  for (const auto& v : versions)
+    if (d.parent && v.number == *d.parent) parent = &v;
+  if (d.parent && !parent) {
+    throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + "; push it first (" + have() +
+                            ")");
+  }
+  if (d.version != latest + 1) {
+    throw ApiError(409, ref + " cannot be added: " + have() + ", so the next version is @" +
+                            std::to_string(latest + 1));
+  }
+  if (parent) {
+    if (parent->disk_digest != *d.parent_digest) {
+      throw ApiError(409, d.image + "@" + std::to_string(parent->number) + " differs: the server's has disk digest " +
+                              parent->disk_digest + ", the client's " + *d.parent_digest +
+                              " (the two stores hold different versions under that number)");
+    }
+    if (parent->size != d.size) {
+      throw ApiError(409, ref + " declares " + std::to_string(d.size) + " bytes; " + d.image + "@" +
+                              std::to_string(parent->number) + " on the server is " + std::to_string(parent->size) +
+                              " (versions of an image keep its size)");
+    }
+  } else if (vhd::round_up_to_geometry(d.size) != d.size) {
+    throw ApiError(400, ref + ": size " + std::to_string(d.size) + " is not a whole number of VHD cylinders (" +
+                            std::to_string(vhd::round_up_to_geometry(d.size)) + " would be)");
+  }
+  return parent;
+}
+
 std::string unknown(const std::string& id) { return "upload " + id + " expired or unknown; start again"; }
 
 }  // namespace
-
-UploadDeclaration UploadDeclaration::from_json(const std::string& image, const json& j) {
-  if (!j.is_object()) throw ApiError(400, "the upload declaration must be a JSON object");
-  UploadDeclaration d;
-  d.image = image;
-  d.version = positive(j, "version");
-  std::string ref = image + "@" + std::to_string(d.version);
-  if (j.contains("parent") && !j.at("parent").is_null()) d.parent = positive(j, "parent");
-  if (d.version == 1 && d.parent) throw ApiError(400, ref + " has no parent: send \"parent\": null");
-  if (d.version > 1 && d.parent != d.version - 1) {
-    throw ApiError(400, ref + " is pushed over @" + std::to_string(d.version - 1) + ": send \"parent\": " +
-                            std::to_string(d.version - 1));
-  }
-  if (j.contains("parent_digest") && !j.at("parent_digest").is_null()) {
-    d.parent_digest = digest_field(j.at("parent_digest"), "the field 'parent_digest'");
-  }
-  if (d.version > 1 && !d.parent_digest) {
-    throw ApiError(400, ref + ": the field 'parent_digest' (the disk digest of @" + std::to_string(d.version - 1) +
-                            ") is missing");
-  }
-  d.size = count(j, "size");
-  d.file_size = count(j, "file_size");
-  if (d.size == 0 || d.file_size < 512) throw ApiError(400, ref + ": 'size' and 'file_size' must not be empty");
-  if (d.size > vhd::kMaxDiskSize) {
-    throw ApiError(400, ref + ": 'size' " + std::to_string(d.size) + " is larger than a VHD can be");
-  }
-  d.disk_digest = digest_field(field(j, "disk_digest"), "the field 'disk_digest'");
-  const json& blocks = field(j, "block_digests");
-  if (!blocks.is_array()) throw ApiError(400, "the field 'block_digests' must be a list of [block, digest] pairs");
-  uint64_t block_count = (d.size + store::kDigestBlockSize - 1) / store::kDigestBlockSize;
-  for (const auto& pair : blocks) {
-    if (!pair.is_array() || pair.size() != 2 || !pair[0].is_number_integer()) {
-      throw ApiError(400, "block_digests: an entry is " + json_kind(pair) + ", not a [block, digest] pair");
-    }
-    int64_t block = pair[0].get<int64_t>();
-    if (block < 0 || static_cast<uint64_t>(block) >= block_count) {
-      throw ApiError(400, "block_digests: block " + std::to_string(block) + " is outside the disk (blocks 0 to " +
-                              std::to_string(block_count - 1) + ")");
-    }
-    if (!d.block_digests.empty() && static_cast<uint32_t>(block) <= d.block_digests.back().first) {
-      throw ApiError(400, "block_digests: block " + std::to_string(block) + " is out of order or repeated");
-    }
-    d.block_digests.emplace_back(static_cast<uint32_t>(block),
-                                 digest_field(pair[1], "block_digests: the digest of block " + std::to_string(block)));
-  }
-  if (j.contains("artifacts") && !j.at("artifacts").is_null()) {
-    if (!j.at("artifacts").is_array()) throw ApiError(400, "the field 'artifacts' must be a list");
-    for (const auto& a : j.at("artifacts")) {
-      if (!a.is_object()) throw ApiError(400, "artifacts: an entry is " + json_kind(a) + ", not an object");
-      Artifact art;
-      const json& name = field(a, "name");
-      if (!name.is_string()) throw ApiError(400, "artifacts: a name must be a string, not " + json_kind(name));
-      art.name = name.get<std::string>();
-      validate_artifact_name(art.name);
-      art.size = count(a, "size");
-      art.sha256 = digest_field(field(a, "sha256"), "artifact '" + art.name + "': sha256");
-      for (const auto& other : d.artifacts) {
-        if (other.name == art.name) throw ApiError(400, "artifacts: '" + art.name + "' is declared twice");
-      }
-      d.artifacts.push_back(art);
-    }
-  }
-  d.message = optional_text(j, "message").value_or("");
-  d.created_by = optional_text(j, "created_by").value_or("");
-  d.source = optional_text(j, "source");
-  d.recipe = optional_text(j, "recipe");
-  d.recipe_hash = optional_text(j, "recipe_hash");
-  return d;
-}
-
-json UploadDeclaration::to_json() const {
-  json blocks = json::array();
-  for (const auto& [b, d] : block_digests) blocks.push_back({b, d});
-  json arts = json::array();
-  for (const auto& a : artifacts) arts.push_back({{"name", a.name}, {"size", a.size}, {"sha256", a.sha256}});
-  auto opt = [](const std::optional<std::string>& s) { return s ? json(*s) : json(nullptr); };
-  return {{"image", image},
-          {"version", version},
-          {"parent", parent ? json(*parent) : json(nullptr)},
-          {"parent_digest", opt(parent_digest)},
-          {"size", size},
-          {"file_size", file_size},
-          {"disk_digest", disk_digest},
-          {"block_digests", blocks},
-          {"artifacts", arts},
-          {"message", message},
-          {"created_by", created_by},
-          {"source", opt(source)},
-          {"recipe", opt(recipe)},
-          {"recipe_hash", opt(recipe_hash)}};
-}
 
 void check_append(const std::string& upload, uint64_t received, uint64_t file_size, uint64_t offset,
                   uint64_t length) {
@@ -246,16 +165,15 @@ void Uploads::touch(Upload& u) {
 }
 
 json Uploads::state_of(const Upload& u) {
-  json received = json::array();
-  for (const auto& name : u.artifacts_received) received.push_back(name);
-  auto expires = std::chrono::system_clock::to_time_t(u.touched_wall + options_.ttl);
-  return {{"upload", u.id},
-          {"image", u.declaration.image},
-          {"version", u.declaration.version},
-          {"received", u.received},
-          {"file_size", u.declaration.file_size},
-          {"artifacts_received", received},
-          {"expires_at", static_cast<int64_t>(expires)}};
+  api::UploadState state;
+  state.upload = u.id;
+  state.image = u.declaration.image;
+  state.version = u.declaration.version;
+  state.received = u.received;
+  state.file_size = u.declaration.file_size;
+  state.artifacts_received.assign(u.artifacts_received.begin(), u.artifacts_received.end());
+  state.expires_at = static_cast<int64_t>(std::chrono::system_clock::to_time_t(u.touched_wall + options_.ttl));
+  return state.to_json();
 }
 
 std::shared_ptr<Uploads::Upload> Uploads::find(const std::string& id) {
@@ -318,6 +236,43 @@ std::vector<std::string> Uploads::expire() {
   return ids;
 }
 
+// Room for the file and artifacts in UPLOAD_DIR, and for the version the
+// import writes (about the file again) in the store, after what the uploads
+// already open will still write: refused (507) before any byte. When both
+// are one filesystem, one sum is compared with its free space. mutex_ held.
+void Uploads::check_room(const UploadDeclaration& d, const std::string& ref, const std::string& store_dir) {
+  auto total = [](const UploadDeclaration& decl) {
+    uint64_t bytes = decl.file_size;
+    for (const auto& a : decl.artifacts) bytes += a.size;
+    return bytes;
+  };
+  const uint64_t upload_need = total(d), store_need = upload_need;
+  uint64_t upload_promised = 0, store_promised = 0;
+  for (const auto& [id, open] : uploads_) {
+    const uint64_t all = total(open->declaration);
+    uint64_t written = std::min(open->received, open->declaration.file_size);
+    for (const auto& a : open->declaration.artifacts)
+      if (open->artifacts_received.count(a.name)) written += a.size;
+    upload_promised += all - std::min(written, all);
+    store_promised += all;
+  }
+  uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(store_dir);
+  bool same_fs = device_of(options_.dir) == device_of(store_dir);
+  uint64_t promised = same_fs ? upload_promised + store_promised : upload_promised;
+  auto left = [](uint64_t free, uint64_t promised) { return free > promised ? free - promised : 0; };
+  if (same_fs ? upload_need + store_need > left(upload_free, promised)
+              : (upload_need > left(upload_free, upload_promised) || store_need > left(store_free, store_promised))) {
+    std::string others = uploads_.empty() ? ""
+                         : " (" + util::format_size(same_fs ? promised : upload_promised) + " of it promised to " +
+                               std::to_string(uploads_.size()) + " open upload" + (uploads_.size() == 1 ? "" : "s") + ")";
+    throw ApiError(507, ref + " needs about " + util::format_size(same_fs ? upload_need + store_need : upload_need) +
+                            " (the file, its artifacts" + (same_fs ? " and the imported version" : "") + ") but " +
+                            options_.dir + " has " + util::format_size(upload_free) + " free" + others +
+                            (same_fs ? "" : "; the store needs " + util::format_size(store_need) + " and has " +
+                                                util::format_size(store_free) + " free"));
+  }
+}
+
 Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& by) {
   const std::string ref = d.image + "@" + std::to_string(d.version);
   std::lock_guard lock(mutex_);  // one creation at a time: resume and the limit are decided together
@@ -340,81 +295,13 @@ Uploads::Created Uploads::create(const UploadDeclaration& d, const std::string& 
       if (i.name == d.image) k.versions = s.versions(d.image);
     return k;
   });
-  int64_t latest = known.versions.empty() ? 0 : known.versions.back().number;
-  auto have = [&]() {
-    if (known.versions.empty()) return std::string("the server has no version of ") + d.image;
-    return "the server has " + d.image + "@" + std::to_string(known.versions.front().number) + " to @" +
-           std::to_string(latest);
-  };
-  const store::VersionInfo* parent = nullptr;
-  for (const auto& v : known.versions) {
-    if (v.number == d.version) {
-      if (v.disk_digest == d.disk_digest) return {200, {{"exists", true}}, v};
-      throw ApiError(409, ref + " is already on the server with disk digest " + v.disk_digest +
-                              "; this push declares " + d.disk_digest + " (a different disk under the same number)");
-    }
-    if (d.parent && v.number == *d.parent) parent = &v;
-  }
-  if (d.parent && !parent) {
-    throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + "; push it first (" + have() +
-                            ")");
-  }
-  if (d.version != latest + 1) {
-    throw ApiError(409, ref + " cannot be added: " + have() + ", so the next version is @" +
-                            std::to_string(latest + 1));
-  }
-  if (parent) {
-    if (parent->disk_digest != *d.parent_digest) {
-      throw ApiError(409, d.image + "@" + std::to_string(parent->number) + " differs: the server's has disk digest " +
-                              parent->disk_digest + ", the client's " + *d.parent_digest +
-                              " (the two stores hold different versions under that number)");
-    }
-    if (parent->size != d.size) {
-      throw ApiError(409, ref + " declares " + std::to_string(d.size) + " bytes; " + d.image + "@" +
-                              std::to_string(parent->number) + " on the server is " + std::to_string(parent->size) +
-                              " (versions of an image keep its size)");
-    }
-  } else if (vhd::round_up_to_geometry(d.size) != d.size) {
-    throw ApiError(400, ref + ": size " + std::to_string(d.size) + " is not a whole number of VHD cylinders (" +
-                            std::to_string(vhd::round_up_to_geometry(d.size)) + " would be)");
-  }
+  if (auto there = find_same(d, known.versions)) return {200, {{"exists", true}}, *there};
+  const store::VersionInfo* parent = parent_for(d, known.versions);
   if (uploads_.size() >= options_.max_uploads) {
     throw ApiError(503, std::to_string(uploads_.size()) + " uploads are open, the most this server takes (max_uploads); "
                                                           "try again when one has finished");
   }
-  // Room for the file and artifacts here, and for the version the import
-  // writes (about the file again) in the store, after what the uploads
-  // already open will still write: refused before any byte.
-  auto total = [](const UploadDeclaration& decl) {
-    uint64_t bytes = decl.file_size;
-    for (const auto& a : decl.artifacts) bytes += a.size;
-    return bytes;
-  };
-  const uint64_t upload_need = total(d), store_need = upload_need;
-  uint64_t upload_promised = 0, store_promised = 0;
-  for (const auto& [id, open] : uploads_) {
-    const uint64_t all = total(open->declaration);
-    uint64_t written = std::min(open->received, open->declaration.file_size);
-    for (const auto& a : open->declaration.artifacts)
-      if (open->artifacts_received.count(a.name)) written += a.size;
-    upload_promised += all - std::min(written, all);
-    store_promised += all;
-  }
-  uint64_t upload_free = free_bytes(options_.dir), store_free = free_bytes(known.store_dir);
-  bool same_fs = device_of(options_.dir) == device_of(known.store_dir);
-  uint64_t promised = same_fs ? upload_promised + store_promised : upload_promised;
-  auto left = [](uint64_t free, uint64_t promised) { return free > promised ? free - promised : 0; };
-  if (same_fs ? upload_need + store_need > left(upload_free, promised)
-              : (upload_need > left(upload_free, upload_promised) || store_need > left(store_free, store_promised))) {
-    std::string others = uploads_.empty() ? ""
-                         : " (" + util::format_size(same_fs ? promised : upload_promised) + " of it promised to " +
-                               std::to_string(uploads_.size()) + " open upload" + (uploads_.size() == 1 ? "" : "s") + ")";
-    throw ApiError(507, ref + " needs about " + util::format_size(same_fs ? upload_need + store_need : upload_need) +
-                            " (the file, its artifacts" + (same_fs ? " and the imported version" : "") + ") but " +
-                            options_.dir + " has " + util::format_size(upload_free) + " free" + others +
-                            (same_fs ? "" : "; the store needs " + util::format_size(store_need) + " and has " +
-                                                util::format_size(store_free) + " free"));
-  }
+  check_room(d, ref, known.store_dir);
 
   auto u = std::make_shared<Upload>();
   util::Uuid raw = util::random_uuid();

@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "api/upload.h"
 #include "http/server.h"
 #include "serve/exports.h"
 #include "store/store.h"
@@ -53,34 +54,9 @@ struct UploadOptions {
   std::function<std::string(const std::string& path)> sha256_of = util::file_sha256_hex;
 };
 
-// What a client declares when it starts an upload: the version to be, as
-// its own store knows it.
-struct UploadDeclaration {
-  std::string image;
-  int64_t version = 0;
-  std::optional<int64_t> parent;
-  std::optional<std::string> parent_digest;
-  uint64_t size = 0;       // virtual disk bytes
-  uint64_t file_size = 0;  // bytes of the VHD file to upload
-  std::string disk_digest;
-  std::vector<std::pair<uint32_t, std::string>> block_digests;  // every non-zero 2 MiB block, ascending
-  struct Artifact {
-    std::string name;
-    uint64_t size = 0;
-    std::string sha256;
-  };
-  std::vector<Artifact> artifacts;
-  std::string message, created_by;
-  std::optional<std::string> source, recipe, recipe_hash;
-
-  // Throws ApiError(400) naming the field that is missing or wrong.
-  static UploadDeclaration from_json(const std::string& image, const nlohmann::json& j);
-  nlohmann::json to_json() const;
-  // Same image, version and disk digest: a retry of the same push.
-  bool same_push(const UploadDeclaration& other) const {
-    return image == other.image && version == other.version && disk_digest == other.disk_digest;
-  }
-};
+// The declaration's wire type is the control API's (api/upload.h), shared
+// with imgtool push.
+using api::UploadDeclaration;
 
 // Where the next appended bytes must start and how many fit: throws
 // ApiError 409 (with "received") when `offset` is not `received`, 400 when
@@ -129,6 +105,9 @@ class Uploads {
   // once it is gone); `writer` holds the turn.
   std::shared_ptr<Upload> take_turn(const std::string& id, std::unique_lock<std::mutex>& writer);
   nlohmann::json state_of(const Upload& u);
+  // Throws ApiError 507 when the upload (and its import into the store at
+  // `store_dir`) would not fit beside the uploads already open. mutex_ held.
+  void check_room(const UploadDeclaration& d, const std::string& ref, const std::string& store_dir);
   void remove(const std::shared_ptr<Upload>& u);
   void touch(Upload& u);
   // The checks of commit; throws ApiError(422) naming what is wrong.

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "store/channels_json.h"
+#include "store/records_json.h"
 #include "util/error.h"
 #include "util/mac.h"
 #include "util/size.h"
@@ -101,23 +102,7 @@ int client_list(const std::vector<std::string>& args) {
   auto clients = s->clients();
   if (as_json) {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& c : clients) {
-      j.push_back({{"mac", c.mac},
-                   {"name", c.name},
-                   {"image", c.image},
-                   {"cmdline", c.cmdline ? nlohmann::json(*c.cmdline) : nlohmann::json(nullptr)},
-                   {"cache_quota", c.cache_quota ? nlohmann::json(*c.cache_quota) : nlohmann::json(nullptr)},
-                   {"boot_mode", c.boot_mode ? nlohmann::json(store::boot_mode_name(*c.boot_mode)) : nlohmann::json(nullptr)},
-                   {"effective_boot_mode", store::boot_mode_name(s->effective_boot_mode(c))},
-                   {"created", util::format_utc(c.created_at)}});
-      store::add_placement_json(c, j.back());
-      try {
-        j.back()["boots"] = store::resolution_json(s->resolve_boot(c));
-      } catch (const util::Error& e) {  // e.g. nothing published yet: listed, with why it cannot boot
-        j.back()["boots"] = nullptr;
-        j.back()["boot_error"] = e.what();
-      }
-    }
+    for (const auto& c : clients) j.push_back(store::client_json(*s, c));  // the API's shape too
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "store/channels_json.h"
 #include "util/error.h"
@@ -73,7 +74,7 @@ int group_add(const std::vector<std::string>& args) {
   if (t.server.wanted(!vm["store"].defaulted())) {
     nlohmann::json body = {{"name", name}, {"image", image}, {"channel", channel}};
     if (pinned) body["pin"] = *pinned;
-    g = connect_server(t.server)->post("/api/v1/groups", body);
+    g = connect_server(t.server)->post(api::path(api::route::kGroups), body);
   } else {
     g = store::group_json(open_store(t.store_dir)->add_group(name, image, channel, pinned));
   }
@@ -109,7 +110,7 @@ int group_set(const std::vector<std::string>& args) {
     if (change.image) body["image"] = *change.image;
     if (change.channel) body["channel"] = *change.channel;
     if (change.pin) body["pin"] = *change.pin ? nlohmann::json(**change.pin) : nlohmann::json(nullptr);
-    g = connect_server(t.server)->post("/api/v1/groups/" + name, body);
+    g = connect_server(t.server)->post(api::path(api::route::kGroup, {name}), body);
   } else {
     g = store::group_json(open_store(t.store_dir)->set_group(name, change));
   }
@@ -131,7 +132,7 @@ int group_rm(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_command_line(spec, options, pos, args, vm)) return kExitOk;
   store::validate_group_name(name);
-  if (t.server.wanted(!vm["store"].defaulted())) connect_server(t.server)->del("/api/v1/groups/" + name);
+  if (t.server.wanted(!vm["store"].defaulted())) connect_server(t.server)->del(api::path(api::route::kGroup, {name}));
   else open_store(t.store_dir)->remove_group(name);
   if (t.as_json) std::cout << nlohmann::json{{"name", name}, {"removed", true}}.dump(2) << "\n";
   else std::cout << "removed group " << name << "\n";
@@ -147,7 +148,7 @@ int group_list(const std::vector<std::string>& args) {
   if (!parse_command_line(spec, options, {}, args, vm)) return kExitOk;
   nlohmann::json list = nlohmann::json::array();
   if (t.server.wanted(!vm["store"].defaulted())) {
-    list = connect_server(t.server)->get("/api/v1/groups").value("groups", list);
+    list = connect_server(t.server)->get(api::path(api::route::kGroups)).value("groups", list);
   } else {
     for (const auto& g : open_store(t.store_dir)->groups()) list.push_back(store::group_json(g));
   }
@@ -202,7 +203,7 @@ void set_client_placement_remote(const ServerFlags& flags, const std::string& ke
   if (set_group) body["group"] = group ? nlohmann::json(*group) : nlohmann::json(nullptr);
   if (set_pin) body["pin"] = pin ? nlohmann::json(*pin) : nlohmann::json(nullptr);
   auto server = connect_server(flags);
-  auto c = server->post("/api/v1/clients/" + key, body);
+  auto c = server->post(api::path(api::route::kClient, {key}), body);
   std::cout << "changed " << c.value("name", key) << " on " << server->server() << ": group "
             << (c["group"].is_string() ? c["group"].get<std::string>() : std::string("none")) << ", pin "
             << (c["pin"].is_number() ? "@" + std::to_string(c["pin"].get<int64_t>()) : std::string("none"));

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "store/channels_json.h"
 
@@ -35,7 +36,7 @@ int cmd_history(const std::vector<std::string>& args) {
   store::validate_image_name(image);
   nlohmann::json history = nlohmann::json::array(), schedules = nlohmann::json::array();
   if (server_flags.wanted(!vm["store"].defaulted())) {
-    auto answer = connect_server(server_flags)->get("/api/v1/images/" + image + "/history");
+    auto answer = connect_server(server_flags)->get(api::path(api::route::kHistory, {image}));
     history = answer.value("history", history);
     schedules = answer.value("schedules", schedules);
   } else {

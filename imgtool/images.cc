@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli.h"
+#include "store/records_json.h"
 #include "util/error.h"
 #include "util/size.h"
 #include "util/time.h"
@@ -26,17 +27,7 @@ int cmd_images(const std::vector<std::string>& args) {
   auto images = s->images();
   if (as_json) {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& i : images) {
-      j.push_back({{"name", i.name},
-                   {"versions", i.version_count},
-                   {"active", i.active ? nlohmann::json(*i.active) : nlohmann::json(nullptr)},
-                   {"previous", i.previous ? nlohmann::json(*i.previous) : nlohmann::json(nullptr)},
-                   {"latest", i.latest ? nlohmann::json(*i.latest) : nlohmann::json(nullptr)},
-                   {"virtual_size", i.size},
-                   {"bytes_on_disk", i.bytes_on_disk},
-                   {"boot_mode", store::boot_mode_name(i.boot_mode)},
-                   {"created", util::format_utc(i.created_at)}});
-    }
+    for (const auto& i : images) j.push_back(store::image_json(i));  // the API's shape too
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }

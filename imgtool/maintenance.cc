@@ -14,6 +14,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "api/paths.h"
 #include "block/session.h"
 #include "cli.h"
 #include "serve/maintenance.h"
@@ -132,7 +133,7 @@ int maintenance_start(const std::vector<std::string>& args) {
     auto server = connect_server(c.server);
     json body = {{"client", client}};
     if (number) body["from"] = *number;
-    j = server->post("/api/v1/images/" + image + "/maintenance", body);
+    j = server->post(api::path(api::route::kImageMaintenance, {image}), body);
   } else {
     auto s = open_store(c.store_dir);
     j = serve::maintenance_json(s->start_maintenance(image, client, number, store::default_creator()), nullptr, false);
@@ -171,7 +172,7 @@ int maintenance_commit(const std::vector<std::string>& args) {
   json j;
   if (c.remote()) {
     auto server = connect_server(c.server);
-    j = server->post("/api/v1/images/" + image + "/maintenance/commit",
+    j = server->post(api::path(api::route::kMaintenanceCommit, {image}),
                      {{"message", message}, {"force", force}, {"publish", publish}});
   } else {
     auto s = open_store(c.store_dir);
@@ -217,7 +218,7 @@ int maintenance_discard(const std::vector<std::string>& args) {
   json j;
   if (c.remote()) {
     auto server = connect_server(c.server);
-    j = server->del("/api/v1/images/" + image + "/maintenance")["discarded"];
+    j = server->del(api::path(api::route::kImageMaintenance, {image}))["discarded"];
   } else {
     auto s = open_store(c.store_dir);
     s->maintenance(image);
@@ -251,8 +252,8 @@ int maintenance_status(const std::vector<std::string>& args) {
   json list = json::array();
   if (c.remote()) {
     auto server = connect_server(c.server);
-    if (!image.empty()) list.push_back(server->get("/api/v1/images/" + image + "/maintenance"));
-    else list = server->get("/api/v1/maintenance")["maintenance"];
+    if (!image.empty()) list.push_back(server->get(api::path(api::route::kImageMaintenance, {image})));
+    else list = server->get(api::path(api::route::kMaintenance))["maintenance"];
   } else {
     auto s = open_store(c.store_dir);
     if (!image.empty()) list.push_back(serve::maintenance_json(s->maintenance(image), nullptr, false));

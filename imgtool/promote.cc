@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "store/channels_json.h"
 
@@ -38,7 +39,7 @@ int cmd_promote(const std::vector<std::string>& args) {
   if (server_flags.wanted(!vm["store"].defaulted())) {
     auto server = connect_server(server_flags);
     where = " on " + server->server();
-    answer = server->post("/api/v1/images/" + image + "/promote", {{"from", from}, {"to", to}});
+    answer = server->post(api::path(api::route::kPromote, {image}), {{"from", from}, {"to", to}});
   } else {
     auto s = open_store(store_dir);
     answer = store::activation_result_json(image, to, s->promote(image, from, to, store::default_creator()));
@@ -70,7 +71,7 @@ int cmd_channels(const std::vector<std::string>& args) {
   store::validate_image_name(image);
   nlohmann::json list = nlohmann::json::array();
   if (server_flags.wanted(!vm["store"].defaulted())) {
-    list = connect_server(server_flags)->get("/api/v1/images/" + image + "/channels").value("channels", list);
+    list = connect_server(server_flags)->get(api::path(api::route::kChannels, {image})).value("channels", list);
   } else {
     auto s = open_store(store_dir);
     for (const auto& c : s->channels(image)) list.push_back(store::channel_json(c));

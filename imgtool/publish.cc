@@ -2,6 +2,7 @@
 #include <chrono>
 #include <iostream>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "store/channels_json.h"
 #include "util/error.h"
@@ -53,7 +54,7 @@ int cmd_publish(const std::vector<std::string>& args) {
     nlohmann::json body = {{"version", *ref.number}, {"channel", channel}, {"new_channel", new_channel}};
     // The server parses the time again; send what we resolved, so "+15m" means from now here.
     if (at_ms) body["at"] = "@" + std::to_string((*at_ms + 999) / 1000);
-    answer = server->post("/api/v1/images/" + ref.image + "/publish", body);
+    answer = server->post(api::path(api::route::kPublish, {ref.image}), body);
   } else {
     auto s = open_store(store_dir);
     if (at_ms) {

@@ -24,6 +24,8 @@
 #include <set>
 #include <thread>
 
+#include "api/paths.h"
+#include "api/upload.h"
 #include "cli.h"
 #include "util/error.h"
 #include "util/file.h"
@@ -74,32 +76,31 @@ void choose_payload(store::Store& s, const store::VersionInfo& v, Payload& paylo
   payload.size = std::filesystem::file_size(payload.file);
 }
 
-json describe(store::Store& s, const store::VersionInfo& v, const Payload& payload,
-              const std::optional<std::string>& parent_digest) {
-  auto opt = [](const std::optional<std::string>& text) { return text ? json(*text) : json(nullptr); };
-  json blocks = json::array();
+// The declaration of version v (api/upload.h, the type the server parses).
+api::UploadDeclaration describe(store::Store& s, const store::VersionInfo& v, const Payload& payload,
+                                const std::optional<std::string>& parent_digest) {
+  api::UploadDeclaration d;
+  d.image = v.image;
+  d.version = v.number;
+  if (v.number > 1) d.parent = v.number - 1;
+  d.parent_digest = parent_digest;
+  d.size = v.size;
+  d.file_size = payload.size;
+  d.disk_digest = v.disk_digest;
   auto digests = s.digests(v);
   for (uint32_t b = 0; b < digests.block_count(); ++b) {
-    if (auto d = digests.get(b)) blocks.push_back(json::array({b, util::digest_hex(*d)}));
+    if (auto digest = digests.get(b)) d.block_digests.emplace_back(b, util::digest_hex(*digest));
   }
-  json artifacts = json::array();
   for (const auto& name : s.artifacts(v)) {
     std::string path = s.artifact_path(v, name);
-    artifacts.push_back({{"name", name}, {"size", std::filesystem::file_size(path)}, {"sha256", util::file_sha256_hex(path)}});
+    d.artifacts.push_back({name, std::filesystem::file_size(path), util::file_sha256_hex(path)});
   }
-  return {{"version", v.number},
-          {"parent", v.number > 1 ? json(v.number - 1) : json(nullptr)},
-          {"parent_digest", opt(parent_digest)},
-          {"size", v.size},
-          {"file_size", payload.size},
-          {"disk_digest", v.disk_digest},
-          {"block_digests", blocks},
-          {"artifacts", artifacts},
-          {"message", v.message},
-          {"created_by", v.created_by},
-          {"source", opt(v.source)},
-          {"recipe", opt(v.recipe)},
-          {"recipe_hash", opt(v.recipe_hash)}};
+  d.message = v.message;
+  d.created_by = v.created_by;
+  d.source = v.source;
+  d.recipe = v.recipe;
+  d.recipe_hash = v.recipe_hash;
+  return d;
 }
 
 // The byte ranges of `file` worth sending: everything but runs of zeros of
@@ -143,13 +144,13 @@ uint64_t send_disk(remote::Client& server, const std::string& id, const Payload&
       for (const auto& [begin, end] : runs) {
         if (end <= received) continue;
         uint64_t from = std::max(begin, received);
-        server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(from), payload.file, from,
+        server.put_file(api::path(api::route::kUploadDisk, {id}) + "?offset=" + std::to_string(from), payload.file, from,
                         end - from, [&](uint64_t sent) { progress.update(from + sent); });
         sent_total += end - from;
         received = end;
       }
       if (received < payload.size) {  // trailing zeros: say where the file ends
-        server.put_file("/api/v1/uploads/" + id + "/disk?offset=" + std::to_string(payload.size), payload.file,
+        server.put_file(api::path(api::route::kUploadDisk, {id}) + "?offset=" + std::to_string(payload.size), payload.file,
                         payload.size, 0);
         received = payload.size;
       }
@@ -162,9 +163,9 @@ uint64_t send_disk(remote::Client& server, const std::string& id, const Payload&
       } else {
         throw;
       }
-      auto state = server.get_if_exists("/api/v1/uploads/" + id);
+      auto state = server.get_if_exists(api::path(api::route::kUpload, {id}));
       if (!state) return sent_total;  // committed by the push that shared it; the caller checks the version
-      received = state->at("received").get<uint64_t>();
+      received = api::UploadState::from_json(*state).received;
     }
   }
   return sent_total;
@@ -173,10 +174,10 @@ uint64_t send_disk(remote::Client& server, const std::string& id, const Payload&
 // Commits the upload; true when this push stored it, false when the push
 // sharing the upload did (the version is then there with our digest).
 bool commit(remote::Client& server, const std::string& id, const store::VersionInfo& v) {
-  std::string version_path = "/api/v1/images/" + v.image + "/versions/" + std::to_string(v.number);
+  std::string version_path = api::path(api::route::kVersion, {v.image, std::to_string(v.number)});
   for (int waits = 0;; ++waits) {
     try {
-      server.post("/api/v1/uploads/" + id + "/commit", json::object());
+      server.post(api::path(api::route::kUploadCommit, {id}), json::object());
       return true;
     } catch (const remote::RemoteError& e) {
       if ((e.status() != 404 && e.status() != 409) || waits >= kBusyWaits) throw;
@@ -193,32 +194,29 @@ uint64_t upload(remote::Client& server, store::Store& s, const store::VersionInf
                 const std::optional<std::string>& parent_digest, bool& raced) {
   Payload payload;
   choose_payload(s, v, payload);
-  json meta = describe(s, v, payload, parent_digest);
+  api::UploadDeclaration meta = describe(s, v, payload, parent_digest);
   std::string ref = v.image + "@" + std::to_string(v.number);
-  json answer = server.post("/api/v1/images/" + v.image + "/uploads", meta);
+  json answer = server.post(api::path(api::route::kUploads, {v.image}), meta.to_json());
   if (answer.value("exists", false)) {  // another push got there first, with the same content
     raced = true;
     return 0;
   }
-  std::string id = answer.at("upload").get<std::string>();
-  uint64_t received = answer.value("received", uint64_t{0});
-  std::set<std::string> have;
-  for (const auto& name : answer.value("artifacts_received", json::array())) have.insert(name.get<std::string>());
+  api::UploadState state = api::UploadState::from_json(answer);
+  const std::string& id = state.upload;
+  std::set<std::string> have(state.artifacts_received.begin(), state.artifacts_received.end());
   uint64_t artifact_bytes = 0;
-  for (const auto& a : meta["artifacts"]) artifact_bytes += a["size"].get<uint64_t>();
+  for (const auto& a : meta.artifacts) artifact_bytes += a.size;
 
   auto progress = util::Progress::for_terminal("push " + ref, payload.size + artifact_bytes);
-  uint64_t disk_bytes = send_disk(server, id, payload, received, progress);
+  uint64_t disk_bytes = send_disk(server, id, payload, state.received, progress);
   uint64_t done = payload.size, artifact_sent = 0;
-  for (const auto& a : meta["artifacts"]) {
-    std::string name = a["name"].get<std::string>();
-    uint64_t size = a["size"].get<uint64_t>();
-    if (!have.count(name)) {
-      server.put_file("/api/v1/uploads/" + id + "/artifacts/" + name, s.artifact_path(v, name), 0, size,
+  for (const auto& a : meta.artifacts) {
+    if (!have.count(a.name)) {
+      server.put_file(api::path(api::route::kUploadArtifact, {id, a.name}), s.artifact_path(v, a.name), 0, a.size,
                       [&](uint64_t sent) { progress.update(done + sent); });
-      artifact_sent += size;
+      artifact_sent += a.size;
     }
-    done += size;
+    done += a.size;
   }
   progress.finish();
   if (!commit(server, id, v)) {
@@ -265,12 +263,12 @@ int cmd_push(const std::vector<std::string>& args) {
   bool image_known = false;
   // Named, not iterated in place: a range-for over a member of a temporary
   // reads freed memory before C++23.
-  const json images = server->get("/api/v1/images");
+  const json images = server->get(api::path(api::route::kImages));
   for (const auto& image : images.at("images")) {
     if (image.at("name") == ref.image) image_known = true;
   }
   if (image_known) {
-    const json versions = server->get("/api/v1/images/" + ref.image + "/versions");
+    const json versions = server->get(api::path(api::route::kVersions, {ref.image}));
     for (const auto& v : versions.at("versions")) {
       remote_digests[v.at("number").get<int64_t>()] = v.at("disk_digest").get<std::string>();
     }
@@ -309,7 +307,7 @@ int cmd_push(const std::vector<std::string>& args) {
       // Another push of the same version may have shared our upload and
       // committed it first: then the server holds exactly what we meant to send.
       if (e.status() != 404 && e.status() != 409) throw;
-      auto there_now = server->get_if_exists("/api/v1/images/" + v.image + "/versions/" + std::to_string(v.number));
+      auto there_now = server->get_if_exists(api::path(api::route::kVersion, {v.image, std::to_string(v.number)}));
       if (!there_now || there_now->value("disk_digest", std::string()) != v.disk_digest) throw;
       raced = true;
     }

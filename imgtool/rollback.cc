@@ -1,6 +1,7 @@
 // imgtool rollback IMAGE [--channel C] [--to N]
 #include <iostream>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "store/channels_json.h"
 
@@ -38,7 +39,7 @@ int cmd_rollback(const std::vector<std::string>& args) {
     where = " on " + server->server();
     nlohmann::json body = {{"channel", channel}};
     if (target) body["to"] = *target;
-    answer = server->post("/api/v1/images/" + image + "/rollback", body);
+    answer = server->post(api::path(api::route::kRollback, {image}), body);
   } else {
     auto s = open_store(store_dir);
     answer = store::activation_result_json(image, channel, s->rollback_channel(image, channel, target, store::default_creator()));

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <iostream>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "store/channels_json.h"
 #include "util/error.h"
@@ -47,7 +48,7 @@ int schedule_list(const std::vector<std::string>& args) {
   if (!image.empty()) store::validate_image_name(image);
   nlohmann::json list = nlohmann::json::array();
   if (server_flags.wanted(!vm["store"].defaulted())) {
-    for (const auto& s : connect_server(server_flags)->get(std::string("/api/v1/schedules") + (all ? "?all=1" : ""))
+    for (const auto& s : connect_server(server_flags)->get(api::path(api::route::kSchedules) + (all ? "?all=1" : ""))
                              .value("schedules", list)) {
       if (image.empty() || s.value("image", std::string()) == image) list.push_back(s);
     }
@@ -85,7 +86,7 @@ int schedule_cancel(const std::vector<std::string>& args) {
   int64_t id = std::stoll(digits);
   nlohmann::json s;
   if (server_flags.wanted(!vm["store"].defaulted())) {
-    s = connect_server(server_flags)->del("/api/v1/schedules/" + std::to_string(id)).value("schedule", nlohmann::json());
+    s = connect_server(server_flags)->del(api::path(api::route::kSchedule, {std::to_string(id)})).value("schedule", nlohmann::json());
   } else {
     s = store::schedule_json(open_store(store_dir)->cancel_schedule(id, store::default_creator()));
   }

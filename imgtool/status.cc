@@ -3,6 +3,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "api/paths.h"
 #include "cli.h"
 #include "util/error.h"
 #include "util/size.h"
@@ -32,8 +33,8 @@ int cmd_status(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse_command_line(spec, options, {}, args, vm)) return kExitOk;
   auto server = connect_server(server_flags);
-  auto status = server->get("/api/v1/status");
-  auto sessions = server->get("/api/v1/sessions").value("sessions", nlohmann::json::array());
+  auto status = server->get(api::path(api::route::kStatus));
+  auto sessions = server->get(api::path(api::route::kSessions)).value("sessions", nlohmann::json::array());
   if (as_json) {
     std::cout << nlohmann::json{{"server", server->server()}, {"status", status}, {"sessions", sessions}}.dump(2) << "\n";
     return kExitOk;

@@ -4,9 +4,11 @@
 // write cache.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -14,10 +16,46 @@
 
 namespace bootfleet::block {
 
+// What to do once when a holder is done with an export (detach from the
+// session, drop the read-only lease). Move-only and self-running: it runs
+// when destroyed, when assigned over, or when called, and never twice, so
+// every path out of a connection (error replies, NBD_OPT_INFO probes,
+// iSCSI sessions kept for reinstatement and later expired) releases exactly
+// once without a hand-written call on each path.
+class ReleaseOnce {
+ public:
+  ReleaseOnce() = default;
+  ReleaseOnce(std::nullptr_t) {}  // NOLINT: `{device, description, nullptr}`: nothing to release
+  template <class F>
+    requires std::is_invocable_v<F&>
+  ReleaseOnce(F fn) : fn_(std::move(fn)) {}  // NOLINT: implicit, so `out.release = [..] {..}` reads as before
+  ReleaseOnce(ReleaseOnce&& other) noexcept : fn_(std::exchange(other.fn_, nullptr)) {}
+  ReleaseOnce& operator=(ReleaseOnce&& other) noexcept {
+    if (this != &other) {
+      (*this)();
+      fn_ = std::exchange(other.fn_, nullptr);
+    }
+    return *this;
+  }
+  ReleaseOnce(const ReleaseOnce&) = delete;
+  ReleaseOnce& operator=(const ReleaseOnce&) = delete;
+  ~ReleaseOnce() { (*this)(); }
+
+  // Releases now (the destructor then does nothing).
+  void operator()() {
+    if (auto fn = std::exchange(fn_, nullptr)) fn();
+  }
+  explicit operator bool() const { return static_cast<bool>(fn_); }
+
+ private:
+  std::function<void()> fn_;
+};
+
+// Move-only: whoever holds it holds the export, and dropping it releases.
 struct OpenedExport {
   std::shared_ptr<Device> device;
-  std::string description;        // for NBD_INFO_DESCRIPTION and logs
-  std::function<void()> release;  // called once when the connection is done with it
+  std::string description;  // for NBD_INFO_DESCRIPTION and logs
+  ReleaseOnce release;      // runs once when the holder is done with it
 };
 
 // Maps export names to devices. Implemented by serve::StoreExports (bootsrv:

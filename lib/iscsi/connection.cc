@@ -29,9 +29,7 @@
 namespace bootfleet::iscsi {
 
 SessionTable::~SessionTable() {
-  for (auto& [key, kept] : kept_) {
-    if (kept.opened.lun0.release) kept.opened.lun0.release();
-  }
+  kept_.clear();  // releases what was kept (block::ReleaseOnce) while the table is whole
 }
 
 uint16_t SessionTable::new_tsih() {
@@ -74,8 +72,7 @@ void SessionTable::retain(const std::string& key, uint64_t connection, uint16_t 
     if (it != slots_.end() && it->second.connection == connection) slots_.erase(it);
     released_.notify_all();
   }
-  if (replaced && replaced->lun0.release) replaced->lun0.release();
-}
+}  // `replaced` releases itself here, outside the lock
 
 std::optional<OpenedTarget> SessionTable::reclaim(const std::string& key, const std::string& target) {
   std::optional<OpenedTarget> out, other;
@@ -88,8 +85,7 @@ std::optional<OpenedTarget> SessionTable::reclaim(const std::string& key, const 
     (it->second.target == target ? out : other) = std::move(it->second.opened);
     kept_.erase(it);
   }
-  if (other && other->lun0.release) other->lun0.release();
-  return out;
+  return out;  // `other` releases itself, outside the lock
 }
 
 uint16_t SessionTable::tsih_of(const std::string& key) {
@@ -114,9 +110,7 @@ void SessionTable::expire() {
       }
     }
   }
-  for (auto& g : gone)
-    if (g.lun0.release) g.lun0.release();
-}
+}  // `gone` releases itself, outside the lock
 
 namespace {
 
@@ -332,8 +326,7 @@ Connection::~Connection() {
     return;
   }
   if (registered_) sessions_.release(session_key_, id_);
-  if (opened_.lun0.release) opened_.lun0.release();
-}
+}  // opened_.lun0 releases itself (block::ReleaseOnce)
 
 // Reading: util::SocketReader (buffered, busy polling as NBD does); before
 // it waits for the initiator, the responses it may be waiting for go out.

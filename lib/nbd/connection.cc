@@ -77,9 +77,7 @@ class Connection {
  public:
   Connection(int fd, ExportResolver& resolver, std::string peer, const ConnectionOptions& options)
       : fd_(fd), resolver_(resolver), peer_(std::move(peer)), options_(options) {}
-  ~Connection() {
-    if (export_.release) export_.release();
-  }
+  // export_ releases itself (block::ReleaseOnce) after the body of the destructor.
   void run();
 
  private:
@@ -344,18 +342,12 @@ bool Connection::handle_info_or_go(uint32_t option, const std::vector<uint8_t>& 
     util::log_line(peer_ + ": unknown export '" + name + "': " + err.what());
     return send_option_error(option, kRepErrUnknown, err.what());
   }
-  if (!send_export_info(option, name, e, requested)) {
-    if (e.release) e.release();
-    return false;
-  }
+  if (!send_export_info(option, name, e, requested)) return false;
   if (option == kOptInfo) {
-    if (e.release) e.release();
+    e = {};  // released before the ACK, as a probe holds nothing
     return send_option_reply(option, kRepAck);
   }
-  if (!send_option_reply(option, kRepAck)) {
-    if (e.release) e.release();
-    return false;
-  }
+  if (!send_option_reply(option, kRepAck)) return false;
   export_ = std::move(e);
   export_name_ = name;
   if (meta_export_ != name) base_allocation_ = false;
@@ -413,8 +405,7 @@ bool Connection::handle_meta_context(uint32_t option, const std::vector<uint8_t>
   }
   if (pos != data.size()) return send_option_error(option, kRepErrInvalid, "trailing bytes after the queries");
   try {
-    OpenedExport probe = resolver_.describe(name);
-    if (probe.release) probe.release();
+    resolver_.describe(name);  // only whether it exists; released at once
   } catch (const util::Error& e) {
     return send_option_error(option, kRepErrUnknown, e.what());
   }

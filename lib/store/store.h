@@ -373,6 +373,9 @@ class Store {
   VersionInfo read_version_row(Statement& st);
   ImportResult write_version(const std::string& image, const vhd::Disk& disk, const ImportOptions& options,
                              std::optional<VersionInfo> force_base_of);
+  // write_version's catalog transaction: the row, its block digests, and the
+  // end of the maintenance session it commits.
+  void record_version(const VersionInfo& v, const BlockDigests& digests, const ImportOptions& options);
   std::vector<int64_t> rollback_stack(int64_t image_id);
   std::vector<int64_t> channel_stack(int64_t image_id, const std::string& channel);
   std::vector<std::string> channel_names(int64_t image_id);

@@ -1,6 +1,7 @@
 // libFuzzer target for the control API's JSON bodies (publish, rollback,
-// upload declarations): parse_json_body_text, then the declaration reader
-// and the version fields the routes read. Nothing may crash or recurse
+// upload declarations): parse_json_body_text, then the declaration reader,
+// the upload state reader (api/upload.h) and the field readers the routes
+// use (api/fields.h). Nothing may crash or recurse
 // without bound; a body past kMaxJsonDepth or kMaxJsonBody is refused
 // before parsing; and no refusal repeats a string it was sent (the input's
 // longer printable runs never appear in an error message).
@@ -8,6 +9,8 @@
 #include <string>
 #include <string_view>
 
+#include "api/fields.h"
+#include "api/upload.h"
 #include "api_error.h"
 #include "json_body.h"
 #include "uploads.h"
@@ -52,6 +55,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const bootsrv::ApiError& e) {
     if (e.status() != 400) __builtin_trap();
     if (echoes(e.what(), input)) __builtin_trap();
+  }
+  // The upload state imgtool push reads from the server's answers, and the
+  // field readers every route uses: the same rules (400, no echo).
+  try {
+    api::UploadState st = api::UploadState::from_json(j);
+    if (st.upload.empty() && !j.contains("upload")) __builtin_trap();
+  } catch (const bootsrv::ApiError& e) {
+    if (e.status() != 400) __builtin_trap();
+    if (echoes(e.what(), input)) __builtin_trap();
+  }
+  for (const char* name : {"version", "channel", "publish", "from"}) {
+    try {
+      (void)api::optional_positive(j, name);
+      (void)api::optional_string(j, name);
+      (void)api::optional_flag(j, name);
+    } catch (const bootsrv::ApiError& e) {
+      if (e.status() != 400) __builtin_trap();
+      if (echoes(e.what(), input)) __builtin_trap();
+    }
   }
   (void)bootsrv::json_kind(j);
   return 0;
