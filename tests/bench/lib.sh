@@ -22,3 +22,17 @@ tiny_store() {
   "$IMGTOOL" init >/dev/null
   timeout 1800 "$IMGTOOL" build "$1/recipes/tiny-linux.yaml" --publish > tiny-build.log 2>&1 || { tail -20 tiny-build.log; exit 1; }
 }
+# bench_workdir NAME: cd into a fresh work directory holding the store
+# (BOOTFLEET_STORE); on exit the servers whose PIDs are in `pids` are
+# killed and the directory removed (`cleanup`, which a script's own trap
+# may call last).
+bench_workdir() {
+  work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/bootfleet-bench-$1-XXXXXX")
+  pids=()
+  trap cleanup EXIT
+  cd "$work"
+  export BOOTFLEET_STORE=$work/store
+}
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+# nbd_wait_port PORT EXPORT: until the NBD server on PORT answers for EXPORT.
+nbd_wait_port() { for _ in $(seq 1 100); do nbdinfo --size "nbd://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start"; exit 1; }

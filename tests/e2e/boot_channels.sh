@@ -9,15 +9,9 @@
 source "$(dirname "$0")/../integration/lib.sh"
 source "$(dirname "$0")/boot_lib.sh"
 BOOTSRV=${BOOTSRV:?set BOOTSRV to the bootsrv binary}
-RECIPES=$(cd "$HERE_LIB/../../recipes" && pwd)
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
 
-if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
-  cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
-else
-  "$IMGTOOL" init >/dev/null
-  timeout 600 "$IMGTOOL" build "$RECIPES/tiny-linux.yaml" --publish > build.log 2>&1 || fail "build: $(tail -20 build.log)"
-fi
+tiny_linux_store
 "$IMGTOOL" squash tiny-linux@1 -m "the same disk as @2" >/dev/null
 "$IMGTOOL" client add 52:54:00:00:e3:01 --name pc01 --image tiny-linux >/dev/null
 "$IMGTOOL" client add 52:54:00:00:e3:02 --name pc02 --image tiny-linux >/dev/null

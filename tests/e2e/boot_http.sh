@@ -19,14 +19,7 @@ RECIPES=$(cd "$HERE_LIB/../../recipes" && pwd)
 export BOOTFLEET_STORE=$WORK/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
 started=$SECONDS
 
-# BOOTFLEET_TINY_STORE: a store holding only tiny-linux@1, published, copied
-# instead of building (saves the appliance launch when iterating).
-if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
-  cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
-else
-  "$IMGTOOL" init >/dev/null
-  timeout 600 "$IMGTOOL" build "$RECIPES/tiny-linux.yaml" --publish > build.log 2>&1 || fail "build: $(tail -20 build.log)"
-fi
+tiny_linux_store
 pass "tiny-linux@1 built and published ($(( SECONDS - started )) s)"
 "$IMGTOOL" client add 52:54:00:00:e2:01 --name pc01 --image tiny-linux >/dev/null
 "$IMGTOOL" client add 52:54:00:00:e2:02 --name pc02 --image tiny-linux >/dev/null

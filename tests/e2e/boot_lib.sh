@@ -13,6 +13,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# tiny_linux_store: BOOTFLEET_STORE holds tiny-linux@1, published: a copy of
+# BOOTFLEET_TINY_STORE (saves the appliance launch when iterating) or built.
+tiny_linux_store() {
+  if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
+    cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
+    return
+  fi
+  "$IMGTOOL" init >/dev/null
+  timeout 600 "$IMGTOOL" build "$HERE_LIB/../../recipes/tiny-linux.yaml" --publish > build.log 2>&1 ||
+    fail "build: $(tail -20 build.log)"
+}
+
 # start_boot MAC CONSOLE: powers on a diskless client in the background
 # (QEMU_PID); it powers itself off at the end of tiny-linux's init.
 start_boot() {

@@ -40,12 +40,7 @@ ROUNDS=${ROUNDS:-8}  # rounds to see before each restart and after the last
 DOWN=${DOWN:-3}      # seconds bootsrv stays down at each restart
 started=$SECONDS
 
-if [ -n "${BOOTFLEET_TINY_STORE:-}" ]; then
-  cp -a "$BOOTFLEET_TINY_STORE" "$BOOTFLEET_STORE"
-else
-  "$IMGTOOL" init >/dev/null
-  timeout 600 "$IMGTOOL" build "$RECIPES/tiny-linux.yaml" --publish > build.log 2>&1 || fail "build: $(tail -20 build.log)"
-fi
+tiny_linux_store
 pass "tiny-linux@1 ready ($(( SECONDS - started )) s)"
 
 # The initramfs: the system's initramfs-tools configuration plus our hook,

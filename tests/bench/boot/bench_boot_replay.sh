@@ -32,12 +32,8 @@ IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}; REPLAY=${REPLAY_BOOT:?}; SRC=${BOOTF
 CLIENTS=${1:-200}
 TRACE=$(realpath "${2:-$HERE/tiny-linux.trace}")
 PASSES=${PASSES:-compress keep}
-work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/bootfleet-bench-replay-XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-cd "$work"
-export BOOTFLEET_STORE=$work/store BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
+bench_workdir replay
+export BOOTFLEET_GUEST_ACCEL=${BOOTFLEET_GUEST_ACCEL:-tcg}
 tiny_store "$SRC"
 if [ -n "${RECIPE:-}" ]; then
   echo "building $RECIPE on tiny-linux…"

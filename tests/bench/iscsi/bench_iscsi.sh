@@ -18,12 +18,7 @@ source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}; BLOCKLOAD=${BLOCKLOAD:?}
 SECS=${1:-10}
 ROUNDS=${ROUNDS:-3}
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/bootfleet-bench-iscsi-XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-cd "$work"
-export BOOTFLEET_STORE=$work/store
+bench_workdir iscsi
 "$IMGTOOL" init >/dev/null
 IQN=iqn.2026-11.org.bootfleet
 

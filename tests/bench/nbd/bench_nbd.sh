@@ -18,14 +18,8 @@ set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}
 SECS=${1:-10}
-work=$(mktemp -d "${BENCH_DIR:-/tmp}/bootfleet-bench-nbd-XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-cd "$work"
-export BOOTFLEET_STORE=$work/store
+bench_workdir nbd
 "$IMGTOOL" init >/dev/null
-wait_port() { for _ in $(seq 1 100); do nbdinfo --size "nbd://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start"; exit 1; }
 
 echo "preparing a 1 GiB disk of random data and a 32-deep chain of it…"
 head -c 1G /dev/urandom > disk.raw
@@ -45,14 +39,14 @@ P_BOOT=$(port); "$BOOTSRV" serve --listen 127.0.0.1:$P_BOOT --config limits.yaml
 P_KIT=$(port); nbdkit -f -i 127.0.0.1 -p $P_KIT file flat.raw & pids+=($!)
 P_QEMU=$(port); qemu-nbd -f raw --read-only -b 127.0.0.1 -p $P_QEMU -t -x flat flat.raw & pids+=($!)
 P_COW=$(port); nbdkit -f -i 127.0.0.1 -p $P_COW --filter=cow file flat.raw & pids+=($!)
-wait_port $P_BOOT lab@1; wait_port $P_KIT ""; wait_port $P_QEMU flat; wait_port $P_COW ""
+nbd_wait_port $P_BOOT lab@1; nbd_wait_port $P_KIT ""; nbd_wait_port $P_QEMU flat; nbd_wait_port $P_COW ""
 BOOT_PID=${pids[0]}
 # Whose CPU a name's figures cost (compare() records it for these).
 declare -A PID_OF=([boot]=$BOOT_PID [sess]=$BOOT_PID [kit]=${pids[1]} [qemu]=${pids[2]})
 BASE_A=() BASE_B=() BASE_W=()
 if [ -n "${BOOTSRV_BASE:-}" ]; then
   P_BASE=$(port); "$BOOTSRV_BASE" serve --listen 127.0.0.1:$P_BASE > bootsrv-base.log 2>&1 & pids+=($!)
-  wait_port $P_BASE lab@1
+  nbd_wait_port $P_BASE lab@1
   BASE_A=(base=nbd://127.0.0.1:$P_BASE/lab@1) BASE_W=(basewr=nbd://127.0.0.1:$P_BASE/lab/pc03)
 fi
 base_ratio() { # KIND(BW|IO) NAME BASENAME

@@ -20,22 +20,16 @@ set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}; BLOCKLOAD=${BLOCKLOAD:?}
 SESSIONS=${1:-100}; SECS=${2:-60}; ROUNDS=${ROUNDS:-3}
-work=$(mktemp -d "${BENCH_DIR:-/var/tmp}/bootfleet-bench-wrss-XXXXXX")
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-cd "$work"
-export BOOTFLEET_STORE=$work/store
+bench_workdir wrss
 "$IMGTOOL" init >/dev/null
 head -c 1G /dev/urandom > flat.raw
 "$IMGTOOL" import lab flat.raw --publish >/dev/null
-wait_port() { for _ in $(seq 1 100); do nbdinfo --size "nbd://127.0.0.1:$1/$2" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "server on $1 did not start"; exit 1; }
 # Every session here comes from 127.0.0.1: lift the per-address cap.
 printf 'limits:\n  nbd_per_peer: 4096\n  nbd_connections: 4096\n' > limits.yaml
 P_BOOT=$(port); "$BOOTSRV" serve --listen 127.0.0.1:$P_BOOT --config limits.yaml > bootsrv.log 2>&1 & pids+=($!)
 BOOT_PID=$!
 P_COW=$(port); nbdkit -f -i 127.0.0.1 -p $P_COW --filter=cow file flat.raw & pids+=($!)
-wait_port $P_BOOT lab@1; wait_port $P_COW ""
+nbd_wait_port $P_BOOT lab@1; nbd_wait_port $P_COW ""
 cat flat.raw "$BOOTFLEET_STORE"/images/*/*.vhd > /dev/null
 rss() { awk '/VmRSS/ {print $2}' /proc/$BOOT_PID/status; }
 
