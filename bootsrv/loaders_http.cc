@@ -42,8 +42,7 @@ http::Response LoaderRoute::handle(const http::Request& request) const {
                                           " bytes, more than a loader should be (32 MiB)");
   }
   http::Response r;
-  r.content_type = "application/efi";
-  if (name.size() < 4 || name.compare(name.size() - 4, 4, ".efi") != 0) r.content_type = "application/octet-stream";
+  r.content_type = name.ends_with(".efi") ? "application/efi" : "application/octet-stream";
   r.body.resize(size);
   util::pread_full(fd.get(), r.body.data(), size, 0, path);
   return r;

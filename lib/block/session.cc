@@ -399,19 +399,18 @@ std::shared_ptr<Session> SessionManager::changing(std::unique_lock<std::mutex>& 
                                                   const std::function<std::shared_ptr<Session>()>& work) {
   changing_.insert(name);
   lock.unlock();
-  std::shared_ptr<Session> made;
-  try {
-    made = work();
-  } catch (...) {
-    lock.lock();
-    changing_.erase(name);
-    settled_.notify_all();
-    throw;
-  }
-  lock.lock();
-  changing_.erase(name);
-  settled_.notify_all();
-  return made;
+  // However `work` ends, the name is settled again under the lock.
+  struct Settle {
+    SessionManager& manager;
+    std::unique_lock<std::mutex>& lock;
+    const std::string& name;
+    ~Settle() {
+      lock.lock();
+      manager.changing_.erase(name);
+      manager.settled_.notify_all();
+    }
+  } settle{*this, lock, name};
+  return work();
 }
 
 std::shared_ptr<Session> SessionManager::attach_anonymous(const Pin& pin) {
