@@ -22,6 +22,35 @@ tiny_store() {
   "$IMGTOOL" init >/dev/null
   timeout 1800 "$IMGTOOL" build "$1/recipes/tiny-linux.yaml" --publish > tiny-build.log 2>&1 || { tail -20 tiny-build.log; exit 1; }
 }
+# bench_netns SCRIPT ARGS...: runs SCRIPT again inside a network namespace
+# of its own (loopback up, nothing else), with TCP's congestion control set
+# to $BENCH_CC there (default cubic, Linux's default), so the figures do not
+# depend on what the host chose. On loopback the choice moves them a lot:
+# BBR paces every socket with a timer (no fq qdisc here), which costs each
+# stream per message it carries. BENCH_CC=host keeps the host's loopback.
+# Prints which control the figures were taken with.
+bench_netns() {
+  local script=$1; shift
+  if [ -n "${BENCH_IN_NETNS:-}" ]; then
+    echo "TCP congestion control: $(cat /proc/sys/net/ipv4/tcp_congestion_control) (this benchmark's own network namespace; BENCH_CC=host for the host's loopback)"
+    return
+  fi
+  local cc=${BENCH_CC:-cubic}
+  if [ "$cc" = host ]; then
+    echo "TCP congestion control: $(cat /proc/sys/net/ipv4/tcp_congestion_control) (the host's loopback)"
+    return
+  fi
+  if ! grep -qw -- "$cc" /proc/sys/net/ipv4/tcp_available_congestion_control; then
+    echo "BENCH_CC=$cc: not one of this kernel's congestion controls ($(cat /proc/sys/net/ipv4/tcp_available_congestion_control))" >&2
+    exit 2
+  fi
+  if ! unshare -n true 2>/dev/null; then
+    echo "no network namespace for this user: on the host's loopback, congestion control $(cat /proc/sys/net/ipv4/tcp_congestion_control)"
+    return
+  fi
+  exec unshare -n env BENCH_IN_NETNS=1 BENCH_CC="$cc" bash -c \
+    'ip link set lo up && sysctl -qw net.ipv4.tcp_congestion_control="$BENCH_CC" && exec bash "$0" "$@"' "$script" "$@"
+}
 # bench_workdir NAME: cd into a fresh work directory holding the store
 # (BOOTFLEET_STORE); on exit the servers whose PIDs are in `pids` are
 # killed and the directory removed (`cleanup`, which a script's own trap

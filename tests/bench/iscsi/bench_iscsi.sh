@@ -7,6 +7,11 @@
 #   2. random 4 KiB reads, 16 in flight
 #   3. random 4 KiB writes into a session, 16 in flight
 #   4. 100 iSCSI sessions at once: errors, p50/p99 latency; RSS per idle session
+# Row 1 also reads NBD in 256 KiB requests, 16 in flight: the message size
+# iSCSI is held to (the initiator's MaxRecvDataSegmentLength), the same
+# bytes in flight; it tells what of the gap to NBD is the message size.
+# Everything runs in a network namespace of the script's own, with TCP's
+# congestion control BENCH_CC (default cubic; lib.sh's bench_netns).
 # Ratios are bootsrv / peer (> 1: bootsrv is faster). LIO (targetcli) is
 # compared too where its kernel modules load; on these VMs they do not.
 # Reads are also run against a second bootsrv with iscsi.read_workers: 0
@@ -16,6 +21,7 @@
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}; BLOCKLOAD=${BLOCKLOAD:?}
+bench_netns "$0" "$@"
 SECS=${1:-10}
 ROUNDS=${ROUNDS:-3}
 bench_workdir iscsi
@@ -112,11 +118,17 @@ I=iscsi://127.0.0.1:$P_ISCSI; I1=iscsi://127.0.0.1:$P_ISCSI1; T=iscsi://127.0.0.
 echo
 echo "== 1. sequential read, 1 MiB requests (4 in flight)"
 compare read $((1 << 20)) 4 iscsi=$I/$IQN:lab:version:1/0 tgt=$T nbd=$N/lab@1 single=$I1/$IQN:lab:version:1/0
+declare -A SEQ_BW=([iscsi]=${BW[iscsi]} [nbd]=${BW[nbd]}) SEQ_CPU=([iscsi]=${CPU[iscsi]} [nbd]=${CPU[nbd]})
 row "bootsrv iSCSI lab:version:1" "${BW[iscsi]}" "${IO[iscsi]}"; row "tgtd" "${BW[tgt]}" "${IO[tgt]}"; row "bootsrv NBD lab@1" "${BW[nbd]}" "${IO[nbd]}"
 row "bootsrv iSCSI, read_workers: 0" "${BW[single]}" "${IO[single]}"
 echo "ratio iSCSI/tgtd $(ratio "${BW[iscsi]}" "${BW[tgt]}"), iSCSI/own NBD $(ratio "${BW[iscsi]}" "${BW[nbd]}") (targets >= 1.0, >= 0.9)"
 echo "A/B: read_workers 0/own NBD $(ratio "${BW[single]}" "${BW[nbd]}"), workers/read_workers 0 $(ratio "${BW[iscsi]}" "${BW[single]}")"
 cpu_lines
+echo "-- NBD in iSCSI's message size: 256 KiB requests, 16 in flight (the same 4 MiB in flight)"
+compare read $((256 << 10)) 16 nbd256=$N/lab@1
+row "bootsrv NBD lab@1, 256 KiB requests" "${BW[nbd256]}" "${IO[nbd256]}"
+echo "iSCSI (1 MiB commands, 256 KiB PDUs) / NBD 256 KiB $(ratio "${SEQ_BW[iscsi]}" "${BW[nbd256]}"); NBD 256 KiB / NBD 1 MiB $(ratio "${BW[nbd256]}" "${SEQ_BW[nbd]}")"
+echo "server CPU per MiB: iSCSI ${SEQ_CPU[iscsi]} us, NBD 1 MiB ${SEQ_CPU[nbd]} us, NBD 256 KiB $(echo "${CPU[nbd256]} * 4" | bc -l | xargs printf '%.1f') us"
 
 echo
 echo "== 2. random 4 KiB reads, 16 in flight"
