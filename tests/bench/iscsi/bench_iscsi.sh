@@ -7,6 +7,8 @@
 #   2. random 4 KiB reads, 16 in flight
 #   3. random 4 KiB writes into a session, 16 in flight
 #   4. 100 iSCSI sessions at once: errors, p50/p99 latency; RSS per idle session
+#   5. row 1 again with a second initiator, QEMU's (qemu-img bench, its
+#      libiscsi and NBD block drivers): iSCSI against NBD only
 # Row 1 also reads NBD in 256 KiB requests, 16 in flight: the message size
 # iSCSI is held to (the initiator's MaxRecvDataSegmentLength), the same
 # bytes in flight; it tells what of the gap to NBD is the message size.
@@ -158,4 +160,29 @@ sleep 5
 during=$(rss)
 wait $holder || true
 echo "bootsrv RSS: ${before} KiB before, ${during} KiB with 100 sessions connected: $(( (during - before) / 100 )) KiB per session (target <= 1024)"
+echo
+echo "== 5. sequential 1 MiB reads, 4 in flight, with QEMU's initiator (qemu-img bench; 8 passes over the disk per turn)"
+# qemu_seq URL: MiB/s over 8 passes of the 1 GiB disk, and the server's CPU per MiB.
+qemu_seq() {
+  local before; before=$(cpu_ticks "$BOOT_PID")
+  local secs=0
+  for _ in $(seq 1 8); do
+    local t; t=$(qemu-img bench -f raw -c 1024 -d 4 -s 1M -S 1M "$1" 2>&1 | sed -n 's/^Run completed in \([0-9.]*\) seconds.*/\1/p')
+    [ -n "$t" ] || { echo "0 0"; return; }
+    secs=$(echo "$secs + $t" | bc -l)
+  done
+  local after; after=$(cpu_ticks "$BOOT_PID")
+  echo "$(echo "8192 / $secs" | bc -l | xargs printf '%.1f') $(echo "($after - $before) / $(getconf CLK_TCK) * 1000000 / 8192" | bc -l | xargs printf '%.1f')"
+}
+declare -A QBW QCPU
+qbws=(); qbwn=()
+for round in $(seq 1 "$ROUNDS"); do
+  read -r bi ci <<<"$(qemu_seq "$I/$IQN:lab:version:1/0")"
+  read -r bn cn <<<"$(qemu_seq "$N/lab@1")"
+  echo "  round $round: iscsi $bi MiB/s ($ci us CPU/MiB) nbd $bn MiB/s ($cn us CPU/MiB)"
+  qbws+=("$bi"); qbwn+=("$bn"); QCPU[iscsi]+="$ci "; QCPU[nbd]+="$cn "
+done
+QBW[iscsi]=$(median "${qbws[@]}"); QBW[nbd]=$(median "${qbwn[@]}")
+# shellcheck disable=SC2086
+echo "QEMU's initiator: iSCSI ${QBW[iscsi]} MiB/s, NBD ${QBW[nbd]} MiB/s, iSCSI/own NBD $(ratio "${QBW[iscsi]}" "${QBW[nbd]}") (target >= 0.9); server CPU per MiB iSCSI $(median ${QCPU[iscsi]}) us, NBD $(median ${QCPU[nbd]}) us"
 if grep -q "target_core" /proc/modules 2>/dev/null; then echo "LIO: modules loaded but not compared by this script"; else echo "LIO: kernel modules not available here (no /proc/modules or target_core_mod); not compared"; fi
