@@ -10,13 +10,17 @@
 # reads, the machine's "limit" (SENDFILE_LIMIT: a bare sendfile loop from
 # the page cache to a loopback socket), so figures from a faster or slower
 # machine can be told apart from a change in bootsrv.
-# Usage: IMGTOOL=… BOOTSRV=… [SENDFILE_LIMIT=…] [ROUNDS=3] [BOOTSRV_BASE=…] tests/bench/nbd/bench_nbd.sh [SECONDS]
+# Everything runs in a network namespace of the script's own, with TCP's
+# congestion control BENCH_CC (default cubic; BENCH_CC=host: the host's
+# loopback, as the figures before 2026-11-27 were taken; lib.sh).
+# Usage: IMGTOOL=… BOOTSRV=… [SENDFILE_LIMIT=…] [ROUNDS=3] [BOOTSRV_BASE=…] [BENCH_CC=…] tests/bench/nbd/bench_nbd.sh [SECONDS]
 # BOOTSRV_BASE: another build of bootsrv (e.g. before a change), served from
 # the same store and taking turns with BOOTSRV in steps 1, 2 and 4, so that
 # the two builds are compared within one stretch of the machine's speed.
 set -euo pipefail
 source "$(cd "$(dirname "$0")" && pwd)/../lib.sh"
 IMGTOOL=${IMGTOOL:?}; BOOTSRV=${BOOTSRV:?}
+bench_netns "$0" "$@"
 SECS=${1:-10}
 bench_workdir nbd
 "$IMGTOOL" init >/dev/null
