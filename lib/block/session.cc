@@ -40,6 +40,10 @@ int64_t to_ms(std::chrono::system_clock::time_point t) {
 
 std::string sessions_dir(const std::string& cache_dir) { return cache_dir + "/sessions"; }
 std::string ended_dir(const std::string& cache_dir) { return cache_dir + "/ended"; }
+// Where the tombstone of an ended named session is kept.
+std::string tombstone_path(const std::string& cache_dir, const std::string& name) {
+  return ended_dir(cache_dir) + "/" + escape_name(name);
+}
 
 void make_dir(const std::string& path) {
   if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
@@ -307,7 +311,7 @@ std::shared_ptr<Session> SessionManager::make(const std::string& name, const Pin
 void SessionManager::write_tombstone(const std::string& name, const std::string& reason) {
   tombstones_[name] = reason;
   if (!options_.persist) return;
-  std::string path = ended_dir(options_.cache_dir) + "/" + escape_name(name);
+  std::string path = tombstone_path(options_.cache_dir, name);
   try {
     std::string bytes = name + "\n" + reason + "\n";
     util::AtomicOutput out(path);
@@ -381,7 +385,7 @@ std::shared_ptr<Session> SessionManager::start(const std::string& name, const Pi
   const bool had_tombstone = tombstones_.erase(name) > 0;
   auto session = changing(lock, name, [&] {
     if (old) end(old, "");
-    if (had_tombstone && options_.persist) ::unlink((ended_dir(options_.cache_dir) + "/" + escape_name(name)).c_str());
+    if (had_tombstone && options_.persist) ::unlink(tombstone_path(options_.cache_dir, name).c_str());
     return make(name, pin, true);
   });
   session->last_detach_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(
