@@ -188,6 +188,14 @@ class Connection {
     uint32_t itt = 0;
     uint64_t lun_field = 0;
     uint32_t edtl = 0;
+    // The bytes the blocks asked for, and what of them the initiator gets.
+    uint64_t total() const { return uint64_t{io.count} * kBlockSize; }
+    uint32_t sending() const { return static_cast<uint32_t>(std::min<uint64_t>(total(), edtl)); }
+    // What is read from the disk to send the `n` bytes at `offset`: whole
+    // blocks (an initiator may take less than a block), within the command.
+    uint32_t piece_length(uint32_t offset, uint32_t n) const {
+      return static_cast<uint32_t>(std::min<uint64_t>((n + kBlockSize - 1) / kBlockSize * kBlockSize, total() - offset));
+    }
   };
   // What answering a READ needs besides the job: the reading thread's are
   // members, kept between commands; a worker's live for one job.
@@ -1026,8 +1034,8 @@ void residual_of(uint32_t wanted, uint32_t edtl, uint8_t& flags, uint32_t& resid
 // waits on the disk without holding up anyone else's replies.
 bool Connection::stream_read(const ReadJob& job, ReadScratch scratch) {
   const LogicalUnit::BlockIo& io = job.io;
-  const uint64_t total = uint64_t{io.count} * kBlockSize;
-  const auto sending = static_cast<uint32_t>(std::min<uint64_t>(total, job.edtl));
+  const uint64_t total = job.total();
+  const uint32_t sending = job.sending();
   uint8_t flags;
   uint32_t residual;
   residual_of(total > 0xffffffff ? 0xffffffff : static_cast<uint32_t>(total), job.edtl, flags, residual);
@@ -1040,8 +1048,7 @@ bool Connection::stream_read(const ReadJob& job, ReadScratch scratch) {
   uint32_t datasn = 0;
   for (uint32_t offset = 0; offset < sending && !broken_;) {
     const uint32_t n = std::min(kReadPiece, sending - offset);
-    // Whole blocks cover the piece (an initiator may take less than a block).
-    const auto length = static_cast<uint32_t>(std::min<uint64_t>((n + kBlockSize - 1) / kBlockSize * kBlockSize, total - offset));
+    const uint32_t length = job.piece_length(offset, n);
     const bool last = offset + n == sending;
     if (n >= kSendFileFrom && !data_digest_) {
       // Large, cached and mapped to version files: sent without a copy
@@ -1088,8 +1095,8 @@ bool Connection::hand_to_worker(ReadJob&& job) {
           ::shutdown(fd_, SHUT_RDWR);
         });
   }
-  const uint32_t sending = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{job.io.count} * kBlockSize, job.edtl));
-  return workers_->push(std::move(job), held_bytes(sending), [this] { return flush_output(); });
+  const uint64_t bytes = held_bytes(job.sending());
+  return workers_->push(std::move(job), bytes, [this] { return flush_output(); });
 }
 
 bool Connection::run_on_worker(ReadJob& job) {
@@ -1170,16 +1177,17 @@ bool Connection::scsi_command(Pdu& pdu) {
   const auto io = lu_->block_io(cdb);
   if (io && !io->write) {
     ReadJob job{*io, itt, pdu.lun(), reading ? edtl : 0};
-    // Large reads go to the workers, cached or not: while one worker's
-    // Data-In is on the socket the next read's data is being found on the
-    // other CPU, and this thread goes on reading commands (measured in
-    // docs/benchmarks.md; util/connection_workers.h). Smaller ones are
-    // answered here, into the batch many responses share one send in, when
-    // their data is in the page cache; one that must wait for the disk
-    // goes to a worker too, so it does not hold up the cached ones behind
-    // it (as NBD does: nbd/connection.cc answer_inline).
-    const uint64_t total = uint64_t{io->count} * kBlockSize;
-    const uint64_t sending = std::min<uint64_t>(total, job.edtl);
+    // Large reads go to the workers, cached or not, and this thread goes
+    // on reading commands (util/connection_workers.h): a large read that
+    // waits for the disk does not hold up the commands behind it. For
+    // cached data the hand-off makes no measurable difference
+    // (docs/benchmarks.md: 0.91-1.00x, with a client that reads into its
+    // own buffers). Smaller ones are answered here, into the batch many
+    // responses share one send in, when their data is in the page cache;
+    // one that must wait for the disk goes to a worker too, so it does not
+    // hold up the cached ones behind it (as NBD does: nbd/connection.cc
+    // answer_inline).
+    const uint32_t sending = job.sending();
     const bool workers = options_.read_workers > 0;
     if (sending >= kToWorkersFrom && workers) {
       if (!hand_to_worker(std::move(job))) stop_reason_ = "initiator went away mid-response";
@@ -1187,8 +1195,8 @@ bool Connection::scsi_command(Pdu& pdu) {
     }
     bool have_first = false;
     if (sending > 0 && workers) {
-      // The piece stream_read would read: whole blocks covering `sending`.
-      const auto length = static_cast<uint32_t>(std::min(total, (sending + kBlockSize - 1) / kBlockSize * kBlockSize));
+      // The first piece stream_read would read (sending < kReadPiece here).
+      const uint32_t length = job.piece_length(0, sending);
       if (lu_->device().try_read(io->lba * kBlockSize, length, data_in_.prepare(length)) != 0) {
         // Not cached (or failing: the worker's read reports the error).
         if (!hand_to_worker(std::move(job))) stop_reason_ = "initiator went away mid-response";
