@@ -174,15 +174,13 @@ qemu_seq() {
   local after; after=$(cpu_ticks "$BOOT_PID")
   echo "$(echo "8192 / $secs" | bc -l | xargs printf '%.1f') $(echo "($after - $before) / $(getconf CLK_TCK) * 1000000 / 8192" | bc -l | xargs printf '%.1f')"
 }
-declare -A QBW QCPU
-qbws=(); qbwn=()
+q_bw_iscsi=(); q_bw_nbd=(); q_cpu_iscsi=(); q_cpu_nbd=()
 for round in $(seq 1 "$ROUNDS"); do
   read -r bi ci <<<"$(qemu_seq "$I/$IQN:lab:version:1/0")"
   read -r bn cn <<<"$(qemu_seq "$N/lab@1")"
   echo "  round $round: iscsi $bi MiB/s ($ci us CPU/MiB) nbd $bn MiB/s ($cn us CPU/MiB)"
-  qbws+=("$bi"); qbwn+=("$bn"); QCPU[iscsi]+="$ci "; QCPU[nbd]+="$cn "
+  q_bw_iscsi+=("$bi"); q_bw_nbd+=("$bn"); q_cpu_iscsi+=("$ci"); q_cpu_nbd+=("$cn")
 done
-QBW[iscsi]=$(median "${qbws[@]}"); QBW[nbd]=$(median "${qbwn[@]}")
-# shellcheck disable=SC2086
-echo "QEMU's initiator: iSCSI ${QBW[iscsi]} MiB/s, NBD ${QBW[nbd]} MiB/s, iSCSI/own NBD $(ratio "${QBW[iscsi]}" "${QBW[nbd]}") (target >= 0.9); server CPU per MiB iSCSI $(median ${QCPU[iscsi]}) us, NBD $(median ${QCPU[nbd]}) us"
+qi=$(median "${q_bw_iscsi[@]}"); qn=$(median "${q_bw_nbd[@]}")
+echo "QEMU's initiator: iSCSI $qi MiB/s, NBD $qn MiB/s, iSCSI/own NBD $(ratio "$qi" "$qn") (target >= 0.9); server CPU per MiB iSCSI $(median "${q_cpu_iscsi[@]}") us, NBD $(median "${q_cpu_nbd[@]}") us"
 if grep -q "target_core" /proc/modules 2>/dev/null; then echo "LIO: modules loaded but not compared by this script"; else echo "LIO: kernel modules not available here (no /proc/modules or target_core_mod); not compared"; fi
