@@ -191,6 +191,10 @@ std::vector<SectorRun> VhdFile::present_runs(uint32_t block) const {
   uint64_t block_start = uint64_t{block} * header_.block_size;
   auto sectors = static_cast<uint32_t>(
       std::min<uint64_t>(header_.block_size, footer_.current_size - block_start) / kSectorSize);
+  // A damaged footer (inspect() goes on past it) may give a size that ends
+  // a few bytes into the last block: that block then holds no whole sector,
+  // and an empty run would make callers loop on nothing.
+  if (sectors == 0) return runs;
   if (type() == DiskType::kDynamic) {
     runs.push_back({0, sectors});
     return runs;

@@ -266,3 +266,32 @@ TEST_CASE("the reader names what is wrong with a damaged file", "[vhd]") {
   restore();
   CHECK_NOTHROW(VhdFile::open(path));
 }
+
+// Found by fuzz_vhd: inspect() goes on past a size that is not a whole number
+// of sectors, and the last block then held an empty run {0, 0}.
+TEST_CASE("a block that holds no whole sector has no present runs", "[vhd]") {
+  TempDir dir;
+  std::string path = dir.file("odd.vhd");
+  WriterOptions wo;
+  wo.size = 4u << 20;
+  {
+    Writer w(path, wo);
+    w.write_block(1, pattern(2u << 20, 7));
+    w.finish();
+  }
+  uint64_t file_size = fs::file_size(path);
+  auto fd = util::open_file(path, O_RDWR);
+  uint8_t raw[kFooterSize];
+  util::pread_full(fd.get(), raw, kFooterSize, file_size - kFooterSize, path);
+  Footer footer = parse_footer(raw);
+  footer.current_size = (2u << 20) + 100;  // block 1 starts 100 bytes before the end
+  auto bytes = serialize_footer(footer);
+  util::pwrite_full(fd.get(), bytes.data(), bytes.size(), 0, path);
+  util::pwrite_full(fd.get(), bytes.data(), bytes.size(), file_size - kFooterSize, path);
+
+  auto inspection = VhdFile::inspect(path);
+  REQUIRE(inspection.file);
+  CHECK_THAT(inspection.problems.front(), Catch::Contains("current size"));
+  CHECK(inspection.file->present_runs(1).empty());
+  CHECK_THROWS_WITH(VhdFile::open(path), Catch::Contains("current size"));
+}
