@@ -280,7 +280,7 @@ store::ImageInfo Api::image_info(const std::string& image) {
   check_image_name(image);
   try {
     return exports_.with_store([&](store::Store& s) { return s.image(image); });
-  } catch (const util::Error& e) {
+  } catch (const store::NotFound& e) {
     throw ApiError(404, e.what());
   }
 }
@@ -303,7 +303,7 @@ ApiAnswer Api::version(ApiCall& c) {
   store::VersionInfo v;
   try {
     v = exports_.with_store([&](store::Store& s) { return s.version({image, n, false}); });
-  } catch (const util::Error& e) {
+  } catch (const store::NotFound& e) {
     throw ApiError(404, e.what());
   }
   return {200, version_json(v, info.active)};

@@ -40,14 +40,6 @@ std::optional<std::string> json_name(const json& body, const char* name, void (*
 }
 constexpr const char* kNameRule = "a name (1-64 letters, digits, '.', '_', '-', from a letter or digit)";
 
-// A store refusal: 404 when it says something does not exist, else 409.
-ApiError refusal(const util::Error& e) {
-  std::string m = e.what();
-  bool missing = m.find("no image '") != std::string::npos || m.find("no group '") != std::string::npos ||
-                 m.find("no client '") != std::string::npos || m.find("no channel '") != std::string::npos ||
-                 m.find("no schedule #") != std::string::npos || m.find("no such version") != std::string::npos;
-  return ApiError(missing ? 404 : 409, m);
-}
 
 void check_name(const std::string& name, void (*validate)(const std::string&)) {
   try {
@@ -67,15 +59,18 @@ std::string change_text(const std::string& image, const std::string& channel, co
 
 namespace {
 
-// Runs `fn` on the shared store connection; a store refusal becomes 404 or 409.
+// Runs `fn` on the shared store connection: a thing the store does not
+// have becomes 404, another refusal 409.
 template <class Fn>
 auto guarded(ApiCall& c, Fn&& fn) {
   try {
     return c.exports.with_store(fn);
   } catch (const ApiError&) {
     throw;
+  } catch (const store::NotFound& e) {
+    throw ApiError(404, e.what());
   } catch (const util::Error& e) {
-    throw refusal(e);
+    throw ApiError(409, e.what());
   }
 }
 

@@ -23,9 +23,13 @@ json session_json(serve::StoreExports& exports, const store::MaintenanceInfo& m)
 const std::string& known_image(ApiCall& c) {
   const std::string& image = c.value(0);
   try {
-    store::validate_image_name(image);
-    c.exports.with_store([&](store::Store& s) { return s.image(image); });
+    store::validate_image_name(image);  // a name no image can have: not there either
   } catch (const util::Error& e) {
+    throw ApiError(404, e.what());
+  }
+  try {
+    c.exports.with_store([&](store::Store& s) { return s.image(image); });
+  } catch (const store::NotFound& e) {
     throw ApiError(404, e.what());
   }
   return image;
@@ -35,7 +39,7 @@ const std::string& known_image(ApiCall& c) {
 store::MaintenanceInfo session_of(ApiCall& c, const std::string& image) {
   try {
     return c.exports.with_store([&](store::Store& s) { return s.maintenance(image); });
-  } catch (const util::Error& e) {
+  } catch (const store::NotFound& e) {
     throw ApiError(404, e.what());
   }
 }
@@ -115,11 +119,10 @@ ApiAnswer maintenance_start(ApiCall& c) {
   store::MaintenanceInfo m;
   try {
     m = c.exports.with_store([&](store::Store& s) { return s.start_maintenance(image, client, from, "api:" + c.who); });
+  } catch (const store::NotFound& e) {
+    throw ApiError(404, e.what());  // the client or the version
   } catch (const util::Error& e) {
-    std::string text = e.what();
-    // Something named that does not exist is 404; a session already there is a conflict.
-    bool missing = text.find("no client") != std::string::npos || text.find("no such version") != std::string::npos;
-    throw ApiError(missing ? 404 : 409, text);
+    throw ApiError(409, e.what());  // e.g. a session already there
   }
   util::log_line("api " + c.who + ": started a maintenance session of " + m.client + " on " + image + "@" +
                  std::to_string(m.base));

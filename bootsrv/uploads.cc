@@ -524,7 +524,7 @@ Uploads::Committed Uploads::commit(const std::string& id, const std::string& by)
   if (d.parent) {
     try {
       parent = exports_.with_store([&](store::Store& s) { return s.version({d.image, d.parent, false}); });
-    } catch (const util::Error& e) {
+    } catch (const store::NotFound& e) {
       remove(u);
       throw ApiError(409, "server lacks " + d.image + "@" + std::to_string(*d.parent) + " now (" + e.what() +
                               "); push it first");

@@ -220,7 +220,7 @@ http::Response BootHttp::artifact(const std::string& version_text, const std::st
       if (std::find(names.begin(), names.end(), name) == names.end()) return std::nullopt;
       return s.artifact_path(v, name);
     });
-  } catch (const Error&) {
+  } catch (const store::NotFound&) {
     return http::Response::text(404, "no such version");
   }
   if (!path) return http::Response::text(404, "no such artifact");

@@ -178,7 +178,7 @@ void Store::check_channel(int64_t image_id, const std::string& image, const std:
   validate_channel_name(channel);
   auto names = channel_names(image_id);
   if (create || std::find(names.begin(), names.end(), channel) != names.end()) return;
-  throw Error(image + ": no channel '" + channel + "'; channels: " + join(names) +
+  throw NotFound(image + ": no channel '" + channel + "'; channels: " + join(names) +
               " (publish with --channel " + channel + " --new-channel to make it)");
 }
 
@@ -321,7 +321,7 @@ GroupInfo Store::group(const std::string& name) {
   }
   std::vector<std::string> names;
   for (const auto& g : groups()) names.push_back(g.name);
-  throw Error("no group '" + name + "'" +
+  throw NotFound("no group '" + name + "'" +
               (names.empty() ? std::string("; there is no group yet ('imgtool client group add NAME --image IMAGE')")
                              : "; groups: " + join(names)));
 }
@@ -513,7 +513,7 @@ Schedule Store::cancel_schedule(int64_t id, const std::string& by) {
   if (!st.step()) {
     std::vector<std::string> pending;
     for (const auto& s : schedules(std::nullopt, false)) pending.push_back("#" + std::to_string(s.id));
-    throw Error("no schedule #" + std::to_string(id) +
+    throw NotFound("no schedule #" + std::to_string(id) +
                 (pending.empty() ? std::string("; nothing is scheduled") : "; pending: " + join(pending)));
   }
   Schedule s = read_schedule(st);

@@ -172,7 +172,7 @@ ClientInfo Store::client(const std::string& key) {
     }
     known += (known.empty() ? "" : ", ") + c.name + " (" + c.mac + ")";
   }
-  throw Error("no client '" + key + "' (by MAC or name)" +
+  throw NotFound("no client '" + key + "' (by MAC or name)" +
               (all.empty() ? std::string("; no client is registered yet ('imgtool client add')")
                            : "; clients: " + known));
 }

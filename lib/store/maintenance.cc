@@ -88,7 +88,7 @@ MaintenanceInfo Store::maintenance(const std::string& image_name) {
   if (auto m = find_maintenance(image_name)) return *m;
   std::string list;
   for (const auto& m : maintenance_sessions()) list += (list.empty() ? "" : ", ") + m.image + " (" + m.client + ")";
-  throw Error(image_name + " has no maintenance session (" +
+  throw NotFound(image_name + " has no maintenance session (" +
               (list.empty() ? std::string("no image has one") : "maintenance sessions: " + list) +
               "); start one with 'imgtool maintenance start " + image_name + " --client NAME'");
 }

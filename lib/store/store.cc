@@ -439,7 +439,7 @@ ImageInfo Store::image(const std::string& name) {
     if (i.name == name) return i;
   std::string known;
   for (const auto& i : all) known += (known.empty() ? "" : ", ") + i.name;
-  throw Error("no image '" + name + "' in " + dir_ + (known.empty() ? " (the store is empty)" : "; images: " + known));
+  throw NotFound("no image '" + name + "' in " + dir_ + (known.empty() ? " (the store is empty)" : "; images: " + known));
 }
 
 std::vector<VersionInfo> Store::versions(const std::string& name) {
@@ -468,7 +468,7 @@ VersionInfo Store::version(const VersionRef& ref) {
     if (v.number == *number) return v;
   std::string known;
   for (const auto& v : all) known += (known.empty() ? "" : ", ") + std::to_string(v.number);
-  throw Error(ref.image + "@" + std::to_string(*number) + ": no such version" +
+  throw NotFound(ref.image + "@" + std::to_string(*number) + ": no such version" +
               (known.empty() ? std::string(" (the image has none)") : "; versions: " + known));
 }
 
@@ -505,7 +505,7 @@ int64_t Store::image_id(const std::string& name, bool create, int64_t now) {
   auto st = db_->prepare("SELECT id FROM images WHERE name = ?");
   st.bind(1, name);
   if (st.step()) return st.int64(0);
-  if (!create) throw Error("no image '" + name + "'");
+  if (!create) throw NotFound("no image '" + name + "'");
   auto ins = db_->prepare("INSERT INTO images (name, created_at) VALUES (?, ?)");
   ins.bind(1, name).bind(2, now).run();
   return db_->last_insert_rowid();

@@ -170,6 +170,16 @@ struct ImportOptions {
   std::optional<std::string> ends_maintenance;
 };
 
+// Thrown when a thing named does not exist in the catalog: an image, a
+// version, a channel, a group, a client, a schedule, a maintenance session.
+// The message names it and lists those that do exist. The control API
+// answers it 404; any other refusal of the store is a plain util::Error
+// (409 there), and a failure of the catalog itself is neither.
+class NotFound : public util::Error {
+ public:
+  using util::Error::Error;
+};
+
 // Thrown by import_disk when `expect_number` is not the next number: the
 // image's latest version (if any) is `latest`.
 class VersionNumberTaken : public util::Error {

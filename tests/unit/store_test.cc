@@ -381,6 +381,28 @@ TEST_CASE("unknown images and versions: the error lists what exists", "[store]")
   CHECK_THROWS_WITH(t.store->version({"lab", std::nullopt, true}), Catch::Contains("has no active version"));
 }
 
+// The control API answers NotFound 404 and any other refusal 409: the type,
+// not the words, tells them apart.
+TEST_CASE("a thing the catalog does not have is NotFound; other refusals are not", "[store]") {
+  TempStore t;
+  t.import("lab", 1);
+  CHECK_THROWS_AS(t.store->image("nope"), NotFound);
+  CHECK_THROWS_AS(t.store->version({"lab", 7, false}), NotFound);
+  CHECK_THROWS_AS(t.store->channel("lab", "beta"), NotFound);
+  CHECK_THROWS_AS(t.store->group("room9"), NotFound);
+  CHECK_THROWS_AS(t.store->client("52:54:00:00:00:99"), NotFound);
+  CHECK_THROWS_AS(t.store->cancel_schedule(42, "test"), NotFound);
+  CHECK_THROWS_AS(t.store->maintenance("lab"), NotFound);
+  // Refusals of a present thing in its present state are plain errors.
+  try {
+    t.store->version({"lab", std::nullopt, true});
+    FAIL("an image with nothing published has no active version");
+  } catch (const NotFound&) {
+    FAIL("no active version is a state, not a missing thing");
+  } catch (const util::Error&) {
+  }
+}
+
 TEST_CASE("publish and rollback: a stack of what was active", "[store]") {
   TempStore t;
   for (uint8_t m = 1; m <= 3; ++m) CHECK(t.import("lab", m).version.number == m);
