@@ -25,8 +25,7 @@ void check_bitmaps(const VhdFile& f, std::vector<std::string>& problems) {
   for (uint32_t b = 0; b < f.block_count(); ++b) {
     std::vector<uint8_t> bitmap = f.read_bitmap(b);
     if (bitmap.empty()) continue;
-    uint64_t start = uint64_t{b} * f.block_size();
-    auto sectors = static_cast<uint32_t>(std::min<uint64_t>(f.block_size(), f.size() - start) / kSectorSize);
+    const uint32_t sectors = f.block_length(b) / kSectorSize;
     for (uint32_t s = 0; s < bitmap.size() * 8; ++s) {
       bool set = (bitmap[s >> 3] & (0x80 >> (s & 7))) != 0;
       if (set && s >= sectors) {

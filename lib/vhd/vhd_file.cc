@@ -146,9 +146,7 @@ bool VhdFile::load(bool strict) {
   for (uint32_t i = 0; i < bat_.size(); ++i) {
     if (bat_[i] == kBatUnused) continue;
     uint64_t start = uint64_t{bat_[i]} * kSectorSize;
-    uint64_t data_len = std::min<uint64_t>(header_.block_size,
-                                           footer_.current_size - uint64_t{i} * header_.block_size);
-    uint64_t end = start + bitmap_size() + data_len;
+    uint64_t end = start + bitmap_size() + block_length(i);
     if (start < meta_end) {
       problem(strict, "BAT entry " + std::to_string(i) + " points at offset " +
                           std::to_string(start) + ", inside the header and BAT (which end at " +
@@ -183,14 +181,17 @@ std::optional<uint64_t> VhdFile::block_data_offset(uint32_t block) const {
   return uint64_t{bat_[block]} * kSectorSize + bitmap_size();
 }
 
+uint32_t VhdFile::block_length(uint32_t block) const {
+  return static_cast<uint32_t>(
+      std::min<uint64_t>(header_.block_size, footer_.current_size - uint64_t{block} * header_.block_size));
+}
+
 std::vector<SectorRun> VhdFile::present_runs(uint32_t block) const {
   std::vector<SectorRun> runs;
   if (type() == DiskType::kFixed) return runs;
   auto data = block_data_offset(block);
   if (!data) return runs;
-  uint64_t block_start = uint64_t{block} * header_.block_size;
-  auto sectors = static_cast<uint32_t>(
-      std::min<uint64_t>(header_.block_size, footer_.current_size - block_start) / kSectorSize);
+  const uint32_t sectors = block_length(block) / kSectorSize;
   // A damaged footer (inspect() goes on past it) may give a size that ends
   // a few bytes into the last block: that block then holds no whole sector,
   // and an empty run would make callers loop on nothing.
@@ -238,7 +239,7 @@ uint64_t VhdFile::allocated_bytes() const {
   uint64_t n = 0;
   for (uint32_t i = 0; i < bat_.size(); ++i) {
     if (bat_[i] == kBatUnused) continue;
-    n += std::min<uint64_t>(header_.block_size, footer_.current_size - uint64_t{i} * header_.block_size);
+    n += block_length(i);
   }
   return n;
 }

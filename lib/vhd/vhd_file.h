@@ -53,6 +53,9 @@ class VhdFile {
   uint32_t block_count() const { return static_cast<uint32_t>(bat_.size()); }
   uint32_t bitmap_size() const { return bitmap_bytes(header_.block_size); }
   const std::vector<uint32_t>& bat() const { return bat_; }
+  // Bytes of the virtual disk a block covers: the block size, less for the
+  // last block when the disk ends inside it (as Writer::block_length).
+  uint32_t block_length(uint32_t block) const;
 
   // File offset where the data of a block starts (after its sector bitmap),
   // or nullopt when the block is not allocated.
