@@ -40,7 +40,6 @@ std::optional<std::string> json_name(const json& body, const char* name, void (*
 }
 constexpr const char* kNameRule = "a name (1-64 letters, digits, '.', '_', '-', from a letter or digit)";
 
-
 void check_name(const std::string& name, void (*validate)(const std::string&)) {
   try {
     validate(name);

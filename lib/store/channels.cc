@@ -179,7 +179,7 @@ void Store::check_channel(int64_t image_id, const std::string& image, const std:
   auto names = channel_names(image_id);
   if (create || std::find(names.begin(), names.end(), channel) != names.end()) return;
   throw NotFound(image + ": no channel '" + channel + "'; channels: " + join(names) +
-              " (publish with --channel " + channel + " --new-channel to make it)");
+                 " (publish with --channel " + channel + " --new-channel to make it)");
 }
 
 std::vector<ChannelInfo> Store::channels(const std::string& name) {
@@ -322,8 +322,8 @@ GroupInfo Store::group(const std::string& name) {
   std::vector<std::string> names;
   for (const auto& g : groups()) names.push_back(g.name);
   throw NotFound("no group '" + name + "'" +
-              (names.empty() ? std::string("; there is no group yet ('imgtool client group add NAME --image IMAGE')")
-                             : "; groups: " + join(names)));
+                 (names.empty() ? std::string("; there is no group yet ('imgtool client group add NAME --image IMAGE')")
+                                : "; groups: " + join(names)));
 }
 
 GroupInfo Store::add_group(const std::string& name, const std::string& image_name, const std::string& channel_name,
@@ -514,7 +514,7 @@ Schedule Store::cancel_schedule(int64_t id, const std::string& by) {
     std::vector<std::string> pending;
     for (const auto& s : schedules(std::nullopt, false)) pending.push_back("#" + std::to_string(s.id));
     throw NotFound("no schedule #" + std::to_string(id) +
-                (pending.empty() ? std::string("; nothing is scheduled") : "; pending: " + join(pending)));
+                   (pending.empty() ? std::string("; nothing is scheduled") : "; pending: " + join(pending)));
   }
   Schedule s = read_schedule(st);
   if (s.state != "pending") {

@@ -173,8 +173,8 @@ ClientInfo Store::client(const std::string& key) {
     known += (known.empty() ? "" : ", ") + c.name + " (" + c.mac + ")";
   }
   throw NotFound("no client '" + key + "' (by MAC or name)" +
-              (all.empty() ? std::string("; no client is registered yet ('imgtool client add')")
-                           : "; clients: " + known));
+                 (all.empty() ? std::string("; no client is registered yet ('imgtool client add')")
+                              : "; clients: " + known));
 }
 
 ClientInfo Store::set_client(const std::string& key, const ClientChange& change) {

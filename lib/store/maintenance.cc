@@ -89,8 +89,8 @@ MaintenanceInfo Store::maintenance(const std::string& image_name) {
   std::string list;
   for (const auto& m : maintenance_sessions()) list += (list.empty() ? "" : ", ") + m.image + " (" + m.client + ")";
   throw NotFound(image_name + " has no maintenance session (" +
-              (list.empty() ? std::string("no image has one") : "maintenance sessions: " + list) +
-              "); start one with 'imgtool maintenance start " + image_name + " --client NAME'");
+                 (list.empty() ? std::string("no image has one") : "maintenance sessions: " + list) +
+                 "); start one with 'imgtool maintenance start " + image_name + " --client NAME'");
 }
 
 bool Store::end_maintenance(const std::string& image_name, const std::string& token) {

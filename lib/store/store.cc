@@ -469,7 +469,7 @@ VersionInfo Store::version(const VersionRef& ref) {
   std::string known;
   for (const auto& v : all) known += (known.empty() ? "" : ", ") + std::to_string(v.number);
   throw NotFound(ref.image + "@" + std::to_string(*number) + ": no such version" +
-              (known.empty() ? std::string(" (the image has none)") : "; versions: " + known));
+                 (known.empty() ? std::string(" (the image has none)") : "; versions: " + known));
 }
 
 std::vector<int64_t> Store::rollback_stack(int64_t image_id) { return channel_stack(image_id, kProductionChannel); }
