@@ -101,7 +101,10 @@ pass "dynamic VHDs with 512 KiB and 4 MiB blocks: qemu-img and libvhdi read the 
 
 # A difference is found by everyone (so the identical verdicts above mean something).
 cp src.raw changed.raw
-printf 'X' | dd of=changed.raw bs=1 seek=54321 conv=notrunc status=none
+# The byte is inverted, so it always differs (src.raw is random there: a
+# fixed byte written over it would match one time in 256).
+$PY -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(54321); b = f.read(1)[0]; f.seek(54321); f.write(bytes([b ^ 0xFF]))' changed.raw
+cmp -s src.raw changed.raw && fail "changed.raw is not changed"
 qemu_compare 1 -f vpc -F raw ours-dynamic.vhd changed.raw
 expect_exit 1 "$IMGTOOL" compare ours-fixed.vhd changed.raw --json
 assert_eq "$(json 'j["first_difference"]' <<<"$OUT")" 54321 "first difference"
